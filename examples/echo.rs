@@ -1,0 +1,110 @@
+//! The seed's demo: four workers campaign for `demo-student.echo`, which has
+//! two tickets. Owners print `Hello World, pid: <pid>` every 2 seconds.
+//! After a few seconds the demo SIGKILLs one owner, and a waiting worker
+//! takes over at once; at the end every worker is stopped with SIGTERM and
+//! resigns cleanly.
+//!
+//! ```text
+//! cargo run --example echo
+//! ```
+//!
+//! While it runs, `elect status demo-student.echo` in another terminal shows
+//! who holds the tickets.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use elect::{Election, Ending};
+
+const RESOURCE: &str = "demo-student.echo";
+const TICKETS: u32 = 2;
+const WORKERS: usize = 4;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().nth(1).as_deref() == Some("worker") {
+        return worker();
+    }
+    let me = std::env::current_exe()?;
+    println!("demo: starting {WORKERS} workers for {RESOURCE:?} with {TICKETS} tickets");
+    let mut workers: Vec<Child> = (0..WORKERS)
+        .map(|_| Command::new(&me).arg("worker").spawn())
+        .collect::<Result<_, _>>()?;
+
+    std::thread::sleep(Duration::from_secs(5));
+    let election = Election::builder(RESOURCE).tickets(TICKETS).build()?;
+    let owner = election
+        .status()?
+        .slots
+        .iter()
+        .filter(|s| s.held)
+        .find_map(|s| s.holder.as_ref().map(|h| h.pid));
+    if let Some(pid) = owner {
+        println!("demo: SIGKILL owner {pid}");
+        let killed_at = Instant::now();
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        // Watch the slot change hands.
+        let mut watcher = election.watch()?;
+        while killed_at.elapsed() < Duration::from_secs(2) {
+            match watcher.next_event_timeout(Duration::from_millis(200))? {
+                Some(ev) if ev.kind == elect::EventKind::Acquired => {
+                    println!(
+                        "demo: pid {} took slot {} {:.1} ms after the kill",
+                        ev.pid,
+                        ev.slot,
+                        killed_at.elapsed().as_secs_f64() * 1000.0
+                    );
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    std::thread::sleep(Duration::from_secs(5));
+    println!("demo: stopping every worker with SIGTERM");
+    for w in &workers {
+        // SAFETY: plain syscall.
+        unsafe { libc::kill(w.id() as libc::pid_t, libc::SIGTERM) };
+    }
+    for w in &mut workers {
+        w.wait()?;
+    }
+    println!("demo: done");
+    Ok(())
+}
+
+/// One worker: campaign until SIGTERM, printing while owner.
+fn worker() -> Result<(), Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let pid = std::process::id();
+        let election = Election::builder(RESOURCE)
+            .tickets(TICKETS)
+            .label(format!("echo worker {pid}"))
+            .build()?;
+        let campaign = election.campaign().run(
+            move |ticket| async move {
+                println!(
+                    "pid {pid}: owner of slot {} (token {})",
+                    ticket.slot(),
+                    ticket.token()
+                );
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tick.tick().await;
+                    println!("Hello World, pid: {pid}");
+                }
+            },
+            move |ending: Ending| async move {
+                println!("pid {pid}: cleanup ({ending:?})");
+            },
+        );
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        term.recv().await;
+        campaign.resign().await?;
+        Ok(())
+    })
+}

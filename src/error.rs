@@ -1,0 +1,156 @@
+//! The library's one error type.
+//!
+//! Every variant names the value or path at fault and, where there is one,
+//! what to do about it, so that the command line can print it as it is.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in elect.
+///
+/// The messages are written for a person: each one names the bad value or
+/// path and says what to do about it.
+///
+/// ```
+/// let err = elect::Election::new("../etc").unwrap_err();
+/// assert!(matches!(err, elect::Error::InvalidName { .. }));
+/// assert!(err.to_string().contains("../etc"));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The resource name does not match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
+    #[error(
+        "invalid resource name {name:?}: {reason}; use 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+    )]
+    InvalidName {
+        /// The name as given (lossily shown).
+        name: String,
+        /// What exactly is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The number of tickets is outside 1..=4096.
+    #[error("invalid number of tickets {tickets}: it must be from 1 to {max}")]
+    InvalidTickets {
+        /// The number asked for.
+        tickets: u64,
+        /// The largest number allowed.
+        max: u32,
+    },
+
+    /// A duration could not be parsed.
+    #[error(
+        "invalid duration {input:?}: {reason}; write e.g. 250ms, 3s, 2m, 1h or a bare number of seconds"
+    )]
+    InvalidDuration {
+        /// The text as given.
+        input: String,
+        /// What exactly is wrong with it.
+        reason: &'static str,
+    },
+
+    /// No run directory could be chosen (no `$HOME`-like fallback applies).
+    #[error("cannot choose a run directory: {0}; pass --dir or set ELECT_DIR")]
+    NoRunDir(&'static str),
+
+    /// A directory or file that elect uses is not safe to use.
+    #[error("refusing {path}: {reason}")]
+    Unsafe {
+        /// The path refused.
+        path: PathBuf,
+        /// Why it is refused, and what to do.
+        reason: String,
+    },
+
+    /// Live participants use another number of tickets for this resource.
+    #[error(
+        "resource {name:?} is in use with {agreed} ticket(s), but {asked} were asked for; use --tickets {agreed}, or wait until every participant with {agreed} has exited"
+    )]
+    TicketMismatch {
+        /// The resource.
+        name: String,
+        /// The number this participant asked for.
+        asked: u32,
+        /// The number the live participants agreed on.
+        agreed: u32,
+    },
+
+    /// The token file holds something other than a token.
+    #[error(
+        "the fencing-token file {path} is damaged (it holds {content:?}); elect will not reset it, because tokens must never go back; write into it a number larger than any token ever issued (e.g. `date +%s%6N`), or remove it if nothing relies on the tokens"
+    )]
+    TokenDamaged {
+        /// The token file.
+        path: PathBuf,
+        /// What it holds (at most its first 64 bytes).
+        content: String,
+    },
+
+    /// The token counter would overflow.
+    #[error("the fencing-token file {path} is exhausted: the next token would overflow u64")]
+    TokenExhausted {
+        /// The token file.
+        path: PathBuf,
+    },
+
+    /// An operating-system call failed on a path.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What elect was doing.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A wait was cancelled before a ticket was obtained.
+    #[error("the wait for a ticket was cancelled")]
+    Cancelled,
+
+    /// The resource lives in a store other than this host's run directory and
+    /// that store failed.
+    #[error("{0}")]
+    Store(String),
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] for `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Unsafe`] for `path`.
+    pub(crate) fn unsafe_path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Unsafe {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when the error is the caller's input (name, tickets, duration),
+    /// as opposed to a failure of the system; the command line maps these to
+    /// exit status 2.
+    ///
+    /// ```
+    /// let err = elect::Election::builder("x").tickets(0).build().unwrap_err();
+    /// assert!(err.is_usage());
+    /// ```
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidName { .. }
+                | Error::InvalidTickets { .. }
+                | Error::InvalidDuration { .. }
+        )
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

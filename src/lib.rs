@@ -1,0 +1,77 @@
+//! # elect: election on one host
+//!
+//! Several processes compete for a named resource; at most N of them (its
+//! *tickets*) own it at once; when an owner exits or crashes, a waiting
+//! process takes over at once. Each ticket is an advisory `flock(2)` on a
+//! slot file in a run directory, so the kernel frees a slot the instant its
+//! holder dies: no leases, no heartbeats, no stale locks.
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! use elect::Election;
+//!
+//! let election = Election::builder("nightly-report").tickets(1).dir(dir.path()).build()?;
+//! if let Some(ticket) = election.try_obtain()? {
+//!     // Only one process on this host gets here at a time.
+//!     println!("slot {} with fencing token {}", ticket.slot(), ticket.token());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! * [`Election`]: one resource; [`try_obtain`](Election::try_obtain),
+//!   [`obtain`](Election::obtain), [`obtain_timeout`](Election::obtain_timeout)
+//!   and, with the `tokio` feature, `obtain_async`.
+//! * [`Ticket`]: the guard; tells its slot and token, releases on drop.
+//! * [`Election::campaign`]: competes in the background, runs your code on winning
+//!   and your cleanup when ownership ends.
+//! * [`status`] and [`Watcher`]: who holds what, from the kernel's truth.
+//!
+//! The interface (names, run directory, command line, exit codes,
+//! environment, JSON) is fixed by the project's contract; the README says
+//! how each part works and why.
+
+#![deny(missing_docs, unreachable_pub)]
+#![warn(rust_2018_idioms)]
+
+#[cfg(not(unix))]
+compile_error!("elect needs a Unix system: it is built on flock(2)");
+
+mod campaign;
+mod duration;
+mod election;
+mod error;
+mod interrupt;
+mod name;
+mod record;
+mod rundir;
+mod status;
+mod store;
+mod sys;
+mod ticket;
+mod time;
+mod watch;
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+
+pub use campaign::{BlockingCampaign, CampaignBuilder, Ending};
+pub use duration::{MAX_DURATION, parse_duration};
+pub use election::{Election, ElectionBuilder, MAX_TICKETS};
+pub use error::{Error, Result};
+pub use name::{MAX_NAME_LEN, validate_name};
+pub use record::{HolderRecord, MAX_LABEL};
+pub use rundir::{ENV_DIR, run_dir};
+pub use status::{ResourceStatus, SlotStatus, Status, status};
+pub use ticket::Ticket;
+pub use time::rfc3339;
+pub use watch::{Event, EventKind, Watcher};
+
+#[cfg(feature = "tokio")]
+pub use campaign::Campaign;
+
+/// Parsers of outside data, exposed for the fuzz targets. Not part of the
+/// stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::store::token::parse_token_file;
+}

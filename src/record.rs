@@ -1,0 +1,116 @@
+//! The holder record: what a holder writes into its slot file so that others
+//! can see who holds the slot.
+//!
+//! The record is for display only. Whether a slot is held is always the
+//! kernel's answer, never the record's: a record can be stale (its writer
+//! released or was killed), torn (read while being rewritten) or garbage
+//! (anyone who can write the file can write anything), and every reader
+//! copes with all three.
+
+use serde::{Deserialize, Serialize};
+
+/// The most of a slot file a reader looks at; anything longer is not a
+/// record elect wrote.
+pub(crate) const MAX_RECORD: usize = 16 * 1024;
+
+/// The longest label kept in a record, in bytes.
+pub const MAX_LABEL: usize = 1024;
+
+/// Who holds a slot, as the holder described itself.
+///
+/// ```
+/// let r = elect::HolderRecord::parse(br#"{"pid":42,"since":"2026-11-23T10:00:00Z","label":"job","token":7}"#).unwrap();
+/// assert_eq!((r.pid, r.token, r.label.as_str()), (42, 7, "job"));
+/// assert!(elect::HolderRecord::parse(b"\0garbage").is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderRecord {
+    /// The process that took the ticket.
+    pub pid: u32,
+    /// When it took the ticket, RFC 3339 UTC.
+    pub since: String,
+    /// How the holder describes itself (the command line, by default).
+    pub label: String,
+    /// The fencing token of this acquisition.
+    pub token: u64,
+    /// The command `elect run` started while holding the ticket, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_pid: Option<u32>,
+}
+
+impl HolderRecord {
+    /// Parses a slot file's contents. Anything that is not a record elect
+    /// wrote (empty, torn, garbage, too long) gives `None`, never an error:
+    /// the record is only for display.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > MAX_RECORD {
+            return None;
+        }
+        let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\n');
+        let mut record: HolderRecord = serde_json::from_str(text).ok()?;
+        record.label = clean_label(&record.label);
+        Some(record)
+    }
+
+    /// The bytes written into the slot file: one JSON line.
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).expect("a record always serializes");
+        out.push(b'\n');
+        out
+    }
+}
+
+/// Makes a label safe to show on a terminal: control characters become
+/// spaces and it is cut to [`MAX_LABEL`] bytes on a character boundary.
+pub(crate) fn clean_label(label: &str) -> String {
+    let mut out = String::with_capacity(label.len().min(MAX_LABEL));
+    for c in label.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > MAX_LABEL {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let r = HolderRecord {
+            pid: 1,
+            since: "2026-11-23T10:00:00Z".into(),
+            label: "sh -c 'echo \"hi\"'".into(),
+            token: u64::MAX,
+            command_pid: Some(2),
+        };
+        assert_eq!(HolderRecord::parse(&r.to_bytes()), Some(r));
+    }
+
+    #[test]
+    fn hostile_labels_are_defanged() {
+        let r = HolderRecord::parse(
+            br#"{"pid":1,"since":"x","label":"\u001b[2Jboom\nline","token":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.label, " [2Jboom line");
+        assert_eq!(clean_label(&"é".repeat(2000)).len(), MAX_LABEL);
+    }
+
+    #[test]
+    fn garbage_is_none() {
+        for g in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"{\"pid\":-1}",
+            &[0xff; 10],
+            &vec![b' '; MAX_RECORD + 1],
+        ] {
+            assert!(HolderRecord::parse(g).is_none());
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! What `status` reports: for each resource, each slot, whether the kernel
+//! says it is held and, if so, the holder's own record.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::record::HolderRecord;
+use crate::store::Store;
+
+/// The status of a run directory: every resource in it, or the one asked
+/// for. Serializes to the contract's JSON.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let st = elect::status(Some(dir.path()), Some("never-used"))?;
+/// assert!(st.resources.is_empty());
+/// assert!(serde_json::to_string(&st)?.contains("\"resources\":[]"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The run directory, absolute.
+    #[serde(serialize_with = "lossy_path")]
+    pub dir: PathBuf,
+    /// One entry per resource, by name.
+    pub resources: Vec<ResourceStatus>,
+}
+
+/// The status of one resource.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("job").tickets(2).dir(dir.path()).build()?;
+/// let t = e.try_obtain()?.unwrap();
+/// let st = e.status()?;
+/// assert_eq!((st.tickets, st.slots.len()), (2, 2));
+/// assert!(st.slots[t.slot() as usize].held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResourceStatus {
+    /// The resource name.
+    pub name: String,
+    /// The number of tickets of the live participants, or of the last use
+    /// when none is live.
+    pub tickets: u32,
+    /// One entry per slot, in order.
+    pub slots: Vec<SlotStatus>,
+}
+
+/// The status of one slot.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SlotStatus {
+    /// The slot number, 0-based.
+    pub slot: u32,
+    /// Whether a process holds the slot's lock, as the kernel says now.
+    pub held: bool,
+    /// The holder's record, when the slot is held and the record is
+    /// readable. Never used to decide `held`.
+    #[serde(flatten)]
+    pub holder: Option<HolderRecord>,
+}
+
+fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+/// Reads the status of the run directory `dir` (or the default one, see
+/// [`run_dir`](crate::run_dir)): one resource if `name` is given, else every
+/// resource in it. A run directory or name never used gives an empty list.
+/// Asking never takes a ticket.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("a").dir(dir.path()).build()?;
+/// let _t = e.try_obtain()?.unwrap();
+/// let st = elect::status(Some(dir.path()), None)?;
+/// assert_eq!(st.resources[0].name, "a");
+/// assert!(st.resources[0].slots[0].held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn status(dir: Option<&Path>, name: Option<&str>) -> Result<Status> {
+    if let Some(n) = name {
+        crate::name::validate_name(n)?;
+    }
+    let dir = crate::rundir::run_dir(dir)?;
+    let store = Store::local(dir.clone(), crate::election::DEFAULT_MODE);
+    Ok(Status {
+        resources: store.status(name)?,
+        dir,
+    })
+}

@@ -1,0 +1,641 @@
+//! The single-host slot store: a resource is a directory of slot files, and
+//! holding slot `i` is holding an exclusive flock(2) on `slot.<i>`.
+//!
+//! Beside the slots live three small files: `tickets` (the agreed number of
+//! tickets, and the mutex under which participants agree on it), `token`
+//! (the fencing-token counter) and `queue` (the waiting line). Every
+//! participant, waiting or holding, keeps a shared flock on the resource
+//! directory itself: that is how others tell whether anyone is live, and it
+//! makes systemd-tmpfiles leave the directory alone.
+//!
+//! How waiting works, and why:
+//!
+//! * With one ticket, waiters block in `flock(slot.0, LOCK_EX)`. The kernel
+//!   hands the lock to one waiter at a time, in arrival order, the instant
+//!   the holder closes it or dies. Nothing is faster or cheaper.
+//! * With more tickets no single lock can be waited on, so waiters line up
+//!   in `flock(queue, LOCK_EX)`, and only the head of the line watches the
+//!   directory with inotify for a slot file being closed. A release wakes
+//!   one process, not every waiter: no thundering herd. When the head gets a
+//!   slot it closes `queue`, and the kernel wakes the next in line.
+//! * The inotify close event is queued before the kernel drops the closed
+//!   file's lock, so a head that finds every slot still locked after an
+//!   event tries again after 0.1, 0.5, 2, 10 and 50 ms, and once a second
+//!   while idle, which also covers anything inotify cannot see.
+//! * A holder keeps two descriptors on its slot: the lock is on a read-only
+//!   one, and the record is written through a write-only one. Releasing
+//!   closes the lock first, so the close-after-write event that wakes the
+//!   head comes after the lock is gone. Probing a slot uses read-only
+//!   descriptors, whose closing wakes nobody.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::fsx::{self, Access, fd_borrow};
+use super::token;
+use crate::error::{Error, Result};
+use crate::interrupt::{Interrupter, Reason};
+use crate::record::HolderRecord;
+use crate::status::{ResourceStatus, SlotStatus};
+use crate::sys::{self, DirWatch, FileId};
+
+/// The agreed number of tickets, and the mutex for agreeing on it.
+const TICKETS_FILE: &str = "tickets";
+/// The line that waiters for a resource with several tickets stand in.
+const QUEUE_FILE: &str = "queue";
+/// How long the head of the line sleeps before looking again, after an event
+/// that did not yield a slot; the last step is the idle safety net.
+const RETRY: [Duration; 6] = [
+    Duration::from_micros(100),
+    Duration::from_micros(500),
+    Duration::from_millis(2),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_secs(1),
+];
+/// The head keeps at most this many slot descriptors open between probes.
+const PROBE_CACHE: usize = 256;
+
+/// The file name of slot `i`.
+pub(crate) fn slot_name(i: u32) -> String {
+    format!("slot.{i}")
+}
+
+/// A run directory on this host.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalStore {
+    run_dir: PathBuf,
+    dir_mode: u32,
+}
+
+/// What a participant asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) name: String,
+    pub(crate) tickets: u32,
+    pub(crate) label: String,
+}
+
+/// A held slot. Field order is release order: the lock goes first, then the
+/// record descriptor (whose close wakes the head of the line), then the
+/// shared lock on the directory.
+#[derive(Debug)]
+pub(crate) struct LocalHeld {
+    lock: OwnedFd,
+    record_fd: OwnedFd,
+    dir: OwnedFd,
+    id: FileId,
+    slot_path: PathBuf,
+    slot: u32,
+    token: u64,
+    record: HolderRecord,
+}
+
+/// An open, checked resource directory.
+struct ResourceDir {
+    fd: OwnedFd,
+    path: PathBuf,
+    id: FileId,
+}
+
+/// How a wait ended.
+enum Waited {
+    Got(u32, OwnedFd, FileId),
+    Restart,
+}
+
+impl LocalStore {
+    /// A store in `run_dir`; directories it creates get `dir_mode`.
+    pub(crate) fn new(run_dir: PathBuf, dir_mode: u32) -> Self {
+        LocalStore { run_dir, dir_mode }
+    }
+
+    /// The run directory.
+    pub(crate) fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn file_mode(&self) -> u32 {
+        self.dir_mode & 0o666
+    }
+
+    fn open_run_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
+        fsx::open_dir(None, &self.run_dir, &self.run_dir, create, self.dir_mode)
+    }
+
+    fn open_resource(
+        &self,
+        run: &OwnedFd,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<ResourceDir>> {
+        let path = self.run_dir.join(name);
+        let Some(fd) = fsx::open_dir(
+            Some(run.as_fd()),
+            Path::new(name),
+            &path,
+            create,
+            self.dir_mode,
+        )?
+        else {
+            return Ok(None);
+        };
+        let st = fsx::fstat(fd.as_fd()).map_err(|e| Error::io("cannot inspect", &path, e))?;
+        Ok(Some(ResourceDir {
+            fd,
+            path,
+            id: FileId::of(&st),
+        }))
+    }
+
+    /// Obtains a slot: tries every slot, then, if `wait`, waits until one is
+    /// free or `intr` is triggered. `Ok(None)`: none free without waiting, or
+    /// the deadline passed.
+    pub(crate) fn obtain(
+        &self,
+        req: &Request,
+        wait: bool,
+        intr: &Interrupter,
+    ) -> Result<Option<LocalHeld>> {
+        match self.obtain_inner(req, wait, intr) {
+            Err(Error::Cancelled) if intr.reason() == Some(Reason::TimedOut) => Ok(None),
+            other => other,
+        }
+    }
+
+    fn obtain_inner(
+        &self,
+        req: &Request,
+        wait: bool,
+        intr: &Interrupter,
+    ) -> Result<Option<LocalHeld>> {
+        loop {
+            let run = self.open_run_dir(true)?.expect("created");
+            let res = self.open_resource(&run, &req.name, true)?.expect("created");
+            drop(run);
+            self.join(&res, req, intr)?;
+            if let Some((slot, lock, id)) = self.probe(&res, req.tickets, None)? {
+                match self.finish(res, slot, lock, id, req, intr)? {
+                    Some(held) => return Ok(Some(held)),
+                    None => continue,
+                }
+            }
+            if !wait {
+                return Ok(None);
+            }
+            let waited = if req.tickets == 1 {
+                self.wait_single(&res, intr)?
+            } else {
+                self.wait_in_line(&res, req.tickets, intr)?
+            };
+            match waited {
+                Waited::Got(slot, lock, id) => {
+                    if let Some(held) = self.finish(res, slot, lock, id, req, intr)? {
+                        return Ok(Some(held));
+                    }
+                }
+                Waited::Restart => {}
+            }
+        }
+    }
+
+    /// Joins the participants of the resource: takes the shared lock on its
+    /// directory, after checking (or, if nobody is live, setting) the number
+    /// of tickets. Done under an exclusive lock on the `tickets` file, which
+    /// makes the check and the shared lock one step for everyone else.
+    fn join(&self, res: &ResourceDir, req: &Request, intr: &Interrupter) -> Result<()> {
+        let path = res.path.join(TICKETS_FILE);
+        let (tf, _) = fsx::open_file(
+            res.fd.as_fd(),
+            &res.path,
+            TICKETS_FILE,
+            Access::ReadWriteCreate,
+            self.file_mode(),
+        )?;
+        loop {
+            match intr.lock_exclusive(tf.as_fd()) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::io("cannot lock", &path, e)),
+                Err(_) => return Err(Error::Cancelled),
+            }
+            let dir = res.fd.as_fd();
+            if fsx::try_flock(dir, true).map_err(|e| Error::io("cannot lock", &res.path, e))? {
+                // Nobody is live: the number is ours to set.
+                fsx::overwrite(tf.as_fd(), &path, format!("{}\n", req.tickets).as_bytes())?;
+                // Converting exclusive to shared is not atomic in flock(2),
+                // but every conversion happens under the tickets lock, so no
+                // participant can slip in between.
+                if fsx::try_flock(dir, false).map_err(|e| Error::io("cannot lock", &res.path, e))? {
+                    return Ok(());
+                }
+            } else {
+                let bytes = fsx::read_prefix(tf.as_fd(), 32)
+                    .map_err(|e| Error::io("cannot read", &path, e))?;
+                match parse_tickets(&bytes) {
+                    Some(agreed) if agreed != req.tickets => {
+                        return Err(Error::TicketMismatch {
+                            name: req.name.clone(),
+                            asked: req.tickets,
+                            agreed,
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(Error::unsafe_path(
+                            &path,
+                            format!(
+                                "it holds {:?}, not a number of tickets, while the resource is in use; stop its participants and remove the file",
+                                String::from_utf8_lossy(&bytes)
+                            ),
+                        ));
+                    }
+                }
+                if fsx::try_flock(dir, false).map_err(|e| Error::io("cannot lock", &res.path, e))? {
+                    return Ok(());
+                }
+            }
+            // Someone outside elect (systemd-tmpfiles ageing the directory)
+            // holds an exclusive lock on it for a moment: let go and retry.
+            // SAFETY: plain syscall on our own descriptor.
+            unsafe { libc::flock(tf.as_raw_fd(), libc::LOCK_UN) };
+            if intr.pause(Duration::from_millis(10)).is_err() {
+                return Err(Error::Cancelled);
+            }
+        }
+    }
+
+    /// Tries each slot once without waiting. With a `cache`, descriptors of
+    /// busy slots are kept open for the next probe.
+    fn probe(
+        &self,
+        res: &ResourceDir,
+        tickets: u32,
+        mut cache: Option<&mut Vec<Option<(OwnedFd, FileId)>>>,
+    ) -> Result<Option<(u32, OwnedFd, FileId)>> {
+        for i in 0..tickets {
+            let cached = cache
+                .as_deref_mut()
+                .and_then(|c| c.get_mut(i as usize))
+                .and_then(Option::take);
+            let (fd, id) = match cached {
+                Some(entry) => entry,
+                None => fsx::open_file(
+                    res.fd.as_fd(),
+                    &res.path,
+                    &slot_name(i),
+                    Access::ReadCreate,
+                    self.file_mode(),
+                )?,
+            };
+            let path = || res.path.join(slot_name(i));
+            if fsx::try_flock(fd.as_fd(), true).map_err(|e| Error::io("cannot lock", path(), e))? {
+                return Ok(Some((i, fd, id)));
+            }
+            if let Some(c) = cache.as_deref_mut() {
+                if (i as usize) < PROBE_CACHE {
+                    if c.len() <= i as usize {
+                        c.resize_with(i as usize + 1, || None);
+                    }
+                    c[i as usize] = Some((fd, id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// One ticket: sleep in the kernel's own line for slot 0.
+    fn wait_single(&self, res: &ResourceDir, intr: &Interrupter) -> Result<Waited> {
+        let (fd, id) = fsx::open_file(
+            res.fd.as_fd(),
+            &res.path,
+            &slot_name(0),
+            Access::ReadCreate,
+            self.file_mode(),
+        )?;
+        match intr.lock_exclusive(fd.as_fd()) {
+            Ok(Ok(())) => Ok(Waited::Got(0, fd, id)),
+            Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(slot_name(0)), e)),
+            Err(_) => Err(Error::Cancelled),
+        }
+    }
+
+    /// Several tickets: stand in line, then, at its head, watch the
+    /// directory until a slot is free.
+    fn wait_in_line(&self, res: &ResourceDir, tickets: u32, intr: &Interrupter) -> Result<Waited> {
+        let qpath = res.path.join(QUEUE_FILE);
+        let (queue, _) = fsx::open_file(
+            res.fd.as_fd(),
+            &res.path,
+            QUEUE_FILE,
+            Access::ReadCreate,
+            self.file_mode(),
+        )?;
+        match intr.lock_exclusive(queue.as_fd()) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::io("cannot lock", &qpath, e)),
+            Err(_) => return Err(Error::Cancelled),
+        }
+        // Watch first, then probe: a release after the watch starts is an
+        // event, and one before it is found by the probe.
+        let watch = DirWatch::releases(res.fd.as_fd())
+            .map_err(|e| Error::io("cannot watch", &res.path, e))?;
+        let mut cache = Vec::new();
+        let mut step = RETRY.len() - 1;
+        loop {
+            if let Some(got) = self.probe(res, tickets, Some(&mut cache))? {
+                return Ok(Waited::Got(got.0, got.1, got.2));
+            }
+            if !same_file(&res.path, res.id) {
+                return Ok(Waited::Restart);
+            }
+            match intr.watch(&watch, Some(RETRY[step])) {
+                Ok(Ok(seen)) if seen.dir_changed => return Ok(Waited::Restart),
+                Ok(Ok(seen)) if seen.slot_closed => step = 0,
+                Ok(Ok(_)) => step = (step + 1).min(RETRY.len() - 1),
+                Ok(Err(e)) => return Err(Error::io("cannot watch", &res.path, e)),
+                Err(_) => return Err(Error::Cancelled),
+            }
+        }
+    }
+
+    /// Completes an acquisition: checks the slot is still the one at its
+    /// path, takes a token and writes the record. `Ok(None)`: the slot file
+    /// was removed or replaced meanwhile, so start again.
+    fn finish(
+        &self,
+        res: ResourceDir,
+        slot: u32,
+        lock: OwnedFd,
+        id: FileId,
+        req: &Request,
+        intr: &Interrupter,
+    ) -> Result<Option<LocalHeld>> {
+        let name = slot_name(slot);
+        let slot_path = res.path.join(&name);
+        if !same_file(&slot_path, id) {
+            return Ok(None);
+        }
+        let token = token::next_token(res.fd.as_fd(), &res.path, intr)?;
+        let (record_fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+        if rid != id {
+            return Ok(None);
+        }
+        let record = HolderRecord {
+            pid: std::process::id(),
+            since: crate::time::rfc3339(SystemTime::now()),
+            label: crate::record::clean_label(&req.label),
+            token,
+            command_pid: None,
+        };
+        fsx::overwrite(record_fd.as_fd(), &slot_path, &record.to_bytes())?;
+        Ok(Some(LocalHeld {
+            lock,
+            record_fd,
+            dir: res.fd,
+            id,
+            slot_path,
+            slot,
+            token,
+            record,
+        }))
+    }
+
+    /// The status of the named resource, or of every resource. A run
+    /// directory or resource that does not exist yet is an empty list.
+    pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
+        let Some(run) = self.open_run_dir(false)? else {
+            return Ok(Vec::new());
+        };
+        let names = match name {
+            Some(n) => vec![n.to_string()],
+            None => {
+                let mut names = Vec::new();
+                let entries = std::fs::read_dir(&self.run_dir)
+                    .map_err(|e| Error::io("cannot list", &self.run_dir, e))?;
+                for entry in entries {
+                    let entry = entry.map_err(|e| Error::io("cannot list", &self.run_dir, e))?;
+                    if let Some(n) = entry.file_name().to_str() {
+                        if crate::name::validate_name(n).is_ok()
+                            && entry.file_type().is_ok_and(|t| t.is_dir())
+                        {
+                            names.push(n.to_string());
+                        }
+                    }
+                }
+                names.sort();
+                names
+            }
+        };
+        let locked = sys::locked_files().ok();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(res) = self.open_resource(&run, &n, false)? {
+                out.push(self.resource_status(&res, &n, locked.as_ref(), false));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads one resource's slots. `locked` is the kernel's list of locked
+    /// files, or `None` where there is no such list (then each slot is probed
+    /// with a brief shared lock). With `every_record`, the record of a free
+    /// slot (its last holder's) is read too, for a watcher that must notice
+    /// a holder that came and went between two looks.
+    fn resource_status(
+        &self,
+        res: &ResourceDir,
+        name: &str,
+        locked: Option<&std::collections::HashSet<FileId>>,
+        every_record: bool,
+    ) -> ResourceStatus {
+        let recorded = fsx::open_file(res.fd.as_fd(), &res.path, TICKETS_FILE, Access::Read, 0)
+            .ok()
+            .and_then(|(fd, _)| fsx::read_prefix(fd.as_fd(), 32).ok())
+            .and_then(|b| parse_tickets(&b));
+        let tickets = recorded.unwrap_or_else(|| count_slots(&res.path));
+        let mut slots = Vec::with_capacity(tickets as usize);
+        for i in 0..tickets {
+            let name_i = slot_name(i);
+            let held = match fsx::lstat_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => match locked {
+                    Some(set) => set.contains(&FileId::of(&st)),
+                    None => probe_held(res, &name_i),
+                },
+                _ => false,
+            };
+            let holder = if held || every_record {
+                fsx::open_file(res.fd.as_fd(), &res.path, &name_i, Access::Read, 0)
+                    .ok()
+                    .and_then(|(fd, _)| {
+                        fsx::read_prefix(fd.as_fd(), crate::record::MAX_RECORD + 1).ok()
+                    })
+                    .and_then(|b| HolderRecord::parse(&b))
+            } else {
+                None
+            };
+            slots.push(SlotStatus {
+                slot: i,
+                held,
+                holder,
+            });
+        }
+        ResourceStatus {
+            name: name.to_string(),
+            tickets,
+            slots,
+        }
+    }
+
+    /// Opens (creating if need be) the resource directory for watching, and
+    /// a watch on it. Watching does not join: it takes no lock.
+    pub(crate) fn watch(&self, name: &str) -> Result<LocalWatch> {
+        let run = self.open_run_dir(true)?.expect("created");
+        let res = self.open_resource(&run, name, true)?.expect("created");
+        let watch = DirWatch::changes(res.fd.as_fd())
+            .map_err(|e| Error::io("cannot watch", &res.path, e))?;
+        Ok(LocalWatch {
+            store: self.clone(),
+            name: name.to_string(),
+            res,
+            watch,
+        })
+    }
+}
+
+/// A watch on one resource directory.
+pub(crate) struct LocalWatch {
+    store: LocalStore,
+    name: String,
+    res: ResourceDir,
+    watch: DirWatch,
+}
+
+impl LocalWatch {
+    /// The resource's state now, with the last record of free slots too.
+    pub(crate) fn snapshot(&self) -> ResourceStatus {
+        let locked = sys::locked_files().ok();
+        self.store
+            .resource_status(&self.res, &self.name, locked.as_ref(), true)
+    }
+
+    /// The last fencing token issued for the resource (0 if none yet).
+    pub(crate) fn last_token(&self) -> u64 {
+        fsx::open_file(
+            self.res.fd.as_fd(),
+            &self.res.path,
+            token::TOKEN_FILE,
+            Access::Read,
+            0,
+        )
+        .ok()
+        .and_then(|(fd, _)| fsx::read_prefix(fd.as_fd(), 64).ok())
+        .and_then(|b| token::parse_token_file(&b).ok().flatten())
+        .unwrap_or(0)
+    }
+
+    /// Sleeps until something may have changed or `timeout` passes; if the
+    /// directory was removed, opens the new one. Returns true when an event
+    /// was seen.
+    pub(crate) fn wait(&mut self, intr: &Interrupter, timeout: Duration) -> Result<bool> {
+        let seen = match intr.watch(&self.watch, Some(timeout)) {
+            Ok(r) => r.map_err(|e| Error::io("cannot watch", &self.res.path, e))?,
+            Err(_) => return Err(Error::Cancelled),
+        };
+        if seen.dir_changed || !same_file(&self.res.path, self.res.id) {
+            *self = self.store.watch(&self.name)?;
+            return Ok(true);
+        }
+        Ok(seen.any())
+    }
+}
+
+impl LocalHeld {
+    /// The slot held.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The fencing token of this acquisition.
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The slot file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.slot_path
+    }
+
+    /// True while the locked file is still the one at the slot's path: false
+    /// once the file, its directory or the run directory was removed or
+    /// replaced, after which someone else may hold a fresh slot there.
+    pub(crate) fn is_intact(&self) -> bool {
+        same_file(&self.slot_path, self.id)
+    }
+
+    /// Adds the pid of the command run under the ticket to the record.
+    pub(crate) fn set_command_pid(&mut self, pid: u32) -> Result<()> {
+        self.record.command_pid = Some(pid);
+        fsx::overwrite(
+            self.record_fd.as_fd(),
+            &self.slot_path,
+            &self.record.to_bytes(),
+        )
+    }
+
+    /// The descriptors that carry the ticket: a process that inherits all
+    /// of them keeps the slot held (and the resource live) while it runs.
+    pub(crate) fn descriptors(&self) -> [std::os::fd::RawFd; 3] {
+        [
+            self.lock.as_raw_fd(),
+            self.record_fd.as_raw_fd(),
+            self.dir.as_raw_fd(),
+        ]
+    }
+
+    /// The record written for this holder.
+    pub(crate) fn record(&self) -> &HolderRecord {
+        &self.record
+    }
+}
+
+/// True when `path` (not following a final symbolic link) is the file `id`.
+fn same_file(path: &Path, id: FileId) -> bool {
+    fsx::lstat_at(None, path).is_ok_and(|st| FileId::of(&st) == id)
+}
+
+/// Parses the `tickets` file: a number from 1 to 4096 and a newline.
+fn parse_tickets(bytes: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let n: u32 = text.trim_end_matches('\n').parse().ok()?;
+    (1..=crate::election::MAX_TICKETS).contains(&n).then_some(n)
+}
+
+/// Without a `tickets` file, the number of slots is one past the highest
+/// slot file present.
+fn count_slots(dir: &Path) -> u32 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("slot.")?
+                .parse::<u32>()
+                .ok()
+        })
+        .filter(|&i| i < crate::election::MAX_TICKETS)
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Where there is no `/proc/locks`: a slot is held if a shared lock on it
+/// cannot be had. The shared lock is dropped at once.
+fn probe_held(res: &ResourceDir, name: &str) -> bool {
+    match fsx::open_file(res.fd.as_fd(), &res.path, name, Access::Read, 0) {
+        Ok((fd, _)) => matches!(fsx::try_flock(fd_borrow(&fd), false), Ok(false)),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,202 @@
+//! Linux: inotify to sleep until a slot file is closed, and `/proc/locks` to
+//! see who holds a flock without taking it.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::{FileId, Seen};
+
+/// An inotify watch on one directory, held by its descriptor so that a
+/// rename of the path cannot redirect it.
+#[derive(Debug)]
+pub(crate) struct DirWatch {
+    fd: OwnedFd,
+}
+
+impl DirWatch {
+    /// Watches the directory open at `dir` for slot files closed after
+    /// writing (a holder released) and for the directory going away: what a
+    /// waiter needs.
+    pub(crate) fn releases(dir: BorrowedFd<'_>) -> io::Result<Self> {
+        Self::new(dir, libc::IN_CLOSE_WRITE)
+    }
+
+    /// Watches for releases, and also for slot files written (a holder
+    /// recorded itself) and entries created: what an observer needs.
+    pub(crate) fn changes(dir: BorrowedFd<'_>) -> io::Result<Self> {
+        Self::new(
+            dir,
+            libc::IN_CLOSE_WRITE | libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO,
+        )
+    }
+
+    fn new(dir: BorrowedFd<'_>, interest: u32) -> io::Result<Self> {
+        // SAFETY: plain syscall; the result is checked.
+        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // inotify_add_watch takes a path; naming the directory through our own
+        // descriptor watches exactly the inode we opened and checked, even if
+        // the path has since been replaced.
+        let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd())).expect("no NUL");
+        let mask = interest | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_ONLYDIR;
+        // SAFETY: path is a valid C string; fd is an inotify descriptor.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(DirWatch { fd })
+    }
+
+    /// Sleeps until an event arrives or `timeout` passes (`None`: forever),
+    /// then drains every queued event. Returns `Err` with `ErrorKind::Interrupted`
+    /// when a signal interrupted the sleep.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        });
+        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+        // SAFETY: one valid pollfd; tsp is null or points at a live timespec.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, tsp, std::ptr::null()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(Seen::default());
+        }
+        self.drain()
+    }
+
+    /// Reads every queued event without sleeping.
+    pub(crate) fn drain(&self) -> io::Result<Seen> {
+        let mut seen = Seen::default();
+        // Aligned for inotify_event; big enough for many events at once.
+        let mut buf = vec![0u64; 4096 / 8];
+        loop {
+            // SAFETY: buf is writable for its whole length.
+            let n =
+                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                return match err.kind() {
+                    io::ErrorKind::WouldBlock => Ok(seen),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(err),
+                };
+            }
+            let bytes =
+                // SAFETY: the kernel wrote n bytes into buf.
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            parse_events(bytes, &mut seen);
+        }
+    }
+}
+
+/// Folds a buffer of `inotify_event` records into `seen`.
+fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
+    let header = size_of::<libc::inotify_event>();
+    while bytes.len() >= header {
+        // SAFETY: at least one header's worth of bytes; read_unaligned copes
+        // with any alignment.
+        let ev: libc::inotify_event =
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<libc::inotify_event>()) };
+        let end = (header + ev.len as usize).min(bytes.len());
+        let name = &bytes[header..end];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        let is_slot = name.starts_with(b"slot.");
+        let mask = ev.mask;
+        if mask & libc::IN_CLOSE_WRITE != 0 && is_slot {
+            seen.slot_closed = true;
+        }
+        if mask & libc::IN_MODIFY != 0 && is_slot {
+            seen.slot_written = true;
+        }
+        if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
+            seen.created = true;
+        }
+        if mask
+            & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED | libc::IN_Q_OVERFLOW)
+            != 0
+        {
+            seen.dir_changed = true;
+        }
+        bytes = &bytes[end..];
+    }
+}
+
+/// The files on which some process holds an exclusive flock right now, as
+/// the kernel lists them in `/proc/locks`. Waiters (lines with `->`) are
+/// left out: they hold nothing.
+pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
+    let text = std::fs::read_to_string("/proc/locks")?;
+    Ok(parse_proc_locks(&text))
+}
+
+/// Parses `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF`.
+/// The device is `major:minor` in hex, the inode decimal.
+fn parse_proc_locks(text: &str) -> HashSet<FileId> {
+    let mut held = HashSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // `ID: [->] KIND ADVISORY MODE PID MAJ:MIN:INO START END`
+        let [_, kind, _advisory, mode, _pid, id, ..] = fields[..] else {
+            continue;
+        };
+        if kind != "FLOCK" {
+            continue;
+        }
+        if mode != "WRITE" {
+            continue;
+        }
+        let mut parts = id.splitn(3, ':');
+        let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Ok(maj), Ok(min), Ok(ino)) = (
+            u32::from_str_radix(maj, 16),
+            u32::from_str_radix(min, 16),
+            ino.parse::<u64>(),
+        ) else {
+            continue;
+        };
+        held.insert(FileId {
+            dev: libc::makedev(maj, min) as u64,
+            ino,
+        });
+    }
+    held
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_locks_lines() {
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4343 fd:01:123456 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 11 00:2a:77 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 12 00:2a:78 0 EOF\n\
+                    4: OFDLCK ADVISORY  WRITE -1 00:2a:79 0 EOF\n\
+                    garbage\n5: FLOCK ADVISORY WRITE 1 zz:01:5 0 EOF\n";
+        let held = parse_proc_locks(text);
+        assert_eq!(held.len(), 1);
+        assert!(held.contains(&FileId {
+            dev: libc::makedev(0xfd, 0x01) as u64,
+            ino: 123456
+        }));
+    }
+}

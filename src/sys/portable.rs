@@ -1,0 +1,49 @@
+//! Other Unix systems: no inotify and no `/proc/locks`, so waiting polls and
+//! reading who holds a slot is done by the caller with a brief shared try.
+
+use std::collections::HashSet;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use super::{FileId, Seen};
+
+/// How often a waiter looks again without inotify.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Without inotify, waiting is a short sleep that reports "maybe changed".
+#[derive(Debug)]
+pub(crate) struct DirWatch;
+
+impl DirWatch {
+    /// Always succeeds; there is nothing to set up.
+    pub(crate) fn releases(_dir: BorrowedFd<'_>) -> io::Result<Self> {
+        Ok(DirWatch)
+    }
+
+    /// Always succeeds; there is nothing to set up.
+    pub(crate) fn changes(_dir: BorrowedFd<'_>) -> io::Result<Self> {
+        Ok(DirWatch)
+    }
+
+    /// Sleeps for the shorter of `timeout` and the poll interval.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
+        std::thread::sleep(timeout.map_or(POLL, |t| t.min(POLL)));
+        Ok(Seen {
+            slot_closed: true,
+            slot_written: true,
+            dir_changed: false,
+            created: true,
+        })
+    }
+
+    /// Nothing is queued without inotify.
+    pub(crate) fn drain(&self) -> io::Result<Seen> {
+        Ok(Seen::default())
+    }
+}
+
+/// Unknown without `/proc/locks`: `None` tells the caller to probe each slot.
+pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no /proc/locks"))
+}
