@@ -292,13 +292,13 @@ impl LocalStore {
             if fsx::try_flock(fd.as_fd(), true).map_err(|e| Error::io("cannot lock", path(), e))? {
                 return Ok(Some((i, fd, id)));
             }
-            if let Some(c) = cache.as_deref_mut() {
-                if (i as usize) < PROBE_CACHE {
-                    if c.len() <= i as usize {
-                        c.resize_with(i as usize + 1, || None);
-                    }
-                    c[i as usize] = Some((fd, id));
+            if let Some(c) = cache.as_deref_mut()
+                && (i as usize) < PROBE_CACHE
+            {
+                if c.len() <= i as usize {
+                    c.resize_with(i as usize + 1, || None);
                 }
+                c[i as usize] = Some((fd, id));
             }
         }
         Ok(None)
@@ -415,12 +415,11 @@ impl LocalStore {
                     .map_err(|e| Error::io("cannot list", &self.run_dir, e))?;
                 for entry in entries {
                     let entry = entry.map_err(|e| Error::io("cannot list", &self.run_dir, e))?;
-                    if let Some(n) = entry.file_name().to_str() {
-                        if crate::name::validate_name(n).is_ok()
-                            && entry.file_type().is_ok_and(|t| t.is_dir())
-                        {
-                            names.push(n.to_string());
-                        }
+                    if let Some(n) = entry.file_name().to_str()
+                        && crate::name::validate_name(n).is_ok()
+                        && entry.file_type().is_ok_and(|t| t.is_dir())
+                    {
+                        names.push(n.to_string());
                     }
                 }
                 names.sort();
