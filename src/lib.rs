@@ -75,3 +75,8 @@ pub use campaign::Campaign;
 pub mod __fuzz {
     pub use crate::store::token::parse_token_file;
 }
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
