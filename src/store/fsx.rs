@@ -134,6 +134,15 @@ fn open_error(op: &'static str, path: &Path, err: io::Error) -> Error {
             path,
             "it is a symbolic link; elect never follows links in its run directory, remove the link",
         ),
+        // O_DIRECTORY reports a symbolic link as "not a directory".
+        Some(libc::ENOTDIR)
+            if lstat_at(None, path).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
+        {
+            Error::unsafe_path(
+                path,
+                "it is a symbolic link; elect never follows links in its run directory, remove the link",
+            )
+        }
         Some(libc::ENOTDIR) => Error::unsafe_path(
             path,
             "it is not a directory; remove it or choose another --dir",
