@@ -74,6 +74,17 @@ pub use campaign::Campaign;
 #[doc(hidden)]
 pub mod __fuzz {
     pub use crate::store::token::parse_token_file;
+
+    /// How many files `/proc/locks` text says are exclusively flocked.
+    #[cfg(target_os = "linux")]
+    pub fn count_proc_locks(text: &str) -> usize {
+        crate::sys::parse_proc_locks(text).len()
+    }
+
+    /// The number of tickets a `tickets` file holds, if it is valid.
+    pub fn parse_tickets_file(bytes: &[u8]) -> Option<u32> {
+        crate::store::local::parse_tickets(bytes)
+    }
 }
 
 /// The README's examples, compiled as doctests so that they stay true.

@@ -604,7 +604,7 @@ fn same_file(path: &Path, id: FileId) -> bool {
 }
 
 /// Parses the `tickets` file: a number from 1 to 4096 and a newline.
-fn parse_tickets(bytes: &[u8]) -> Option<u32> {
+pub(crate) fn parse_tickets(bytes: &[u8]) -> Option<u32> {
     let text = std::str::from_utf8(bytes).ok()?;
     let n: u32 = text.trim_end_matches('\n').parse().ok()?;
     (1..=crate::election::MAX_TICKETS).contains(&n).then_some(n)

@@ -147,7 +147,7 @@ pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
 
 /// Parses `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF`.
 /// The device is `major:minor` in hex, the inode decimal.
-fn parse_proc_locks(text: &str) -> HashSet<FileId> {
+pub(crate) fn parse_proc_locks(text: &str) -> HashSet<FileId> {
     let mut held = HashSet::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();

@@ -7,7 +7,7 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{DirWatch, locked_files};
+pub(crate) use linux::{DirWatch, locked_files, parse_proc_locks};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
