@@ -1,0 +1,638 @@
+//! Shared helpers of the integration tests: worker processes (the test
+//! binary itself, re-run with a role in its environment), a line protocol
+//! to talk to them, an independent observer of who held what and when
+//! (CLOCK_MONOTONIC timestamps in an O_APPEND log), and probes of the
+//! kernel's view (`/proc/locks`, `/proc/self/fd`, `/proc/self/task`).
+//!
+//! Every test file that spawns workers declares the entry point:
+//!
+//! ```ignore
+//! #[test]
+//! #[ignore = "the body of worker processes; the other tests run it"]
+//! fn worker_process() {
+//!     support::worker_main();
+//! }
+//! ```
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use elect::{Election, Error};
+
+/// The name of the `#[test]` function that runs [`worker_main`].
+pub const ENTRY: &str = "worker_process";
+
+/// How long any awaited event may take before the test fails. Generous on
+/// purpose: the events come within milliseconds on an idle machine, and a
+/// loaded CI machine must not turn a slow event into a failure.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// What begins a line of the worker protocol on a worker's stdout.
+const MARK: &str = "[worker] ";
+
+const ROLE: &str = "ELECT_TEST_ROLE";
+const DIR: &str = "ELECT_TEST_DIR";
+const NAME: &str = "ELECT_TEST_NAME";
+const TICKETS: &str = "ELECT_TEST_TICKETS";
+const LABEL: &str = "ELECT_TEST_LABEL";
+const MODE: &str = "ELECT_TEST_MODE";
+const LOG: &str = "ELECT_TEST_LOG";
+const OBSERVER: &str = "ELECT_TEST_OBSERVER";
+const ROUNDS: &str = "ELECT_TEST_ROUNDS";
+const HOLD_US: &str = "ELECT_TEST_HOLD_US";
+
+/// What a worker process does.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// Obtains one ticket (`mode`: `obtain`, `try`, or `timeout:<ms>`),
+    /// says `HELD <slot> <token>` (or `NONE`, or `ERROR <error>`), then
+    /// obeys stdin: `intact` answers `INTACT <bool>`, `release` releases and
+    /// answers `RELEASED`; end of input exits.
+    Hold { mode: &'static str },
+    /// Says `READY`, waits for a line on stdin, then `rounds` times obtains
+    /// (`mode` `obtain`) or tries once (`mode` `try`), and for each ticket
+    /// won logs enter and exit around a hold of `hold_us` into `log`,
+    /// counting live holders under a flock on `observer`. Says `DONE <wins>`.
+    Contend {
+        mode: &'static str,
+        log: PathBuf,
+        observer: PathBuf,
+        rounds: u32,
+        hold_us: u64,
+    },
+}
+
+/// A worker process and its output.
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    transcript: Vec<String>,
+    pub pid: u32,
+}
+
+impl Worker {
+    /// Starts a worker for resource `name` with `tickets` in run directory
+    /// `dir`.
+    pub fn spawn(role: Role, dir: &Path, name: &str, tickets: u32) -> Worker {
+        Self::spawn_labelled(role, dir, name, tickets, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with a holder label.
+    pub fn spawn_labelled(
+        role: Role,
+        dir: &Path,
+        name: &str,
+        tickets: u32,
+        label: Option<&str>,
+    ) -> Worker {
+        let exe = std::env::current_exe().expect("the test binary");
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "--ignored",
+            "--exact",
+            ENTRY,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR, dir)
+        .env(NAME, name)
+        .env(TICKETS, tickets.to_string())
+        .env_remove("ELECT_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if let Some(l) = label {
+            cmd.env(LABEL, l);
+        }
+        match role {
+            Role::Hold { mode } => {
+                cmd.env(ROLE, "hold").env(MODE, mode);
+            }
+            Role::Contend {
+                mode,
+                log,
+                observer,
+                rounds,
+                hold_us,
+            } => {
+                cmd.env(ROLE, "contend")
+                    .env(MODE, mode)
+                    .env(LOG, log)
+                    .env(OBSERVER, observer)
+                    .env(ROUNDS, rounds.to_string())
+                    .env(HOLD_US, hold_us.to_string());
+            }
+        }
+        let mut child = cmd.spawn().expect("cannot start a worker process");
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx2.send(format!("stderr: {line}")).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker {
+            pid: child.id(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// Waits (up to [`DEADLINE`]) for the protocol line `<MARK><word> ...` and
+    /// returns what follows the word. An unexpected `ERROR` line, the end of
+    /// the output or the deadline fails the test with the transcript.
+    pub fn expect(&mut self, word: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.transcript.push(line.clone());
+                    // The harness may print before our marker on one line.
+                    let said = match line.find(MARK) {
+                        Some(at) if !line.starts_with("stderr: ") => &line[at + MARK.len()..],
+                        _ => continue,
+                    };
+                    if let Some(rest) = said.strip_prefix(word)
+                        && (rest.is_empty() || rest.starts_with(' '))
+                    {
+                        return rest.trim_start().to_string();
+                    }
+                    if said.starts_with("ERROR") {
+                        panic!(
+                            "worker {} failed while we waited for {word}:\n{}",
+                            self.pid,
+                            self.transcript.join("\n")
+                        );
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "worker {} did not say {word} within {DEADLINE:?}:\n{}",
+                    self.pid,
+                    self.transcript.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "worker {} ended before saying {word} ({:?}):\n{}",
+                    self.pid,
+                    self.child.try_wait(),
+                    self.transcript.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for `HELD <slot> <token>` and returns slot and token.
+    pub fn expect_held(&mut self) -> (u32, u64) {
+        let rest = self.expect("HELD");
+        let mut it = rest.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+        (it.next().unwrap() as u32, it.next().unwrap())
+    }
+
+    /// Sends one line to the worker's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("the worker's stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Kills the worker with SIGKILL and reaps it: once this returns, the
+    /// kernel has closed every descriptor it had, so its flocks are gone.
+    pub fn kill(&mut self) {
+        // SAFETY: plain syscall on our own child, not yet reaped.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill {}", self.pid);
+        let status = self.child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    }
+
+    /// Closes stdin (which tells a holding worker to exit) and waits for the
+    /// worker to end, within [`DEADLINE`].
+    pub fn finish(mut self) -> ExitStatus {
+        self.stdin = None;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Collect what is left for the message, if any.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.transcript.push(line);
+                }
+                assert!(
+                    status.success(),
+                    "worker {} exited with {status:?}:\n{}",
+                    self.pid,
+                    self.transcript.join("\n")
+                );
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {} did not exit within {DEADLINE:?}:\n{}",
+                self.pid,
+                self.transcript.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds; fails the test after
+/// [`DEADLINE`]. For conditions the kernel does not announce (a process
+/// blocking in flock).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// One line of `/proc/locks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelLock {
+    /// The process that holds (or waits for) the lock.
+    pub pid: u32,
+    /// A waiter (`->`), not a holder.
+    pub blocked: bool,
+    /// Exclusive (`WRITE`) rather than shared (`READ`).
+    pub exclusive: bool,
+    /// The inode locked.
+    pub ino: u64,
+}
+
+/// The flocks the kernel knows of, granted and awaited.
+pub fn flocks() -> Vec<KernelLock> {
+    let text = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+    text.lines()
+        .filter_map(|line| {
+            let mut f: Vec<&str> = line.split_whitespace().collect();
+            let blocked = f.get(1) == Some(&"->");
+            if blocked {
+                f.remove(1);
+            }
+            // `ID: FLOCK ADVISORY MODE PID MAJ:MIN:INO START END`
+            if f.get(1) != Some(&"FLOCK") || f.len() < 6 {
+                return None;
+            }
+            Some(KernelLock {
+                pid: f[4].parse().ok()?,
+                blocked,
+                exclusive: f[3] == "WRITE",
+                ino: f[5].rsplit(':').next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The inode of `path`.
+pub fn ino(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+/// Waits until process `pid` is blocked in flock on `path` (a waiter for
+/// one ticket sleeps in the kernel's line for `slot.0`).
+pub fn wait_blocked_on(pid: u32, path: &Path) {
+    let ino = ino(path);
+    wait_until(
+        &format!("{pid} waits for a lock on {}", path.display()),
+        || {
+            flocks()
+                .iter()
+                .any(|l| l.pid == pid && l.blocked && l.ino == ino)
+        },
+    );
+}
+
+/// Waits until process `pid` holds an exclusive flock on `path` (the head of
+/// the line of a resource with several tickets holds `queue`).
+pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
+    let ino = ino(path);
+    wait_until(&format!("{pid} holds a lock on {}", path.display()), || {
+        flocks()
+            .iter()
+            .any(|l| l.pid == pid && !l.blocked && l.exclusive == exclusive && l.ino == ino)
+    });
+}
+
+/// Whether the kernel says anybody holds a flock on `path`.
+pub fn kernel_says_locked(path: &Path) -> bool {
+    let ino = ino(path);
+    flocks().iter().any(|l| !l.blocked && l.ino == ino)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the host.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// One acquisition seen by the observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub pid: u32,
+    pub slot: u32,
+    pub token: u64,
+    /// CLOCK_MONOTONIC after the ticket was obtained.
+    pub enter: u64,
+    /// CLOCK_MONOTONIC before the ticket was released.
+    pub exit: u64,
+    /// Live holders counted under the observer lock, this one included.
+    pub live: u32,
+}
+
+/// Reads the observer's log: every enter must be matched by an exit.
+pub fn read_log(path: &Path) -> Vec<Hold> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut open: HashMap<(u32, u64), Hold> = HashMap::new();
+    let mut done = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| -> u64 {
+            f.get(i)
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("bad log line {line:?}"))
+        };
+        let (pid, slot, token) = (num(2) as u32, num(3) as u32, num(4));
+        match f[0] {
+            "enter" => {
+                let h = Hold {
+                    pid,
+                    slot,
+                    token,
+                    enter: num(1),
+                    exit: 0,
+                    live: num(5) as u32,
+                };
+                assert!(open.insert((pid, token), h).is_none(), "{line:?} twice");
+            }
+            "exit" => {
+                let mut h = open
+                    .remove(&(pid, token))
+                    .unwrap_or_else(|| panic!("{line:?} without enter"));
+                assert_eq!(h.slot, slot, "{line:?}");
+                h.exit = num(1);
+                done.push(h);
+            }
+            other => panic!("bad log line kind {other:?}"),
+        }
+    }
+    assert!(open.is_empty(), "entered but never left: {open:?}");
+    done.sort_by_key(|h| h.enter);
+    done
+}
+
+/// Checks a log against the election's promises and returns the most
+/// holders seen at once:
+/// * at no instant more than `tickets` holders (counting ties as overlap),
+///   and never two in one slot;
+/// * the observer's live count never above `tickets`;
+/// * tokens unique, and a hold that ended before another began has the
+///   smaller token.
+pub fn check_exclusion(holds: &[Hold], tickets: u32) -> u32 {
+    // Enters sort before exits at equal times: a tie counts as overlap.
+    let mut events: Vec<(u64, u8, usize)> = Vec::new();
+    for (i, h) in holds.iter().enumerate() {
+        assert!(h.enter <= h.exit, "{h:?}");
+        assert!(h.slot < tickets, "slot out of range: {h:?}");
+        assert!(
+            h.live >= 1 && h.live <= tickets,
+            "observer counted {} live holders with {tickets} tickets: {h:?}",
+            h.live
+        );
+        events.push((h.enter, 0, i));
+        events.push((h.exit, 1, i));
+    }
+    events.sort();
+    let mut slots: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut most = 0;
+    for (_, kind, i) in events {
+        let h = holds[i];
+        if kind == 0 {
+            if let Some(other) = slots.insert(h.slot, i) {
+                panic!("slot {} shared by {:?} and {h:?}", h.slot, holds[other]);
+            }
+            most = most.max(slots.len() as u32);
+            assert!(
+                slots.len() as u32 <= tickets,
+                "{} holders at once with {tickets} tickets: {:?}",
+                slots.len(),
+                slots.values().map(|&j| holds[j]).collect::<Vec<_>>()
+            );
+        } else {
+            assert_eq!(slots.remove(&h.slot), Some(i));
+        }
+    }
+    let tokens: HashSet<u64> = holds.iter().map(|h| h.token).collect();
+    assert_eq!(tokens.len(), holds.len(), "a token was issued twice");
+    for a in holds {
+        for b in holds {
+            if a.exit < b.enter {
+                assert!(
+                    a.token < b.token,
+                    "token went back: {a:?} ended before {b:?} began"
+                );
+            }
+        }
+    }
+    most
+}
+
+/// The body of a worker process; returns at once in a normal test run.
+pub fn worker_main() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("worker without {k}"));
+    let mut b = Election::builder(var(NAME))
+        .dir(var(DIR))
+        .tickets(var(TICKETS).parse().unwrap());
+    if let Ok(l) = std::env::var(LABEL) {
+        b = b.label(l);
+    }
+    let election = b.build().expect("a valid election");
+    match role.as_str() {
+        "hold" => hold(&election, &var(MODE)),
+        "contend" => contend(
+            &election,
+            &var(MODE),
+            Path::new(&var(LOG)),
+            Path::new(&var(OBSERVER)),
+            var(ROUNDS).parse().unwrap(),
+            Duration::from_micros(var(HOLD_US).parse().unwrap()),
+        ),
+        other => panic!("unknown role {other}"),
+    }
+    // Skip the test harness's report: the parent reads our stdout.
+    std::process::exit(0);
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{MARK}{line}").unwrap();
+    out.flush().unwrap();
+}
+
+fn say_error(e: &Error) {
+    say(&format!("ERROR {e:?} | {e}"));
+}
+
+fn hold(election: &Election, mode: &str) {
+    say(&format!("START {}", std::process::id()));
+    let got = match mode {
+        "obtain" => election.obtain().map(Some),
+        "try" => election.try_obtain(),
+        m => {
+            let ms: u64 = m
+                .strip_prefix("timeout:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("bad mode {m}"));
+            election.obtain_timeout(Duration::from_millis(ms))
+        }
+    };
+    let ticket = match got {
+        Ok(Some(t)) => t,
+        Ok(None) => return say("NONE"),
+        Err(e) => return say_error(&e),
+    };
+    say(&format!("HELD {} {}", ticket.slot(), ticket.token()));
+    for line in std::io::stdin().lock().lines() {
+        match line.unwrap().as_str() {
+            "intact" => say(&format!("INTACT {}", ticket.is_held())),
+            "release" => {
+                ticket.release();
+                say("RELEASED");
+            }
+            other => panic!("unknown command {other}"),
+        }
+    }
+}
+
+/// Adds `delta` to the live count kept in `observer`, under a flock on it;
+/// returns the new count.
+fn observe(observer: &Path, delta: i64) -> u32 {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(observer)
+        .unwrap();
+    f.lock().unwrap();
+    let mut text = String::new();
+    f.read_to_string(&mut text).unwrap();
+    let n: i64 = text.trim().parse().unwrap_or(0) + delta;
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.set_len(0).unwrap();
+    f.write_all(n.to_string().as_bytes()).unwrap();
+    drop(f); // closing unlocks
+    n as u32
+}
+
+fn log_line(log: &mut File, line: String) {
+    // One write(2) of a short line to an O_APPEND file: never interleaved.
+    assert_eq!(log.write(line.as_bytes()).unwrap(), line.len());
+}
+
+fn contend(
+    election: &Election,
+    mode: &str,
+    log: &Path,
+    observer: &Path,
+    rounds: u32,
+    hold: Duration,
+) {
+    let mut log = OpenOptions::new().append(true).open(log).unwrap();
+    say("READY");
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go).unwrap();
+    let pid = std::process::id();
+    let mut wins = 0;
+    for _ in 0..rounds {
+        let got = match mode {
+            "obtain" => election.obtain().map(Some),
+            "try" => election.try_obtain(),
+            m => panic!("bad mode {m}"),
+        };
+        let ticket = match got {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                std::thread::yield_now();
+                continue;
+            }
+            Err(e) => return say_error(&e),
+        };
+        wins += 1;
+        let enter = monotonic_ns();
+        let live = observe(observer, 1);
+        let (slot, token) = (ticket.slot(), ticket.token());
+        log_line(
+            &mut log,
+            format!("enter {enter} {pid} {slot} {token} {live}\n"),
+        );
+        std::thread::sleep(hold);
+        observe(observer, -1);
+        let exit = monotonic_ns();
+        log_line(&mut log, format!("exit {exit} {pid} {slot} {token}\n"));
+        drop(ticket);
+    }
+    say(&format!("DONE {wins}"));
+}
+
+/// Makes an empty log and observer file in `dir`.
+pub fn observer_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("observer.log");
+    let obs = dir.join("observer.count");
+    File::create(&log).unwrap();
+    std::fs::write(&obs, "0").unwrap();
+    (log, obs)
+}
