@@ -1,0 +1,144 @@
+//! Fencing tokens strictly increase across every acquisition of a resource:
+//! across processes, across process restarts (the counter persists in the
+//! run directory) and even after the counter file or the whole directory was
+//! removed. A damaged counter is refused with `Error::TokenDamaged`, in this
+//! process and in every other, and is never silently reset to a smaller
+//! number.
+
+mod support;
+
+use std::path::Path;
+
+use elect::{Election, Error};
+use support::{Role, Worker, kernel_says_locked};
+
+#[test]
+#[ignore = "the body of worker processes; the other tests run it"]
+fn worker_process() {
+    support::worker_main();
+}
+
+/// Runs a worker process that takes one ticket and exits; returns its token.
+fn token_from_a_new_process(run: &Path, name: &str, tickets: u32) -> u64 {
+    let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+    let (_, token) = w.expect_held();
+    w.finish();
+    token
+}
+
+fn stored(run: &Path, name: &str) -> String {
+    std::fs::read_to_string(run.join(name).join("token")).unwrap()
+}
+
+#[test]
+fn tokens_increase_across_processes_and_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let here = Election::builder("tokens")
+        .tickets(2)
+        .dir(run)
+        .build()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(token_from_a_new_process(run, "tokens", 2));
+        // Interleave acquisitions by this process, with a fresh Election
+        // every other time (as a restarted program would build it).
+        let t = if i % 2 == 0 {
+            here.obtain().unwrap()
+        } else {
+            Election::builder("tokens")
+                .tickets(2)
+                .dir(run)
+                .build()
+                .unwrap()
+                .obtain()
+                .unwrap()
+        };
+        tokens.push(t.token());
+        // The counter on disk is the last token issued.
+        assert_eq!(
+            stored(run, "tokens").trim().parse::<u64>().unwrap(),
+            t.token()
+        );
+    }
+    for pair in tokens.windows(2) {
+        assert!(pair[0] < pair[1], "tokens went back: {tokens:?}");
+    }
+    // While one process holds, tokens of the other slot keep increasing too.
+    let held = here.obtain().unwrap();
+    let other = token_from_a_new_process(run, "tokens", 2);
+    assert!(other > held.token());
+}
+
+#[test]
+fn tokens_increase_even_after_the_counter_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let before = token_from_a_new_process(run, "removed", 1);
+    std::fs::remove_file(run.join("removed/token")).unwrap();
+    let after_file = token_from_a_new_process(run, "removed", 1);
+    assert!(after_file > before, "{after_file} after {before}");
+    std::fs::remove_dir_all(run.join("removed")).unwrap();
+    let after_dir = token_from_a_new_process(run, "removed", 1);
+    assert!(after_dir > after_file, "{after_dir} after {after_file}");
+}
+
+#[test]
+fn a_damaged_token_file_is_an_error_never_a_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let e = Election::builder("damaged").dir(run).build().unwrap();
+    let last = e.obtain().unwrap().token();
+    let path = run.join("damaged/token");
+    let slot = run.join("damaged/slot.0");
+
+    let damage: [&[u8]; 7] = [
+        b"garbage\n",
+        b"\n",
+        b"12abc\n",
+        b"-5\n",
+        b"000000000000000000001\n",
+        b"99999999999999999999\n",
+        b"\xff\x00\x01",
+    ];
+    for bad in damage {
+        std::fs::write(&path, bad).unwrap();
+        for attempt in [e.try_obtain(), e.obtain().map(Some)] {
+            match attempt {
+                Err(Error::TokenDamaged {
+                    path: p,
+                    content: _,
+                }) => assert_eq!(p, path),
+                other => panic!("{bad:?}: expected TokenDamaged, got {other:?}"),
+            }
+            // The slot taken on the way was let go again.
+            assert!(!kernel_says_locked(&slot), "{bad:?}: slot left held");
+        }
+        // Another process (a restart) is refused the same way.
+        let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, "damaged", 1);
+        let said = w.expect("ERROR");
+        assert!(said.starts_with("TokenDamaged"), "{said}");
+        w.finish();
+        // The file was left as it was, for a person to repair.
+        assert_eq!(std::fs::read(&path).unwrap(), bad);
+    }
+
+    // The error message says what to do.
+    std::fs::write(&path, "garbage\n").unwrap();
+    let msg = e.try_obtain().unwrap_err().to_string();
+    assert!(
+        msg.contains("damaged") && msg.contains(path.to_str().unwrap()),
+        "{msg}"
+    );
+
+    // Repaired with a larger number, tokens continue above it.
+    std::fs::write(&path, format!("{}\n", last + 1000)).unwrap();
+    assert_eq!(e.obtain().unwrap().token(), last + 1001);
+    assert_eq!(token_from_a_new_process(run, "damaged", 1), last + 1002);
+
+    // At the very top the counter refuses to wrap.
+    std::fs::write(&path, format!("{}\n", u64::MAX)).unwrap();
+    assert!(matches!(e.try_obtain(), Err(Error::TokenExhausted { .. })));
+    assert!(!kernel_says_locked(&slot));
+}
