@@ -1,0 +1,178 @@
+//! The command `elect run` starts: finding it before a ticket is taken,
+//! starting it with the contract's environment and with or without the
+//! ticket, and turning how it ended into an exit status.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+
+use elect::{Election, Ticket};
+
+use super::exit::{self, Failure};
+
+/// The search path `execvp` uses when `PATH` is unset.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The label `status` shows for a command by default: its command line.
+pub(crate) fn command_line(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks, before any ticket is taken, that `program` can be run, so that a
+/// typo fails at once (127 or 126) instead of after a long wait.
+pub(crate) fn check(program: &OsStr) -> Result<(), Failure> {
+    let shown = program.to_string_lossy();
+    if program.is_empty() {
+        return Err(Failure::new(
+            exit::NOT_FOUND,
+            "cannot run an empty command name; give the command after NAME",
+        ));
+    }
+    if program.as_bytes().contains(&b'/') {
+        let path = Path::new(program);
+        return match path.metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+                exit::NOT_FOUND,
+                format!("cannot run {shown:?}: no such file; check the path"),
+            )),
+            Err(e) => Err(Failure::new(
+                exit::CANNOT_EXECUTE,
+                format!("cannot run {shown:?}: {e}"),
+            )),
+            Ok(m) if m.is_dir() => Err(Failure::new(
+                exit::CANNOT_EXECUTE,
+                format!("cannot run {shown:?}: it is a directory; give a program"),
+            )),
+            Ok(_) if !executable(path) => Err(Failure::new(
+                exit::CANNOT_EXECUTE,
+                format!("cannot run {shown:?}: permission denied; make it executable (chmod +x)"),
+            )),
+            Ok(_) => Ok(()),
+        };
+    }
+    let search = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let mut not_executable: Option<PathBuf> = None;
+    for dir in std::env::split_paths(&search) {
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let candidate = dir.join(program);
+        if candidate.metadata().is_ok_and(|m| m.is_file()) {
+            if executable(&candidate) {
+                return Ok(());
+            }
+            not_executable.get_or_insert(candidate);
+        }
+    }
+    match not_executable {
+        Some(found) => Err(Failure::new(
+            exit::CANNOT_EXECUTE,
+            format!(
+                "cannot run {shown:?}: {} is not executable; make it executable (chmod +x) or fix PATH",
+                found.display()
+            ),
+        )),
+        None => Err(Failure::new(
+            exit::NOT_FOUND,
+            format!(
+                "cannot run {shown:?}: command not found in PATH; check the name, or give its path"
+            ),
+        )),
+    }
+}
+
+/// Whether this process may execute `path`.
+fn executable(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string.
+    unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// Starts `argv` under `ticket`, with the contract's environment. With
+/// `inherit`, the command inherits the ticket's descriptors; without, elect
+/// alone holds the ticket and the command gets SIGKILL if elect dies.
+///
+/// Must be called on the thread that stays alive until the command is
+/// reaped: on Linux the parent-death signal fires when the parent *thread*
+/// exits.
+pub(crate) fn spawn(
+    argv: &[OsString],
+    election: &Election,
+    ticket: &Ticket,
+    inherit: bool,
+) -> Result<Child, Failure> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("ELECT_NAME", election.name())
+        .env("ELECT_SLOT", ticket.slot().to_string())
+        .env("ELECT_TICKETS", election.tickets().to_string())
+        .env("ELECT_DIR", election.dir())
+        .env("ELECT_TOKEN", ticket.token().to_string());
+    if inherit {
+        ticket.share_with(&mut cmd);
+    } else {
+        die_with_parent(&mut cmd);
+    }
+    cmd.spawn().map_err(|e| {
+        let shown = argv[0].to_string_lossy();
+        let code = match e.raw_os_error() {
+            Some(libc::ENOENT) => exit::NOT_FOUND,
+            Some(libc::EAGAIN | libc::ENOMEM) => exit::FAILURE,
+            _ => exit::CANNOT_EXECUTE,
+        };
+        Failure::new(code, format!("cannot run {shown:?}: {e}"))
+    })
+}
+
+/// Makes the command receive SIGKILL when elect dies (Linux's
+/// `PR_SET_PDEATHSIG`), so that a command that does not hold the ticket
+/// never runs on without an owner of it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure calls only prctl, getppid and raise, which are
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // elect died between fork and prctl: nobody holds the ticket.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Without `PR_SET_PDEATHSIG`, nothing kills the command when elect dies.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn die_with_parent(_cmd: &mut Command) {}
+
+/// The exit status of elect for a command that ended with `status`: its
+/// own, or 128 + N when killed by signal N.
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => exit::by_signal(sig),
+        (None, None) => exit::FAILURE,
+    }
+}

@@ -1,0 +1,411 @@
+//! The man pages: `elect.1` and one page per subcommand, generated from the
+//! clap definition with clap_mangen, plus the prose sections a man page
+//! needs (EXIT STATUS, ENVIRONMENT, FILES, NOTES, EXAMPLES, SEE ALSO),
+//! written here. `elect generate-man DIR` writes them; the committed copies
+//! under `man/` are checked against it by `tests/cli_man.rs`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::CommandFactory;
+use clap_mangen::Man;
+
+use super::args::Cli;
+
+/// A block of prose in a section.
+enum Block {
+    /// A paragraph.
+    P(&'static str),
+    /// A tagged paragraph: a term and what it means.
+    Tag(&'static str, &'static str),
+    /// Lines shown as they are (commands, files).
+    Code(&'static str),
+}
+
+use Block::{Code, P, Tag};
+
+/// A section of prose: its title and blocks.
+type Section = (&'static str, Vec<Block>);
+
+/// Writes every page into `dir`, which must exist.
+pub(crate) fn generate(dir: &Path) -> anyhow::Result<()> {
+    let mut root = Cli::command();
+    root.build();
+    let pages: Vec<(clap::Command, Vec<Section>)> = std::iter::once((root.clone(), elect_page()))
+        .chain(
+            root.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| (s.clone(), sub_page(s.get_name()))),
+        )
+        .collect();
+    for (cmd, prose) in pages {
+        let man = Man::new(cmd.clone());
+        let mut out = Vec::new();
+        man.render_title(&mut out)?;
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut out)?;
+        }
+        if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+            man.render_subcommands_section(&mut out)?;
+        }
+        for section in &prose {
+            out.extend_from_slice(roff(section).as_bytes());
+        }
+        man.render_version_section(&mut out)?;
+        let path = dir.join(man.get_filename());
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Roff for one section, with the text escaped.
+fn roff((title, blocks): &Section) -> String {
+    let mut out = format!(".SH \"{title}\"\n");
+    for block in blocks {
+        match block {
+            P(text) => {
+                out.push_str(".PP\n");
+                out.push_str(&escape(text));
+                out.push('\n');
+            }
+            Tag(tag, text) => {
+                out.push_str(".TP\n\\fB");
+                out.push_str(&escape(tag));
+                out.push_str("\\fR\n");
+                out.push_str(&escape(text));
+                out.push('\n');
+            }
+            Code(lines) => {
+                out.push_str(".PP\n.RS 4\n.nf\n");
+                for line in lines.lines() {
+                    out.push_str(&escape(line));
+                    out.push('\n');
+                }
+                out.push_str(".fi\n.RE\n");
+            }
+        }
+    }
+    out
+}
+
+/// Escapes text for roff: backslashes, hyphens, and a leading `.` or `'`.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with('.') || line.starts_with('\'') {
+            out.push_str("\\&");
+        }
+        for c in line.chars() {
+            match c {
+                '\\' => out.push_str("\\e"),
+                '-' => out.push_str("\\-"),
+                _ => out.push(c),
+            }
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
+/// The prose of a subcommand's page.
+fn sub_page(name: &str) -> Vec<Section> {
+    match name {
+        "run" => vec![
+            run_exit_status(),
+            environment(true),
+            files(),
+            notes(),
+            run_examples(),
+            see_also(),
+        ],
+        "status" => vec![
+            (
+                "OUTPUT",
+                vec![
+                    P(
+                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed.",
+                    ),
+                    P("With --json, one JSON document on one line:"),
+                    Code(
+                        r#"{"dir": "/abs/dir",
+ "resources": [
+   {"name": "echo", "tickets": 2,
+    "slots": [
+      {"slot": 0, "held": true, "pid": 4242, "since": "2026-11-23T10:00:00Z",
+       "label": "sh -c ...", "token": 7, "command_pid": 4243},
+      {"slot": 1, "held": false}]}]}"#,
+                    ),
+                    P(
+                        "held is the kernel's truth at the time of the call, whatever stale text a slot file holds. pid, since, label, token and command_pid come from the holder's record: pid is the process that took the ticket (for elect run, elect itself), so after elect was killed with SIGKILL a slot can be held while its recorded pid has exited; command_pid is then the command that still holds it. tickets is the N of the live participants, or of the last use when none is live. A NAME never used gives an empty resources list.",
+                    ),
+                ],
+            ),
+            (
+                "EXIT STATUS",
+                vec![
+                    Tag("0", "The status was printed."),
+                    Tag("2", "Bad usage: unknown option or bad resource name."),
+                    Tag("125", "The run directory is unsafe or cannot be read."),
+                ],
+            ),
+            environment(false),
+            files(),
+            (
+                "EXAMPLES",
+                vec![
+                    P("Who holds the nightly report?"),
+                    Code("elect status nightly-report"),
+                    P("The pids of the commands holding any slot of ci-heavy, for a script:"),
+                    Code(
+                        "elect status --json ci-heavy |\n  jq '.resources[].slots[] | select(.held) | .command_pid // .pid'",
+                    ),
+                ],
+            ),
+            see_also(),
+        ],
+        "watch" => vec![
+            (
+                "OUTPUT",
+                vec![
+                    P("Without --json, one line per change:"),
+                    Code("2026-11-23T10:00:00Z acquired echo slot 0 pid 4242 token 7"),
+                    P("With --json, one JSON object per line:"),
+                    Code(
+                        r#"{"event":"acquired","name":"echo","slot":0,"pid":4242,"token":7,"at":"2026-11-23T10:00:00Z"}"#,
+                    ),
+                    P(
+                        "event is acquired or released; pid and token are the holder's, from its record; at is when the change was seen, in RFC 3339 UTC. Each line is flushed as it is written. Unless --quiet, a line on stderr says what is watched once the watch is in place.",
+                    ),
+                ],
+            ),
+            (
+                "EXIT STATUS",
+                vec![
+                    Tag(
+                        "128+N",
+                        "Stopped by signal N (SIGINT from Ctrl-C gives 130): watch runs until interrupted.",
+                    ),
+                    Tag("0", "Its output was closed (for example by head -1)."),
+                    Tag("2", "Bad usage: unknown option or bad resource name."),
+                    Tag("125", "The run directory is unsafe or cannot be watched."),
+                ],
+            ),
+            environment(false),
+            (
+                "EXAMPLES",
+                vec![
+                    P("Follow a resource:"),
+                    Code("elect watch --json nightly-report"),
+                    P("Wait until the current holder of deploy gives it up:"),
+                    Code("elect watch --json -q deploy | grep -m1 '\"released\"'"),
+                ],
+            ),
+            see_also(),
+        ],
+        "completions" => vec![
+            (
+                "EXAMPLES",
+                vec![Code(
+                    "elect completions bash > ~/.local/share/bash-completion/completions/elect\nelect completions zsh > ~/.zfunc/_elect\nelect completions fish > ~/.config/fish/completions/elect.fish",
+                )],
+            ),
+            see_also(),
+        ],
+        _ => vec![see_also()],
+    }
+}
+
+/// The prose of `elect.1`.
+fn elect_page() -> Vec<Section> {
+    vec![
+        run_exit_status(),
+        environment(true),
+        files(),
+        notes(),
+        run_examples(),
+        see_also(),
+    ]
+}
+
+fn run_exit_status() -> Section {
+    (
+        "EXIT STATUS",
+        vec![
+            P("elect run exits with:"),
+            Tag("the command's status", "when the command exited."),
+            Tag(
+                "128+N",
+                "when the command was killed by signal N, or when elect run was stopped by signal N (SIGINT, SIGTERM, SIGHUP, SIGQUIT) while waiting for a ticket; nothing was taken then.",
+            ),
+            Tag(
+                "75, or the -E CODE",
+                "when no ticket was obtained within --no-wait or --timeout. The command did not run.",
+            ),
+            Tag(
+                "76",
+                "when the ticket was lost while the command ran: its slot file or resource directory was removed or replaced. The command was sent SIGTERM, then SIGKILL after --kill-after.",
+            ),
+            Tag(
+                "2",
+                "bad usage: unknown option, bad resource name, bad number or duration. Nothing was created on disk.",
+            ),
+            Tag("126", "the command exists but cannot be executed."),
+            Tag("127", "the command was not found."),
+            Tag(
+                "125",
+                "any other failure of elect itself: unsafe or unwritable run directory, participants disagreeing on the number of tickets, I/O error; as env(1), nice(1) and timeout(1) use it.",
+            ),
+            P(
+                "Every error message goes to stderr, begins with \"elect:\", names the bad value or path and says what to do about it.",
+            ),
+        ],
+    )
+}
+
+fn environment(run: bool) -> Section {
+    let mut blocks = vec![
+        Tag("ELECT_DIR", "The run directory when --dir is not given."),
+        Tag(
+            "XDG_RUNTIME_DIR",
+            "When ELECT_DIR is unset or empty, the run directory is $XDG_RUNTIME_DIR/elect; when both are unset, /tmp/elect-UID.",
+        ),
+    ];
+    if run {
+        blocks.push(Tag(
+            "PATH",
+            "Where elect run looks for COMMAND when it has no slash, before it takes a ticket.",
+        ));
+        blocks.push(P("elect run adds these to the command's environment:"));
+        blocks.extend([
+            Tag("ELECT_NAME", "The resource name."),
+            Tag("ELECT_SLOT", "The slot held, 0-based."),
+            Tag("ELECT_TICKETS", "N, the number of tickets."),
+            Tag("ELECT_DIR", "The run directory, absolute."),
+            Tag(
+                "ELECT_TOKEN",
+                "The fencing token: an integer that strictly increases with every acquisition of any slot of this resource. Hand it to a downstream system so it can refuse writes from a holder that was superseded.",
+            ),
+        ]);
+    }
+    ("ENVIRONMENT", blocks)
+}
+
+fn files() -> Section {
+    (
+        "FILES",
+        vec![
+            Tag(
+                "DIR/NAME/slot.I",
+                "Slot I of resource NAME. Holding slot I means holding an exclusive flock(2) on this file; the file holds the holder's record (pid, since, label, token) for status, and is never unlinked by elect.",
+            ),
+            Tag(
+                "DIR/NAME/token, DIR/NAME/tickets, DIR/NAME/queue",
+                "The fencing-token counter, the number of tickets the live participants agreed on, and the line waiters stand in.",
+            ),
+            Tag(
+                "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
+                "The default run directories. Directories elect creates are mode 0700. A directory or slot file that is a symbolic link, or a directory owned by another user and writable by others, is refused.",
+            ),
+        ],
+    )
+}
+
+fn notes() -> Section {
+    (
+        "NOTES",
+        vec![
+            Tag(
+                "One host",
+                "elect elects among the processes of one host, through the kernel's locks. It is not a distributed lock: for several hosts use etcd, Consul or a database.",
+            ),
+            Tag(
+                "NFS",
+                "Keep the run directory on a local file system. On NFS, flock(2) is emulated with byte-range locks held by the lock manager: a client that loses contact can lose its lock without being told, and the kernel of another host cannot free a slot the instant its holder dies. elect does not try to detect this.",
+            ),
+            Tag(
+                "tmpfs",
+                "The default run directories are usually on tmpfs and emptied at boot. That is harmless for the locks, which never outlive a boot, but the fencing-token counter starts again: if tokens must increase across reboots, use a --dir on persistent storage. Cleaners such as systemd-tmpfiles may remove old files under /tmp while a slot is held; elect run sees that as a lost ticket (status 76). Exclude the directory from cleaning, or use $XDG_RUNTIME_DIR, or for a service a RuntimeDirectory= under /run (systemd-logind removes $XDG_RUNTIME_DIR when the user's last session ends).",
+            ),
+            Tag(
+                "Forks and inherited descriptors",
+                "A ticket is an open file description with a lock on it; every process that has it (through fork, or exec without close-on-exec) keeps the slot held, and the slot is free only when the last one has exited or closed it. By default the command inherits the ticket, and so do its children, including background processes and daemons it starts: the slot stays held until they have all exited, so a command that escapes into the background still counts. With --no-inherit (-o) only elect holds the ticket, the command gets SIGKILL if elect dies (Linux PR_SET_PDEATHSIG), and processes the command started and detached neither hold the ticket nor are killed: use it for commands that start daemons which must not keep the ticket.",
+            ),
+            Tag(
+                "SIGKILL",
+                "SIGKILL cannot be caught. If elect run is killed with SIGKILL while the command runs, the command runs on and keeps the slot through its inherited descriptor (status shows the slot held, with the exited pid of elect and the command_pid of the command); the slot is free once the command and its descendants holding it have exited. With --no-inherit the command is killed too and the slot is free at once. If the command is killed with SIGKILL, elect run exits 137 and the next waiter gets the ticket at once. Killing a waiting elect run with SIGKILL takes nothing. Nothing is ever left to clean up: the kernel frees a lock when its last descriptor is closed.",
+            ),
+            Tag(
+                "Signals",
+                "SIGINT, SIGTERM, SIGHUP and SIGQUIT received by elect run while the command runs are forwarded to it, and elect exits with the command's status once it has ended. A Ctrl-C or Ctrl-\\ in a terminal already reaches the command (it is in the terminal's foreground process group), so elect does not send it a second copy: one Ctrl-C stops both. Received while waiting, these signals make elect run give up with nothing taken and exit 128+N.",
+            ),
+            Tag(
+                "Lost tickets",
+                "While the command runs, elect run checks about every 250 ms that the slot file it locked is still the one at its path. If the slot file, the resource directory or the run directory was removed or replaced, another process may now hold a fresh slot at the same path: elect says so on stderr, sends the command SIGTERM, then SIGKILL after --kill-after (default 5s), and exits 76.",
+            ),
+            Tag(
+                "Progress",
+                "While elect run waits and stderr is a terminal, it shows what it waits for and who holds the tickets (pid, label, since when), updated as that changes and erased once a ticket is obtained. Nothing of that is shown when stderr is not a terminal, or with --quiet.",
+            ),
+        ],
+    )
+}
+
+fn run_examples() -> Section {
+    (
+        "EXAMPLES",
+        vec![
+            P(
+                "A cron job that must never overlap: if the previous run is still going, the new one gives up at once and quietly, with a status cron ignores (-E 0):",
+            ),
+            Code("*/5 * * * *  elect run -n -q -E 0 nightly-report -- /usr/local/bin/report"),
+            P(
+                "A CI step that allows 2 jobs at once per machine (the runners share the user and the directory); the others wait, showing who holds the tickets when run on a terminal:",
+            ),
+            Code(
+                "elect run --tickets 2 --dir /var/tmp/ci-elect --label \"$CI_JOB_NAME $CI_JOB_ID\" \\\n    ci-heavy -- make integration-test",
+            ),
+            P(
+                "A systemd service with 4 instances where one runs the singleton: every instance waits for the one ticket; the winner runs the scheduler, the others stand by and take over within milliseconds if it dies:",
+            ),
+            Code(
+                "# /etc/systemd/system/scheduler@.service\n[Service]\nRuntimeDirectory=scheduler-elect\nRuntimeDirectoryPreserve=yes\nExecStart=/usr/local/bin/elect run --dir /run/scheduler-elect --label %n \\\n    scheduler -- /usr/local/bin/scheduler\nRestart=always\n\nsystemctl enable --now scheduler@1 scheduler@2 scheduler@3 scheduler@4",
+            ),
+            P(
+                "Forked workers: 8 workers prepare in parallel, at most 2 at a time run the heavy phase, each with its slot and token:",
+            ),
+            Code(
+                "for i in 1 2 3 4 5 6 7 8; do\n  ( prepare \"$i\"\n    elect run -t 2 heavy-phase -- sh -c 'crunch --slot \"$ELECT_SLOT\" --token \"$ELECT_TOKEN\"'\n    upload \"$i\" ) &\ndone\nwait",
+            ),
+            P("Wait at most 30 seconds for a deploy lock, and say why it failed:"),
+            Code(
+                "elect run -w 30s deploy -- ./deploy.sh\ncase $? in 75) echo \"another deploy is still running\" ;; esac",
+            ),
+            P("A command that starts a daemon which must not keep the ticket:"),
+            Code("elect run --no-inherit db-setup -- ./start-db-and-migrate.sh"),
+        ],
+    )
+}
+
+fn see_also() -> Section {
+    (
+        "SEE ALSO",
+        vec![P(
+            "elect(1), elect-run(1), elect-status(1), elect-watch(1), elect-completions(1), flock(1), flock(2)",
+        )],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_roff() {
+        assert_eq!(escape(".x -y \\z"), "\\&.x \\-y \\ez");
+        assert_eq!(escape("a\n'b"), "a\n\\&'b");
+    }
+}

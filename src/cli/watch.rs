@@ -1,0 +1,51 @@
+//! `elect watch`: one line per change of ownership of a resource, flushed
+//! as it happens, until interrupted or until nobody reads the output.
+
+use elect::{Election, Event, EventKind};
+
+use super::args::WatchArgs;
+use super::exit::{Failure, say};
+use super::output::{self, Written};
+
+/// Runs `elect watch` and returns its exit status (0 when stdout closes;
+/// a signal ends it with the signal's default action).
+pub(crate) fn watch(args: WatchArgs) -> Result<i32, Failure> {
+    let mut builder = Election::builder(&args.name);
+    if let Some(dir) = &args.dir.dir {
+        builder = builder.dir(dir);
+    }
+    let election = builder.build()?;
+    let mut watcher = election.watch()?;
+    if !args.quiet {
+        say(format!(
+            "watching {:?} in {}; Ctrl-C to stop",
+            election.name(),
+            election.dir().display()
+        ));
+    }
+    loop {
+        let event = watcher.next_event()?;
+        let mut line = if args.json {
+            serde_json::to_string(&event)
+                .map_err(|e| Failure::internal(format!("cannot write the event as JSON: {e}")))?
+        } else {
+            human(&event)
+        };
+        line.push('\n');
+        if output::write(&line)? == Written::Closed {
+            return Ok(0);
+        }
+    }
+}
+
+/// An event for a person: `2026-11-23T10:00:00Z acquired echo slot 0 pid 4242 token 7`.
+fn human(ev: &Event) -> String {
+    let kind = match ev.kind {
+        EventKind::Acquired => "acquired",
+        EventKind::Released => "released",
+    };
+    format!(
+        "{} {kind} {} slot {} pid {} token {}",
+        ev.at, ev.name, ev.slot, ev.pid, ev.token
+    )
+}
