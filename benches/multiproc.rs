@@ -1,0 +1,477 @@
+//! Multi-process figures, each beside its anchor measured in the same run:
+//!
+//! * hand-off latency (holder releases → a waiting process owns), elect with
+//!   1 and 4 tickets against raw kernel flock(2);
+//! * fail-over latency (holder SIGKILLed → a waiting process owns), elect
+//!   against raw flock(2);
+//! * idle cost: 100 waiters for 10 s, CPU and wake-ups;
+//! * scale: hand-offs per second and CPU per hand-off with 4, 16 and 64
+//!   waiters on 1 ticket, and 512 contenders for 256 tickets.
+//!
+//! `cargo bench --bench multiproc` (add `-- quick` for a short run). It
+//! re-executes itself for the worker processes; times are CLOCK_MONOTONIC,
+//! which all processes of the host share.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use elect::Election;
+
+const ROLE: &str = "ELECT_BENCH_ROLE";
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(ROLE) {
+        let args: Vec<String> = std::env::args().collect();
+        match role.as_str() {
+            "cycler" => cycler(&args),
+            "holder" => holder(&args),
+            "failover-waiter" => failover_waiter(&args),
+            _ => panic!("unknown role {role}"),
+        }
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else selects what to run.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let quick = args.iter().any(|a| a == "quick");
+    let only = |name: &str| args.iter().all(|a| a == "quick") || args.iter().any(|a| a == name);
+    let tmp = tempfile::tempdir().unwrap();
+    println!(
+        "# elect multi-process benchmarks ({} mode)",
+        if quick { "quick" } else { "full" }
+    );
+    if only("handoff") {
+        handoff(tmp.path(), quick);
+    }
+    if only("failover") {
+        failover(tmp.path(), quick);
+    }
+    if only("idle") {
+        idle(tmp.path(), quick);
+    }
+    if only("scale") {
+        scale(tmp.path(), quick);
+    }
+}
+
+// ---------------------------------------------------------------- workers
+
+/// Which lock a worker takes.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Raw flock(2) on one file: the kernel's own hand-off.
+    Raw,
+    /// elect with N tickets.
+    Elect(u32),
+}
+
+impl Kind {
+    fn arg(self) -> String {
+        match self {
+            Kind::Raw => "raw".into(),
+            Kind::Elect(n) => format!("elect{n}"),
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s.strip_prefix("elect") {
+            Some(n) => Kind::Elect(n.parse().unwrap()),
+            None => Kind::Raw,
+        }
+    }
+}
+
+/// A held lock of either kind; dropping releases.
+#[allow(dead_code)] // held only to be dropped
+enum Guard {
+    Raw(File),
+    Elect(elect::Ticket),
+}
+
+fn acquire(kind: Kind, dir: &Path) -> (u32, Guard) {
+    match kind {
+        Kind::Raw => {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join("raw.lock"))
+                .unwrap();
+            f.lock().unwrap();
+            (0, Guard::Raw(f))
+        }
+        Kind::Elect(n) => {
+            let e = Election::builder("bench")
+                .tickets(n)
+                .dir(dir)
+                .build()
+                .unwrap();
+            let t = e.obtain().unwrap();
+            (t.slot(), Guard::Elect(t))
+        }
+    }
+}
+
+/// Loops acquire → note latency since the slot's last release by another
+/// process → hold → note release time → release → think, until `stop`
+/// exists. Shared file layout: per slot, 16 bytes: release time, releaser.
+fn cycler(args: &[String]) {
+    let kind = Kind::parse(&args[1]);
+    let dir = PathBuf::from(&args[2]);
+    let hold = Duration::from_micros(args[3].parse().unwrap());
+    let think = Duration::from_micros(args[4].parse().unwrap());
+    let shared = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("shared"))
+        .unwrap();
+    let mut samples = OpenOptions::new()
+        .append(true)
+        .open(dir.join("samples"))
+        .unwrap();
+    let me = std::process::id() as u64;
+    let mut buf = Vec::new();
+    while !dir.join("stop").exists() {
+        let (slot, guard) = acquire(kind, &dir);
+        let got = now_ns();
+        let mut prev = [0u8; 16];
+        shared.read_exact_at(&mut prev, slot as u64 * 16).unwrap();
+        let released = u64::from_le_bytes(prev[..8].try_into().unwrap());
+        let releaser = u64::from_le_bytes(prev[8..].try_into().unwrap());
+        if released != 0 && releaser != me {
+            buf.extend_from_slice(&(got - released).to_le_bytes());
+        }
+        spin_or_sleep(hold);
+        let mut rec = [0u8; 16];
+        rec[..8].copy_from_slice(&now_ns().to_le_bytes());
+        rec[8..].copy_from_slice(&me.to_le_bytes());
+        shared.write_all_at(&rec, slot as u64 * 16).unwrap();
+        drop(guard);
+        spin_or_sleep(think);
+        if buf.len() >= 8 * 64 {
+            samples.write_all(&buf).unwrap();
+            buf.clear();
+        }
+    }
+    samples.write_all(&buf).unwrap();
+}
+
+fn spin_or_sleep(d: Duration) {
+    if !d.is_zero() {
+        std::thread::sleep(d);
+    }
+}
+
+/// Takes the lock, says so by creating `ready`, and holds until killed.
+fn holder(args: &[String]) {
+    let kind = Kind::parse(&args[1]);
+    let dir = PathBuf::from(&args[2]);
+    let (_slot, _guard) = acquire(kind, &dir);
+    File::create(dir.join("ready")).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Waits for the lock, writes the time it got it into `got`, exits.
+fn failover_waiter(args: &[String]) {
+    let kind = Kind::parse(&args[1]);
+    let dir = PathBuf::from(&args[2]);
+    let (_slot, _guard) = acquire(kind, &dir);
+    let t = now_ns();
+    std::fs::write(dir.join("got.tmp"), t.to_le_bytes()).unwrap();
+    std::fs::rename(dir.join("got.tmp"), dir.join("got")).unwrap();
+}
+
+fn spawn(role: &str, args: &[String]) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .args(args)
+        .spawn()
+        .unwrap()
+}
+
+fn fresh(base: &Path, name: &str) -> PathBuf {
+    let d = base.join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+// ---------------------------------------------------------------- figures
+
+struct Dist(Vec<u64>);
+
+impl Dist {
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0[i] as f64 / 1000.0
+    }
+
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what:<44} n={:>6}  p50={:>8.1} µs  p90={:>8.1} µs  p99={:>8.1} µs",
+            self.0.len(),
+            self.pct(0.5),
+            self.pct(0.9),
+            self.pct(0.99)
+        )
+    }
+}
+
+/// Runs `waiters + 1` cyclers of `kind` for `secs` and returns the hand-off
+/// latencies.
+fn run_cyclers(
+    base: &Path,
+    kind: Kind,
+    procs: usize,
+    secs: f64,
+    hold_us: u64,
+    think_us: u64,
+) -> (Dist, Duration, f64) {
+    let dir = fresh(base, &format!("cyc-{}-{procs}", kind.arg()));
+    std::fs::write(dir.join("shared"), vec![0u8; 16 * 4096]).unwrap();
+    File::create(dir.join("samples")).unwrap();
+    let args = vec![
+        kind.arg(),
+        dir.to_str().unwrap().into(),
+        hold_us.to_string(),
+        think_us.to_string(),
+    ];
+    let start = Instant::now();
+    let before = children_cpu();
+    let mut kids: Vec<Child> = (0..procs).map(|_| spawn("cycler", &args)).collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    File::create(dir.join("stop")).unwrap();
+    // A waiter still blocked needs the others to go on releasing; they do
+    // until each has seen the stop file after its next turn.
+    for k in &mut kids {
+        k.wait().unwrap();
+    }
+    let elapsed = start.elapsed();
+    let cpu = children_cpu() - before;
+    let bytes = std::fs::read(dir.join("samples")).unwrap();
+    let mut v: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    v.sort_unstable();
+    (Dist(v), elapsed, cpu)
+}
+
+/// CPU seconds used by reaped children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: ru is a valid out-pointer.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn handoff(base: &Path, quick: bool) {
+    let secs = if quick { 2.0 } else { 8.0 };
+    println!("\n## Hand-off: holder releases → waiting process owns (hold 1 ms, think 2 ms)");
+    let (raw, _, _) = run_cyclers(base, Kind::Raw, 4, secs, 1000, 2000);
+    let (e1, _, _) = run_cyclers(base, Kind::Elect(1), 4, secs, 1000, 2000);
+    let (raw2, _, _) = run_cyclers(base, Kind::Raw, 4, secs, 1000, 2000);
+    let (e4, _, _) = run_cyclers(base, Kind::Elect(4), 20, secs, 1000, 2000);
+    println!("{}", raw.line("raw flock(2), 1 holder + 3 waiters"));
+    println!("{}", e1.line("elect N=1, 1 holder + 3 waiters"));
+    println!("{}", raw2.line("raw flock(2) again (drift check)"));
+    println!("{}", e4.line("elect N=4, 4 holders + 16 waiters"));
+    let anchor = (raw.pct(0.5) + raw2.pct(0.5)) / 2.0;
+    println!(
+        "ratio p50 elect/raw: N=1 {:.2}x, N=4 {:.2}x (target ≤ 2x; p99 target < 1000 µs)",
+        e1.pct(0.5) / anchor,
+        e4.pct(0.5) / anchor
+    );
+}
+
+fn failover(base: &Path, quick: bool) {
+    let rounds = if quick { 20 } else { 100 };
+    println!("\n## Fail-over: holder SIGKILLed → waiting process owns ({rounds} rounds each)");
+    let mut results = Vec::new();
+    for kind in [Kind::Raw, Kind::Elect(1), Kind::Elect(3)] {
+        let mut v = Vec::new();
+        for r in 0..rounds {
+            let dir = fresh(base, &format!("fo-{}-{r}", kind.arg()));
+            let args = vec![kind.arg(), dir.to_str().unwrap().into()];
+            let mut holders: Vec<Child> = Vec::new();
+            // With N tickets, N holders, so the waiter must wait.
+            let n = match kind {
+                Kind::Raw => 1,
+                Kind::Elect(n) => n,
+            };
+            for _ in 0..n {
+                let _ = std::fs::remove_file(dir.join("ready"));
+                holders.push(spawn("holder", &args));
+                wait_for(&dir.join("ready"));
+            }
+            let mut waiter = spawn("failover-waiter", &args);
+            // Let the waiter block in the kernel (or become head of the line).
+            std::thread::sleep(Duration::from_millis(30));
+            let t0 = now_ns();
+            // SAFETY: plain syscall.
+            unsafe { libc::kill(holders[0].id() as i32, libc::SIGKILL) };
+            waiter.wait().unwrap();
+            let got =
+                u64::from_le_bytes(std::fs::read(dir.join("got")).unwrap().try_into().unwrap());
+            v.push(got.saturating_sub(t0));
+            for mut h in holders {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
+        }
+        v.sort_unstable();
+        results.push((kind, Dist(v)));
+    }
+    for (kind, d) in &results {
+        println!("{}", d.line(&format!("{kind:?}")));
+    }
+    let raw = results[0].1.pct(0.5);
+    println!(
+        "ratio p50 elect/raw: N=1 {:.2}x, N=3 {:.2}x (target ≤ 1.5x)",
+        results[1].1.pct(0.5) / raw,
+        results[2].1.pct(0.5) / raw
+    );
+}
+
+/// CPU ticks and context switches of a process and all its threads.
+fn proc_cost(pid: u32) -> (u64, u64) {
+    let mut ticks = 0;
+    let mut switches = 0;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        if let Ok(stat) = std::fs::read_to_string(p.join("stat")) {
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = after.split_whitespace().collect();
+            ticks += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        }
+        if let Ok(status) = std::fs::read_to_string(p.join("status")) {
+            for line in status.lines() {
+                if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
+                    switches += v.trim().parse::<u64>().unwrap();
+                }
+                if let Some(v) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+                    switches += v.trim().parse::<u64>().unwrap();
+                }
+            }
+        }
+    }
+    (ticks, switches)
+}
+
+fn idle(base: &Path, quick: bool) {
+    let secs = if quick { 3 } else { 10 };
+    let waiters = 100;
+    println!("\n## Idle: {waiters} waiters for {secs} s while the tickets are held");
+    // SAFETY: sysconf cannot fail for this name.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for kind in [Kind::Raw, Kind::Elect(1), Kind::Elect(3)] {
+        let dir = fresh(base, &format!("idle-{}", kind.arg()));
+        let args = vec![kind.arg(), dir.to_str().unwrap().into()];
+        let n = match kind {
+            Kind::Raw => 1,
+            Kind::Elect(n) => n,
+        };
+        let mut holders = Vec::new();
+        for _ in 0..n {
+            let _ = std::fs::remove_file(dir.join("ready"));
+            holders.push(spawn("holder", &args));
+            wait_for(&dir.join("ready"));
+        }
+        let mut ws: Vec<Child> = (0..waiters)
+            .map(|_| spawn("failover-waiter", &args))
+            .collect();
+        // Let them all start and settle into their wait.
+        std::thread::sleep(Duration::from_secs(2));
+        let before: Vec<_> = ws.iter().map(|w| proc_cost(w.id())).collect();
+        std::thread::sleep(Duration::from_secs(secs));
+        let after: Vec<_> = ws.iter().map(|w| proc_cost(w.id())).collect();
+        let cpu_ms: f64 = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a.0 - b.0) as f64 / hz * 1000.0)
+            .sum();
+        let max_wakes = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a.1 - b.1)
+            .max()
+            .unwrap_or(0);
+        println!(
+            "{:<12} CPU of all {waiters} waiters: {cpu_ms:>6.1} ms; most wake-ups of one waiter: {max_wakes} ({:.2}/s)",
+            format!("{kind:?}"),
+            max_wakes as f64 / secs as f64
+        );
+        for w in ws.iter_mut().chain(holders.iter_mut()) {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+    println!(
+        "(target: under 20 ms CPU together, at most 1 wake-up per second each; CPU is counted in clock ticks of {:.0} ms)",
+        1000.0 / hz
+    );
+}
+
+fn scale(base: &Path, quick: bool) {
+    let secs = if quick { 2.0 } else { 6.0 };
+    println!("\n## Scale: back-to-back hand-offs (hold 0, think 0)");
+    for procs in [5, 17, 65] {
+        let (d, elapsed, cpu) = run_cyclers(base, Kind::Elect(1), procs, secs, 0, 0);
+        let n = d.0.len().max(1) as f64;
+        println!(
+            "elect N=1, {:>3} waiters: {:>8.0} hand-offs/s, CPU per hand-off {:>6.1} µs, p50 {:>7.1} µs",
+            procs - 1,
+            n / elapsed.as_secs_f64(),
+            cpu / n * 1e6,
+            d.pct(0.5)
+        );
+    }
+    let (d, elapsed, cpu) = run_cyclers(base, Kind::Elect(256), 512, secs * 2.0, 1000, 0);
+    let n = d.0.len().max(1) as f64;
+    println!(
+        "elect N=256, 512 contenders: {:>8.0} hand-offs/s, CPU per hand-off {:>6.1} µs, p50 {:>7.1} µs, p99 {:>7.1} µs",
+        n / elapsed.as_secs_f64(),
+        cpu / n * 1e6,
+        d.pct(0.5),
+        d.pct(0.99)
+    );
+    let _ = std::io::stdout().flush();
+}
