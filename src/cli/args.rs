@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "elect",
     version,
+    propagate_version = true,
     about = "Election on one host: at most N processes own a named resource",
     long_about = "Election on one host: at most N processes own a named resource.\n\n\
         Each of a resource's N tickets is a flock(2) on a slot file in a run \
@@ -89,7 +90,14 @@ pub(crate) struct DirArg {
 pub(crate) struct RunArgs {
     /// How many holders at once, from 1 to 4096. Every live participant of a
     /// resource must ask for the same number.
-    #[arg(short = 't', long, value_name = "N", default_value_t = 1, value_parser = parse_tickets)]
+    #[arg(
+        short = 't',
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = parse_tickets,
+        allow_hyphen_values = true
+    )]
     pub(crate) tickets: u32,
 
     #[command(flatten)]
@@ -101,7 +109,13 @@ pub(crate) struct RunArgs {
 
     /// Give up when no ticket came within DUR: 250ms, 3s, 2m, 1h, 1d; a bare
     /// number is seconds; 0 is the same as --no-wait.
-    #[arg(short = 'w', long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "DUR",
+        value_parser = parse_duration,
+        allow_hyphen_values = true
+    )]
     pub(crate) timeout: Option<Duration>,
 
     /// Exit status when no ticket was obtained, from 0 to 255.
@@ -110,7 +124,8 @@ pub(crate) struct RunArgs {
         long,
         value_name = "CODE",
         default_value_t = super::exit::NO_TICKET,
-        value_parser = parse_exit_code
+        value_parser = parse_exit_code,
+        allow_hyphen_values = true
     )]
     pub(crate) conflict_exit_code: u8,
 
@@ -136,7 +151,8 @@ pub(crate) struct RunArgs {
         long,
         value_name = "DUR",
         default_value = "5s",
-        value_parser = parse_duration
+        value_parser = parse_duration,
+        allow_hyphen_values = true
     )]
     pub(crate) kill_after: Duration,
 

@@ -54,7 +54,9 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<()> {
         for section in &prose {
             out.extend_from_slice(roff(section).as_bytes());
         }
-        man.render_version_section(&mut out)?;
+        if cmd.get_version().is_some() {
+            man.render_version_section(&mut out)?;
+        }
         let path = dir.join(man.get_filename());
         std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
     }

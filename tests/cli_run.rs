@@ -1,0 +1,381 @@
+//! `elect run` as a user runs it: exit statuses, the command's environment,
+//! --no-wait, --timeout, -E, refusals of bad usage, and lost tickets.
+
+mod cli_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cli_support::*;
+
+/// Starts `elect run` holding `name` in `dir` until stopped; returns once
+/// its command runs.
+fn holder(dir: &Path, name: &str, extra: &[&str]) -> Proc {
+    let marker = dir.with_extension(format!("{name}.ready"));
+    let _ = std::fs::remove_file(&marker);
+    let mut p = Proc::spawn(
+        elect(["run", "-d"])
+            .arg(dir)
+            .args(extra)
+            .args([name, "--", "sh", "-c"])
+            .arg(hold_script(&marker)),
+    );
+    wait_file(&marker);
+    let _ = p.pid();
+    p
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (script, want) in [("exit 0", 0), ("exit 3", 3), ("exit 255", 255)] {
+        let out = output(
+            elect(["run", "-d"])
+                .arg(tmp.path())
+                .args(["job", "sh", "-c", script]),
+        );
+        assert_eq!(code(out.status), want, "{script}");
+    }
+}
+
+#[test]
+fn command_killed_by_a_signal_gives_128_plus_n() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (script, want) in [("kill -KILL $$", 137), ("kill -USR1 $$", 138)] {
+        let out = output(
+            elect(["run", "-d"])
+                .arg(tmp.path())
+                .args(["job", "--", "sh", "-c", script]),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{script}: elect exits, it is not killed"
+        );
+    }
+}
+
+#[test]
+fn the_command_gets_every_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let print = "printf '%s\\n' \"$ELECT_NAME\" \"$ELECT_SLOT\" \"$ELECT_TICKETS\" \"$ELECT_DIR\" \"$ELECT_TOKEN\"";
+    let run = |cmd: &mut std::process::Command| {
+        let out = output(cmd.args(["-t", "3", "team.job", "--", "sh", "-c", print]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // A relative --dir is handed to the command as an absolute path.
+    let first = run(elect(["run", "-d", "rel-run"]).current_dir(tmp.path()));
+    let abs = tmp.path().join("rel-run");
+    assert_eq!(first[0], "team.job");
+    assert_eq!(first[1], "0");
+    assert_eq!(first[2], "3");
+    assert_eq!(Path::new(&first[3]), abs);
+    let token1: u64 = first[4].parse().expect("ELECT_TOKEN is an integer");
+
+    // ELECT_DIR chooses the run directory when --dir is absent.
+    let second = run(elect(["run"]).env("ELECT_DIR", &abs));
+    assert_eq!(Path::new(&second[3]), abs);
+    let token2: u64 = second[4].parse().unwrap();
+    assert!(token2 > token1, "tokens increase: {token1} then {token2}");
+
+    // A second holder at once gets another slot.
+    let dir = tmp.path().join("rel-run");
+    let _h = holder(&dir, "team.job", &["-t", "3"]);
+    let third = run(elect(["run", "-d"]).arg(&dir));
+    assert_eq!(third[1], "1", "slot 0 is held, so slot 1");
+}
+
+#[test]
+fn no_wait_and_conflict_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let ran = tmp.path().join("ran");
+    let _h = holder(&dir, "job", &["--label", "the-holder"]);
+    let touch = format!("touch {}", ran.display());
+
+    let out = output(
+        elect(["run", "-n", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &touch]),
+    );
+    assert_eq!(out.status.code(), Some(75));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("elect: no ticket of \"job\""), "{err}");
+    assert!(err.contains("the-holder"), "names the holder: {err}");
+
+    let out = output(
+        elect(["run", "-n", "-E", "9", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &touch]),
+    );
+    assert_eq!(out.status.code(), Some(9));
+
+    let out = output(
+        elect(["run", "--timeout", "0", "-q", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &touch]),
+    );
+    assert_eq!(out.status.code(), Some(75), "--timeout 0 is --no-wait");
+    assert!(
+        out.stderr.is_empty(),
+        "--quiet: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = output(
+        elect(["run", "-n", "--conflict-exit-code=0", "-q", "-d"])
+            .arg(&dir)
+            .args(["job", "true"]),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!ran.exists(), "the command never ran without a ticket");
+}
+
+#[test]
+fn timeout_gives_up_after_about_the_time_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let _h = holder(&dir, "job", &[]);
+    for asked in [Duration::from_secs(1), Duration::from_secs(2)] {
+        let start = Instant::now();
+        let out = output(
+            elect(["run", "-w", &format!("{}ms", asked.as_millis()), "-d"])
+                .arg(&dir)
+                .args(["job", "true"]),
+        );
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(75));
+        let (lo, hi) = (asked.mul_f64(0.8), asked.mul_f64(1.2));
+        assert!(took >= lo && took <= hi, "asked {asked:?}, took {took:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("within"), "{err}");
+    }
+}
+
+#[test]
+fn timeout_obtains_when_the_holder_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let h = holder(&dir, "job", &[]);
+    let mut waiter = Proc::spawn(
+        elect(["run", "-w", "20s", "-d"])
+            .arg(&dir)
+            .args(["job", "true"]),
+    );
+    wait_until("the waiter to wait", || {
+        has_thread(waiter.pid(), "elect-obtain")
+    });
+    drop(h);
+    assert_eq!(waiter.wait().code(), Some(0));
+}
+
+#[test]
+fn bad_usage_exits_2_names_the_value_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let long = "a".repeat(129);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["bad name", "true"], "bad name"),
+        (vec!["..", "true"], ".."),
+        (vec!["a/b", "true"], "a/b"),
+        (vec!["", "true"], "\"\""),
+        (vec![".hidden", "true"], ".hidden"),
+        (vec![&long, "true"], &long),
+        (vec!["-t", "0", "job", "true"], "'0'"),
+        (vec!["-t", "4097", "job", "true"], "4097"),
+        (vec!["-t", "many", "job", "true"], "many"),
+        (vec!["-t", "-1", "job", "true"], "-1"),
+        (vec!["-w", "soon", "job", "true"], "soon"),
+        (vec!["-w", "-1s", "job", "true"], "-1s"),
+        (vec!["-k", "1x", "job", "true"], "1x"),
+        (vec!["-E", "256", "job", "true"], "256"),
+        (vec!["--bogus", "job", "true"], "--bogus"),
+        (vec!["job"], "COMMAND"),
+        (vec!["-n", "-w", "1s", "job", "true"], "--no-wait"),
+    ];
+    for (args, named) in cases {
+        let out = output(elect(["run", "-d"]).arg(&dir).args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("elect: "), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?} names {named}: {err}");
+        assert!(!dir.exists(), "{args:?} created {}", dir.display());
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // Also with the run directory from the environment.
+    let out = output(elect(["run", "no way", "true"]).env("ELECT_DIR", &dir));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.exists());
+    let out = output(elect(["status", "-d"]).arg(&dir).arg("a/b"));
+    assert_eq!(out.status.code(), Some(2));
+    let out = output(elect(["watch", "-d"]).arg(&dir).arg("a b"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.exists());
+}
+
+#[test]
+fn command_not_found_127_not_executable_126_before_any_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    // The resource is held: a typo must fail at once, not after the wait.
+    let _h = holder(&dir, "job", &[]);
+    let script = tmp.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let cases = [
+        ("no-such-command-elect-test".to_string(), 127, "not found"),
+        (
+            tmp.path().join("missing").display().to_string(),
+            127,
+            "no such file",
+        ),
+        (script.display().to_string(), 126, "permission denied"),
+        (tmp.path().display().to_string(), 126, "directory"),
+    ];
+    for (cmd, want, says) in cases {
+        let start = Instant::now();
+        let out = output(elect(["run", "-d"]).arg(&dir).args(["job", &cmd]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{cmd}: {err}");
+        assert!(
+            err.starts_with("elect: cannot run") && err.contains(&cmd) && err.contains(says),
+            "{err}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not wait for the ticket"
+        );
+    }
+    // With a free ticket, an exec failure after obtaining maps the same way.
+    let free = tmp.path().join("free");
+    let out = output(elect(["run", "-d"]).arg(&free).args(["job", "true"]));
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn other_failures_exit_125() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let _h = holder(&dir, "job", &["-t", "2"]);
+    let out = output(
+        elect(["run", "-t", "3", "-d"])
+            .arg(&dir)
+            .args(["job", "true"]),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.starts_with("elect: ") && err.contains("--tickets 2"),
+        "{err}"
+    );
+
+    // A run directory that is a regular file.
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let out = output(elect(["run", "-d"]).arg(&file).args(["job", "true"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.starts_with("elect: ") && err.contains(&*file.to_string_lossy()),
+        "{err}"
+    );
+
+    // A run directory that is a symbolic link.
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let out = output(elect(["run", "-d"]).arg(&link).args(["other", "true"]));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn lost_ticket_after_rm_rf_stops_the_command_and_exits_76() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let ready = tmp.path().join("ready");
+    let termed = tmp.path().join("termed");
+    let script = format!(
+        "trap 'echo TERM > {}; kill $!; exit 0' TERM; touch {}; sleep 1000 & wait",
+        termed.display(),
+        ready.display()
+    );
+    let mut p = Proc::spawn(
+        elect(["run", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &script]),
+    );
+    wait_file(&ready);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let (st, err) = p.finish();
+    assert_eq!(st.code(), Some(76), "{err}");
+    assert_eq!(
+        read_when_written(&termed),
+        "TERM",
+        "the command got SIGTERM"
+    );
+    assert!(
+        err.starts_with("elect: lost the ticket of \"job\""),
+        "{err}"
+    );
+    assert!(err.contains("SIGTERM"), "{err}");
+}
+
+#[test]
+fn lost_ticket_kills_a_command_that_ignores_sigterm_after_the_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let ready = tmp.path().join("ready");
+    let script = format!("trap '' TERM; touch {}; exec sleep 1000", ready.display());
+    let mut p = Proc::spawn(
+        elect(["run", "--kill-after", "1s", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &script]),
+    );
+    wait_file(&ready);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let start = Instant::now();
+    let (st, err) = p.finish();
+    assert_eq!(st.code(), Some(76), "{err}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "waited the grace period"
+    );
+    assert!(err.contains("SIGKILL"), "{err}");
+}
+
+#[test]
+fn no_inherit_command_dies_with_elect_and_does_not_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let pidfile = tmp.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let mut p = Proc::spawn(
+        elect(["run", "-o", "-d"])
+            .arg(&dir)
+            .args(["job", "sh", "-c", &script]),
+    );
+    let cmd: i32 = read_when_written(&pidfile).parse().unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{cmd}/fd")).unwrap();
+    let slot = std::fs::canonicalize(slot_file(&dir, "job", 0)).unwrap();
+    for fd in fds.flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert_ne!(target, slot, "the command must not have the ticket");
+    }
+    kill(p.pid(), libc::SIGKILL);
+    p.wait();
+    wait_until("the command to die with elect", || dead(cmd));
+    let out = output(elect(["run", "-n", "-d"]).arg(&dir).args(["job", "true"]));
+    assert_eq!(out.status.code(), Some(0), "the slot is free");
+}
