@@ -13,7 +13,7 @@ use cli_support::*;
 fn holder(dir: &Path, name: &str, extra: &[&str]) -> Proc {
     let marker = dir.with_extension(format!("{name}.ready"));
     let _ = std::fs::remove_file(&marker);
-    let mut p = Proc::spawn(
+    let p = Proc::spawn(
         elect(["run", "-d"])
             .arg(dir)
             .args(extra)
@@ -21,7 +21,6 @@ fn holder(dir: &Path, name: &str, extra: &[&str]) -> Proc {
             .arg(hold_script(&marker)),
     );
     wait_file(&marker);
-    let _ = p.pid();
     p
 }
 

@@ -61,8 +61,16 @@ fn clap_failure(e: &clap::Error) -> i32 {
 
 /// Prints the completion script for `shell`.
 fn completions(shell: clap_complete::Shell) -> Result<i32, Failure> {
+    // The same command line without the hidden maintainer's subcommand,
+    // which clap_complete would otherwise offer.
+    let full = Cli::command();
+    let mut public = clap::Command::new("elect")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .disable_help_subcommand(true)
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "elect", &mut script);
+    clap_complete::generate(shell, &mut public, "elect", &mut script);
     output::print(&String::from_utf8_lossy(&script))?;
     Ok(0)
 }
