@@ -78,8 +78,12 @@ fn a_signal_while_waiting_gives_up_with_nothing_taken() {
     }
     assert!(!ran.exists());
     // Still exactly the holder's.
-    assert!(held(&dir, "job", 0));
-    assert!(kernel_holds(&slot_file(&dir, "job", 0)));
+    let st = status_json(&dir, "job");
+    let kernel = kernel_holds(&slot_file(&dir, "job", 0));
+    assert!(
+        st["resources"][0]["slots"][0]["held"] == true && kernel,
+        "kernel {kernel}: {st}"
+    );
 }
 
 #[test]
