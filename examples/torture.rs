@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example torture -- --seconds 20 --workers 12 --tickets 2
 //!     [--dir DIR] [--elect PATH] [--log PATH] [--keep]
+//! cargo run --release --example torture -- --analyse LOG --tickets N
 //! ```
 //!
 //! Worker kinds, assigned round robin: `block` (`Election::obtain`),
@@ -85,6 +86,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a.starts_with("__")) {
         std::process::exit(run_role(&args));
+    }
+    if args.first().map(String::as_str) == Some("--analyse")
+        && args.len() == 4
+        && args[2] == "--tickets"
+    {
+        // Re-analyse a kept log: --analyse LOG --tickets N
+        let text = std::fs::read_to_string(&args[1]).expect("readable log");
+        let a = analyse(&text, args[3].parse().expect("--tickets N"));
+        print!("{}", a.summary);
+        std::process::exit(if a.violations == 0 { 0 } else { 1 });
     }
     let opts = match Options::parse(&args) {
         Ok(o) => o,
@@ -604,15 +615,25 @@ impl Worker {
             if let Some(e) = env {
                 cmd.env(ROLE_ENV, e);
             }
-            cmd.stdin(Stdio::null()).stdout(Stdio::null());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
             self.log("WAIT", None, None, "");
-            let status = cmd.status();
+            let status = cmd.output();
             let what = match &status {
-                Ok(s) => match (s.code(), s.signal()) {
-                    (Some(c), _) => format!("code={c}"),
-                    (None, Some(sig)) => format!("signal={sig}"),
-                    _ => "unknown".into(),
-                },
+                Ok(o) => {
+                    let s = o.status;
+                    let code = match (s.code(), s.signal()) {
+                        (Some(c), _) => format!("code={c}"),
+                        (None, Some(sig)) => format!("signal={sig}"),
+                        _ => "unknown".into(),
+                    };
+                    let err = String::from_utf8_lossy(&o.stderr);
+                    match err.lines().next() {
+                        Some(line) => format!("{code} {line}"),
+                        None => code,
+                    }
+                }
                 Err(e) => format!("spawn-error {e}"),
             };
             self.log("CLIEXIT", None, None, &what);
@@ -1422,7 +1443,12 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     *errors.entry(key).or_default() += 1;
                 }
                 if r.what == "CLIEXIT" {
-                    *cli_exits.entry(r.extra.clone()).or_default() += 1;
+                    let code = r.extra.split_whitespace().next().unwrap_or("");
+                    *cli_exits.entry(code.to_string()).or_default() += 1;
+                    if code == "code=125" {
+                        let key: String = r.extra.chars().take(100).collect();
+                        *errors.entry(key).or_default() += 1;
+                    }
                 }
             }
             "KILL" | "REAP" => {
@@ -1722,109 +1748,150 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
     for &(w, s, e) in &stops {
         stops_of.entry(w).or_default().push((s, e));
     }
-    let free_runs = |w: &Wait| -> (u64, u64, u64) {
-        // Longest stretch in [start, end] with fewer than N counted holders
-        // while this waiter ran.
-        let own = stops_of.get(&w.wid).cloned().unwrap_or_default();
-        let mut i = steps.partition_point(|s| s.0 <= w.start);
-        let mut level = if i == 0 { 0 } else { steps[i - 1].1 };
-        let mut t = w.start;
+    for v in stops_of.values_mut() {
+        v.sort_unstable();
+    }
+    stops.sort_unstable_by_key(|&(_, s, _)| s);
+    let mut waits_of: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+    for w in &waits {
+        waits_of.entry(w.wid).or_default().push((w.start, w.end));
+    }
+    let mut ends_of: HashMap<u64, Vec<u64>> = HashMap::new();
+    for x in &acqs {
+        ends_of.entry(x.wid).or_default().push(x.end);
+    }
+    waits_of.values_mut().for_each(|v| v.sort_unstable());
+    ends_of.values_mut().for_each(|v| v.sort_unstable());
+    let no_stops: Vec<(u64, u64)> = Vec::new();
+    let free_run = |w: &Wait| -> (u64, u64, u64) {
+        // The longest stretch of [start, end] with fewer than N counted
+        // holdings while this waiter itself was not stopped.
+        let own = stops_of.get(&w.wid).unwrap_or(&no_stops);
         let mut best = (0, w.start, w.start);
         let mut run_start: Option<u64> = None;
-        let consider = |a: u64,
-                        b: u64,
-                        free: bool,
-                        best: &mut (u64, u64, u64),
-                        run_start: &mut Option<u64>| {
-            // split [a,b] by own stops
+        let mut consider = |a: u64, b: u64, free: bool| {
             let mut cur = a;
-            let mut pieces: Vec<(u64, u64, bool)> = Vec::new();
-            let mut own_sorted = own.clone();
-            own_sorted.sort_unstable();
-            for &(s, e) in &own_sorted {
+            let mut piece = |pa: u64, pb: u64, f: bool| {
+                if f {
+                    let rs = *run_start.get_or_insert(pa);
+                    if pb - rs > best.0 {
+                        best = (pb - rs, rs, pb);
+                    }
+                } else if pb > pa {
+                    run_start = None;
+                }
+            };
+            for &(s, e) in own {
                 if e <= cur || s >= b {
                     continue;
                 }
                 if s > cur {
-                    pieces.push((cur, s, free));
+                    piece(cur, s, free);
                 }
-                pieces.push((s.max(cur), e.min(b), false));
+                piece(s.max(cur), e.min(b), false);
                 cur = e.min(b);
             }
             if cur < b {
-                pieces.push((cur, b, free));
-            }
-            for (pa, pb, f) in pieces {
-                if f {
-                    let rs = *run_start.get_or_insert(pa);
-                    if pb - rs > best.0 {
-                        *best = (pb - rs, rs, pb);
-                    }
-                } else {
-                    *run_start = None;
-                }
+                piece(cur, b, free);
             }
         };
+        let mut i = steps.partition_point(|s| s.0 <= w.start);
+        let mut level = if i == 0 { 0 } else { steps[i - 1].1 };
+        let mut t = w.start;
         while i < steps.len() && steps[i].0 < w.end {
-            consider(t, steps[i].0, level < n, &mut best, &mut run_start);
+            consider(t, steps[i].0, level < n);
             t = steps[i].0;
             level = steps[i].1;
             i += 1;
         }
-        consider(t, w.end, level < n, &mut best, &mut run_start);
+        consider(t, w.end, level < n);
         best
     };
-    let mut worst_any: Option<(u64, u64, u64, usize, String)> = None;
-    let mut worst_plain: Option<(u64, u64, u64, usize)> = None;
+    // What else was stopped during [a, b], as the log saw it then.
+    let stopped_during = |me: u64, a: u64, b: u64| -> (Vec<u64>, Vec<u64>) {
+        let (mut waiting, mut released) = (Vec::new(), Vec::new());
+        let hi = stops.partition_point(|&(_, s, _)| s < b);
+        for &(o, s, e) in stops[..hi].iter().rev() {
+            if s + 10 * SEC < a {
+                break;
+            }
+            if o == me || e <= a {
+                continue;
+            }
+            let (from, to) = (s.max(a), e.min(b));
+            let in_wait = waits_of
+                .get(&o)
+                .is_some_and(|v| v.iter().any(|&(ws, we)| ws < to && we > from));
+            if in_wait {
+                waiting.push(o);
+                continue;
+            }
+            // Stopped after logging EXIT but before releasing: the last
+            // holding of `o` ended before the stop, and no WAIT came since.
+            let last_end = ends_of.get(&o).and_then(|v| {
+                let k = v.partition_point(|&x| x <= s);
+                (k > 0).then(|| v[k - 1])
+            });
+            if let Some(end) = last_end {
+                let waited_since = waits_of
+                    .get(&o)
+                    .is_some_and(|v| v.iter().any(|&(ws, _)| ws >= end && ws <= s));
+                if !waited_since {
+                    released.push(o);
+                }
+            }
+        }
+        (waiting, released)
+    };
+    let edge = |t: u64, start: u8| -> Option<&Acq> {
+        let i = steps.partition_point(|s| s.0 < t);
+        steps[i..]
+            .iter()
+            .take_while(|s| s.0 == t)
+            .find(|s| s.3 == start)
+            .map(|s| &acqs[s.2])
+    };
+    let mut worst_any: Option<(u64, u64, usize, String)> = None;
+    let mut worst_plain: Option<(u64, u64, usize)> = None;
     let mut over_100_unexplained = 0u64;
-    let waits_ref = &waits;
     for (wi, w) in waits.iter().enumerate() {
-        let (len, a, b) = free_runs(w);
+        let (len, a, b) = free_run(w);
         if len == 0 {
             continue;
         }
         let mut why: Vec<String> = Vec::new();
-        let stopped_waiters: Vec<u64> = stops
-            .iter()
-            .filter(|&&(o, s, e)| o != w.wid && s < b && e > a)
-            .filter(|&&(o, s, e)| {
-                waits_ref
-                    .iter()
-                    .any(|x| x.wid == o && x.start < e.min(b) && x.end > s.max(a))
-            })
-            .map(|&(o, _, _)| o)
-            .collect();
-        if !stopped_waiters.is_empty() {
+        let (waiting, released) = stopped_during(w.wid, a, b);
+        if !waiting.is_empty() {
             why.push(format!(
-                "waiter(s) {stopped_waiters:?} stopped meanwhile (head of the line)"
+                "waiter(s) {waiting:?} stopped meanwhile (head of the line, or stopped between acquiring and logging ENTER)"
             ));
         }
-        if rmdirs.iter().any(|&(r, d)| r <= b && d + NOTICE_LIMIT >= a) {
+        if !released.is_empty() {
+            why.push(format!(
+                "worker(s) {released:?} stopped between logging EXIT and releasing"
+            ));
+        }
+        let k = rmdirs.partition_point(|&(r, _)| r <= b);
+        if k > 0 && rmdirs[k - 1].1 + NOTICE_LIMIT >= a {
             why.push("run directory removed within 1 s".into());
         }
-        let edge = |t: u64, start: u8| {
-            steps
-                .iter()
-                .find(|s| s.0 == t && s.3 == start)
-                .map(|s| &acqs[s.2])
-        };
         if edge(b, 1).is_some_and(|x| x.kind == "cli")
             || edge(a, 0).is_some_and(|x| x.kind == "cli")
         {
-            why.push("elect run start-up or tear-down of a CLI holder".into());
+            why.push("start-up or tear-down of elect run around its command".into());
         }
         if edge(a, 0).is_some_and(|x| matches!(x.how, End::Killed | End::Reaped)) {
             why.push("holder killed".into());
         }
         if worst_any.as_ref().is_none_or(|x| len > x.0) {
-            worst_any = Some((len, a, b, wi, why.join("; ")));
+            worst_any = Some((len, a, wi, why.join("; ")));
         }
         if why.is_empty() {
             if len > 100 * MS {
                 over_100_unexplained += 1;
             }
             if worst_plain.is_none_or(|x| len > x.0) {
-                worst_plain = Some((len, a, b, wi));
+                worst_plain = Some((len, a, wi));
             }
         }
     }
@@ -1896,7 +1963,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         verdict("(c)")
     );
     match &worst_any {
-        Some((len, a, _, wi, why)) => {
+        Some((len, a, wi, why)) => {
             let w = &waits[*wi];
             let _ = writeln!(
                 out,
@@ -1916,7 +1983,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             let _ = writeln!(out, "(d) no waiter ever waited while a slot stood free");
         }
     }
-    if let Some((len, a, _, wi)) = worst_plain {
+    if let Some((len, a, wi)) = worst_plain {
         let w = &waits[wi];
         let _ = writeln!(
             out,
