@@ -104,9 +104,24 @@ enum Guard {
     Elect(elect::Ticket),
 }
 
-fn acquire(kind: Kind, dir: &Path) -> (u32, Guard) {
+/// The election a worker of `kind` uses, made once per process as a real
+/// program would.
+fn election(kind: Kind, dir: &Path) -> Option<Election> {
     match kind {
-        Kind::Raw => {
+        Kind::Raw => None,
+        Kind::Elect(n) => Some(
+            Election::builder("bench")
+                .tickets(n)
+                .dir(dir)
+                .build()
+                .unwrap(),
+        ),
+    }
+}
+
+fn acquire(e: Option<&Election>, dir: &Path) -> (u32, Guard) {
+    match e {
+        None => {
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -117,12 +132,7 @@ fn acquire(kind: Kind, dir: &Path) -> (u32, Guard) {
             f.lock().unwrap();
             (0, Guard::Raw(f))
         }
-        Kind::Elect(n) => {
-            let e = Election::builder("bench")
-                .tickets(n)
-                .dir(dir)
-                .build()
-                .unwrap();
+        Some(e) => {
             let t = e.obtain().unwrap();
             (t.slot(), Guard::Elect(t))
         }
@@ -148,8 +158,9 @@ fn cycler(args: &[String]) {
         .unwrap();
     let me = std::process::id() as u64;
     let mut buf = Vec::new();
+    let e = election(kind, &dir);
     while !dir.join("stop").exists() {
-        let (slot, guard) = acquire(kind, &dir);
+        let (slot, guard) = acquire(e.as_ref(), &dir);
         let got = now_ns();
         let mut prev = [0u8; 16];
         shared.read_exact_at(&mut prev, slot as u64 * 16).unwrap();
@@ -183,7 +194,8 @@ fn spin_or_sleep(d: Duration) {
 fn holder(args: &[String]) {
     let kind = Kind::parse(&args[1]);
     let dir = PathBuf::from(&args[2]);
-    let (_slot, _guard) = acquire(kind, &dir);
+    let e = election(kind, &dir);
+    let (_slot, _guard) = acquire(e.as_ref(), &dir);
     File::create(dir.join("ready")).unwrap();
     loop {
         std::thread::park();
@@ -194,7 +206,8 @@ fn holder(args: &[String]) {
 fn failover_waiter(args: &[String]) {
     let kind = Kind::parse(&args[1]);
     let dir = PathBuf::from(&args[2]);
-    let (_slot, _guard) = acquire(kind, &dir);
+    let e = election(kind, &dir);
+    let (_slot, _guard) = acquire(e.as_ref(), &dir);
     let t = now_ns();
     std::fs::write(dir.join("got.tmp"), t.to_le_bytes()).unwrap();
     std::fs::rename(dir.join("got.tmp"), dir.join("got")).unwrap();
@@ -206,6 +219,24 @@ fn spawn(role: &str, args: &[String]) -> Child {
         .args(args)
         .spawn()
         .unwrap()
+}
+
+/// Waits until the process sleeps in `flock` or `ppoll` (its wait), then a
+/// little more, so that a kill measures the hand-off and not its start-up.
+fn wait_asleep(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("lock") || wchan.contains("poll") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} never went to sleep (wchan {wchan})"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    std::thread::sleep(Duration::from_millis(5));
 }
 
 fn fresh(base: &Path, name: &str) -> PathBuf {
@@ -340,8 +371,7 @@ fn failover(base: &Path, quick: bool) {
                 wait_for(&dir.join("ready"));
             }
             let mut waiter = spawn("failover-waiter", &args);
-            // Let the waiter block in the kernel (or become head of the line).
-            std::thread::sleep(Duration::from_millis(30));
+            wait_asleep(waiter.id());
             let t0 = now_ns();
             // SAFETY: plain syscall.
             unsafe { libc::kill(holders[0].id() as i32, libc::SIGKILL) };

@@ -28,8 +28,9 @@
 //!   head comes after the lock is gone. Probing a slot uses read-only
 //!   descriptors, whose closing wakes nobody.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::fsx::{self, Access, fd_borrow};
@@ -39,6 +40,7 @@ use crate::interrupt::{Interrupter, Reason};
 use crate::record::HolderRecord;
 use crate::status::{ResourceStatus, SlotStatus};
 use crate::sys::{self, DirWatch, FileId};
+use std::os::fd::BorrowedFd;
 
 /// The agreed number of tickets, and the mutex for agreeing on it.
 const TICKETS_FILE: &str = "tickets";
@@ -67,6 +69,29 @@ pub(crate) fn slot_name(i: u32) -> String {
 pub(crate) struct LocalStore {
     run_dir: PathBuf,
     dir_mode: u32,
+    /// The resource last obtained through this store (and its clones), kept
+    /// open so that the next obtain costs one `stat` to revalidate instead of
+    /// opening and checking the directories again.
+    cache: Arc<Mutex<Option<Arc<Opened>>>>,
+}
+
+/// A resource directory opened and checked, with its small files.
+#[derive(Debug)]
+struct Opened {
+    name: String,
+    res: ResourceDir,
+    /// `tickets`: the agreed number, and the mutex for agreeing on it.
+    tickets: OwnedFd,
+    /// `token`: the fencing-token counter.
+    token: OwnedFd,
+    /// flock is per open file description, so threads sharing the two
+    /// descriptors above would not exclude each other: they take this too.
+    in_process: Mutex<()>,
+    /// The inotify watch of the last head of the line in this process, kept
+    /// for the next: closing an inotify descriptor waits for an RCU grace
+    /// period (milliseconds), which must not stand between a waiter and its
+    /// ticket, nor hold up the next in line.
+    watch: Mutex<Option<DirWatch>>,
 }
 
 /// What a participant asks for.
@@ -93,6 +118,7 @@ pub(crate) struct LocalHeld {
 }
 
 /// An open, checked resource directory.
+#[derive(Debug)]
 struct ResourceDir {
     fd: OwnedFd,
     path: PathBuf,
@@ -101,14 +127,20 @@ struct ResourceDir {
 
 /// How a wait ended.
 enum Waited {
-    Got(u32, OwnedFd, FileId),
+    /// A slot, its lock descriptor and file, and, if already open, a
+    /// descriptor to write its record through.
+    Got(u32, OwnedFd, FileId, Option<OwnedFd>),
     Restart,
 }
 
 impl LocalStore {
     /// A store in `run_dir`; directories it creates get `dir_mode`.
     pub(crate) fn new(run_dir: PathBuf, dir_mode: u32) -> Self {
-        LocalStore { run_dir, dir_mode }
+        LocalStore {
+            run_dir,
+            dir_mode,
+            cache: Arc::default(),
+        }
     }
 
     /// The run directory.
@@ -171,12 +203,11 @@ impl LocalStore {
         intr: &Interrupter,
     ) -> Result<Option<LocalHeld>> {
         loop {
-            let run = self.open_run_dir(true)?.expect("created");
-            let res = self.open_resource(&run, &req.name, true)?.expect("created");
-            drop(run);
-            self.join(&res, req, intr)?;
-            if let Some((slot, lock, id)) = self.probe(&res, req.tickets, None)? {
-                match self.finish(res, slot, lock, id, req, intr)? {
+            let opened = self.opened(&req.name)?;
+            let res = &opened.res;
+            let member = self.join(&opened, req, intr)?;
+            if let Some((slot, lock, id)) = self.probe(res, req.tickets, None)? {
+                match self.finish(&opened, member, slot, lock, id, None, req, intr)? {
                     Some(held) => return Ok(Some(held)),
                     None => continue,
                 }
@@ -185,13 +216,15 @@ impl LocalStore {
                 return Ok(None);
             }
             let waited = if req.tickets == 1 {
-                self.wait_single(&res, intr)?
+                self.wait_single(res, intr)?
             } else {
-                self.wait_in_line(&res, req.tickets, intr)?
+                self.wait_in_line(&opened, req.tickets, intr)?
             };
             match waited {
-                Waited::Got(slot, lock, id) => {
-                    if let Some(held) = self.finish(res, slot, lock, id, req, intr)? {
+                Waited::Got(slot, lock, id, record) => {
+                    if let Some(held) =
+                        self.finish(&opened, member, slot, lock, id, record, req, intr)?
+                    {
                         return Ok(Some(held));
                     }
                 }
@@ -200,69 +233,137 @@ impl LocalStore {
         }
     }
 
-    /// Joins the participants of the resource: takes the shared lock on its
-    /// directory, after checking (or, if nobody is live, setting) the number
-    /// of tickets. Done under an exclusive lock on the `tickets` file, which
-    /// makes the check and the shared lock one step for everyone else.
-    fn join(&self, res: &ResourceDir, req: &Request, intr: &Interrupter) -> Result<()> {
+    /// The resource directory `name`, from the cache if it is still the
+    /// directory at its path, else opened (and created) afresh.
+    fn opened(&self, name: &str) -> Result<Arc<Opened>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = cache.as_ref()
+            && o.name == name
+            && same_file(&o.res.path, o.res.id)
+        {
+            return Ok(Arc::clone(o));
+        }
+        let run = self.open_run_dir(true)?.expect("created");
+        let res = self.open_resource(&run, name, true)?.expect("created");
+        let mode = self.file_mode();
+        let open = |file| {
+            fsx::open_file(
+                res.fd.as_fd(),
+                &res.path,
+                file,
+                Access::ReadWriteCreate,
+                mode,
+            )
+        };
+        let (tickets, _) = open(TICKETS_FILE)?;
+        let (token, _) = open(token::TOKEN_FILE)?;
+        let o = Arc::new(Opened {
+            name: name.to_string(),
+            res,
+            tickets,
+            token,
+            in_process: Mutex::new(()),
+            watch: Mutex::new(None),
+        });
+        *cache = Some(Arc::clone(&o));
+        Ok(o)
+    }
+
+    /// Joins the participants of the resource and returns the descriptor
+    /// whose shared flock on the directory says "live" for as long as it is
+    /// open.
+    ///
+    /// The fast way, when the file holds our number: take the shared lock,
+    /// then read the number again. Once we hold the lock nobody can find the
+    /// resource idle, so the number cannot change under us; if it is still
+    /// ours, we are in. Otherwise (or if someone
+    /// holds the directory exclusively for a moment) the full way, under an
+    /// exclusive lock on `tickets`: if nobody is live (an exclusive lock on
+    /// the directory can be had) the number is ours to write; else it must
+    /// be ours, or the caller gets an error naming both.
+    fn join(&self, o: &Opened, req: &Request, intr: &Interrupter) -> Result<OwnedFd> {
+        let res = &o.res;
+        let member = reopen_dir(res)?;
+        let dir = member.as_fd();
+        let lock_err = |e| Error::io("cannot lock", &res.path, e);
+        // Only when the file already holds our number: a shared lock taken
+        // and dropped again would look "live" to a full joiner that finds
+        // the file empty or different and would refuse it for nothing.
+        if self.agreed(o)? == Some(req.tickets) && fsx::try_flock(dir, false).map_err(lock_err)? {
+            if self.agreed(o)? == Some(req.tickets) {
+                return Ok(member);
+            }
+            unlock(dir);
+        }
         let path = res.path.join(TICKETS_FILE);
-        let (tf, _) = fsx::open_file(
-            res.fd.as_fd(),
-            &res.path,
-            TICKETS_FILE,
-            Access::ReadWriteCreate,
-            self.file_mode(),
-        )?;
+        let _one_thread = o.in_process.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            match intr.lock_exclusive(tf.as_fd()) {
+            match intr.lock_exclusive(o.tickets.as_fd()) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(Error::io("cannot lock", &path, e)),
                 Err(_) => return Err(Error::Cancelled),
             }
-            let dir = res.fd.as_fd();
-            if fsx::try_flock(dir, true).map_err(|e| Error::io("cannot lock", &res.path, e))? {
-                // Nobody is live: the number is ours to set.
-                fsx::overwrite(tf.as_fd(), &path, format!("{}\n", req.tickets).as_bytes())?;
-                // Converting exclusive to shared is not atomic in flock(2),
-                // but every conversion happens under the tickets lock, so no
-                // participant can slip in between.
-                if fsx::try_flock(dir, false).map_err(|e| Error::io("cannot lock", &res.path, e))? {
-                    return Ok(());
-                }
-            } else {
-                let bytes = fsx::read_prefix(tf.as_fd(), 32)
-                    .map_err(|e| Error::io("cannot read", &path, e))?;
-                match parse_tickets(&bytes) {
-                    Some(agreed) if agreed != req.tickets => {
-                        return Err(Error::TicketMismatch {
-                            name: req.name.clone(),
-                            asked: req.tickets,
-                            agreed,
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        return Err(Error::unsafe_path(
-                            &path,
-                            format!(
-                                "it holds {:?}, not a number of tickets, while the resource is in use; stop its participants and remove the file",
-                                String::from_utf8_lossy(&bytes)
-                            ),
-                        ));
+            let joined = self.join_locked(o, dir, req);
+            unlock(o.tickets.as_fd());
+            match joined? {
+                true => return Ok(member),
+                // Someone outside elect (systemd-tmpfiles ageing the
+                // directory) holds an exclusive lock on it for a moment.
+                false => {
+                    if intr.pause(Duration::from_millis(10)).is_err() {
+                        return Err(Error::Cancelled);
                     }
                 }
-                if fsx::try_flock(dir, false).map_err(|e| Error::io("cannot lock", &res.path, e))? {
-                    return Ok(());
-                }
-            }
-            // Someone outside elect (systemd-tmpfiles ageing the directory)
-            // holds an exclusive lock on it for a moment: let go and retry.
-            // SAFETY: plain syscall on our own descriptor.
-            unsafe { libc::flock(tf.as_raw_fd(), libc::LOCK_UN) };
-            if intr.pause(Duration::from_millis(10)).is_err() {
-                return Err(Error::Cancelled);
             }
         }
+    }
+
+    /// The full join, under the `tickets` lock. `Ok(false)`: try again.
+    fn join_locked(&self, o: &Opened, dir: BorrowedFd<'_>, req: &Request) -> Result<bool> {
+        let res = &o.res;
+        let path = res.path.join(TICKETS_FILE);
+        let lock_err = |e| Error::io("cannot lock", &res.path, e);
+        if fsx::try_flock(dir, true).map_err(lock_err)? {
+            // Nobody is live: the number is ours to set.
+            fsx::overwrite(
+                o.tickets.as_fd(),
+                &path,
+                format!("{}\n", req.tickets).as_bytes(),
+            )?;
+            // Converting exclusive to shared is not atomic in flock(2);
+            // a fast joiner slipping in between reads the number just
+            // written, so it cannot disagree unnoticed.
+            return fsx::try_flock(dir, false).map_err(lock_err);
+        }
+        match self.agreed(o)? {
+            Some(agreed) if agreed != req.tickets => Err(Error::TicketMismatch {
+                name: req.name.clone(),
+                asked: req.tickets,
+                agreed,
+            }),
+            Some(_) => fsx::try_flock(dir, false).map_err(lock_err),
+            // Not live participants but someone outside elect holding the
+            // directory exclusively for a moment: try again.
+            None if !fsx::try_flock(dir, false).map_err(lock_err)? => Ok(false),
+            None => {
+                unlock(dir);
+                let bytes = fsx::read_prefix(o.tickets.as_fd(), 32).unwrap_or_default();
+                Err(Error::unsafe_path(
+                    &path,
+                    format!(
+                        "it holds {:?}, not a number of tickets, while the resource is in use; stop its participants and remove the file",
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The number in `tickets`, if it holds one.
+    fn agreed(&self, o: &Opened) -> Result<Option<u32>> {
+        let bytes = fsx::read_prefix(o.tickets.as_fd(), 32)
+            .map_err(|e| Error::io("cannot read", o.res.path.join(TICKETS_FILE), e))?;
+        Ok(parse_tickets(&bytes))
     }
 
     /// Tries each slot once without waiting. With a `cache`, descriptors of
@@ -304,25 +405,33 @@ impl LocalStore {
         Ok(None)
     }
 
-    /// One ticket: sleep in the kernel's own line for slot 0.
+    /// One ticket: sleep in the kernel's own line for slot 0. The record
+    /// descriptor is opened before sleeping, so that less work stands
+    /// between the kernel's hand-off and the caller owning the ticket.
     fn wait_single(&self, res: &ResourceDir, intr: &Interrupter) -> Result<Waited> {
-        let (fd, id) = fsx::open_file(
+        let name = slot_name(0);
+        let (lock, id) = fsx::open_file(
             res.fd.as_fd(),
             &res.path,
-            &slot_name(0),
+            &name,
             Access::ReadCreate,
             self.file_mode(),
         )?;
-        match intr.lock_exclusive(fd.as_fd()) {
-            Ok(Ok(())) => Ok(Waited::Got(0, fd, id)),
-            Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(slot_name(0)), e)),
+        let (record, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+        if rid != id {
+            return Ok(Waited::Restart);
+        }
+        match intr.lock_exclusive(lock.as_fd()) {
+            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some(record))),
+            Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(name), e)),
             Err(_) => Err(Error::Cancelled),
         }
     }
 
     /// Several tickets: stand in line, then, at its head, watch the
     /// directory until a slot is free.
-    fn wait_in_line(&self, res: &ResourceDir, tickets: u32, intr: &Interrupter) -> Result<Waited> {
+    fn wait_in_line(&self, o: &Opened, tickets: u32, intr: &Interrupter) -> Result<Waited> {
+        let res = &o.res;
         let qpath = res.path.join(QUEUE_FILE);
         let (queue, _) = fsx::open_file(
             res.fd.as_fd(),
@@ -336,51 +445,83 @@ impl LocalStore {
             Ok(Err(e)) => return Err(Error::io("cannot lock", &qpath, e)),
             Err(_) => return Err(Error::Cancelled),
         }
+        // Only the head of the line gets here, so one watch per process is
+        // enough; reuse it, forgetting what it saw while nobody was head.
+        let mut kept = o.watch.lock().unwrap_or_else(|p| p.into_inner());
+        let watch = match kept.take() {
+            Some(w) => {
+                w.drain()
+                    .map_err(|e| Error::io("cannot watch", &res.path, e))?;
+                w
+            }
+            None => DirWatch::releases(res.fd.as_fd())
+                .map_err(|e| Error::io("cannot watch", &res.path, e))?,
+        };
         // Watch first, then probe: a release after the watch starts is an
         // event, and one before it is found by the probe.
-        let watch = DirWatch::releases(res.fd.as_fd())
-            .map_err(|e| Error::io("cannot watch", &res.path, e))?;
         let mut cache = Vec::new();
         let mut step = RETRY.len() - 1;
-        loop {
+        let waited = loop {
             if let Some(got) = self.probe(res, tickets, Some(&mut cache))? {
-                return Ok(Waited::Got(got.0, got.1, got.2));
+                break Waited::Got(got.0, got.1, got.2, None);
             }
             if !same_file(&res.path, res.id) {
-                return Ok(Waited::Restart);
+                break Waited::Restart;
             }
             match intr.watch(&watch, Some(RETRY[step])) {
-                Ok(Ok(seen)) if seen.dir_changed => return Ok(Waited::Restart),
+                Ok(Ok(seen)) if seen.dir_changed => break Waited::Restart,
                 Ok(Ok(seen)) if seen.slot_closed => step = 0,
                 Ok(Ok(_)) => step = (step + 1).min(RETRY.len() - 1),
                 Ok(Err(e)) => return Err(Error::io("cannot watch", &res.path, e)),
-                Err(_) => return Err(Error::Cancelled),
+                Err(_) => {
+                    *kept = Some(watch);
+                    return Err(Error::Cancelled);
+                }
             }
-        }
+        };
+        // Let the next in line go first, then put the watch back.
+        drop(queue);
+        *kept = Some(watch);
+        Ok(waited)
     }
 
     /// Completes an acquisition: checks the slot is still the one at its
     /// path, takes a token and writes the record. `Ok(None)`: the slot file
     /// was removed or replaced meanwhile, so start again.
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        res: ResourceDir,
+        o: &Opened,
+        member: OwnedFd,
         slot: u32,
         lock: OwnedFd,
         id: FileId,
+        record_fd: Option<OwnedFd>,
         req: &Request,
         intr: &Interrupter,
     ) -> Result<Option<LocalHeld>> {
+        let res = &o.res;
         let name = slot_name(slot);
         let slot_path = res.path.join(&name);
         if !same_file(&slot_path, id) {
             return Ok(None);
         }
-        let token = token::next_token(res.fd.as_fd(), &res.path, intr)?;
-        let (record_fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
-        if rid != id {
-            return Ok(None);
-        }
+        let token = {
+            let _one_thread = o.in_process.lock().unwrap_or_else(|p| p.into_inner());
+            token::next_token(o.token.as_fd(), &res.path, intr)?
+        };
+        let record_fd = match record_fd {
+            Some(fd) => fd,
+            None => {
+                let (fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+                if rid != id {
+                    return Ok(None);
+                }
+                fd
+            }
+        };
+        let lock = lock_above(lock, &record_fd)
+            .map_err(|e| Error::io("cannot duplicate", &slot_path, e))?;
         let record = HolderRecord {
             pid: std::process::id(),
             since: crate::time::rfc3339(SystemTime::now()),
@@ -392,7 +533,7 @@ impl LocalStore {
         Ok(Some(LocalHeld {
             lock,
             record_fd,
-            dir: res.fd,
+            dir: member,
             id,
             slot_path,
             slot,
@@ -596,6 +737,63 @@ impl LocalHeld {
     pub(crate) fn record(&self) -> &HolderRecord {
         &self.record
     }
+}
+
+/// A second open file description of a resource directory: each
+/// participant needs its own, because the shared lock that says "live"
+/// belongs to the description.
+fn reopen_dir(res: &ResourceDir) -> Result<OwnedFd> {
+    // SAFETY: "." is a valid C string; the result is checked.
+    let fd = unsafe {
+        libc::openat(
+            res.fd.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io(
+            "cannot open",
+            &res.path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Releases a flock held through `fd`.
+fn unlock(fd: BorrowedFd<'_>) {
+    // SAFETY: plain syscall on a borrowed descriptor.
+    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_UN) };
+}
+
+/// Moves the lock descriptor above the record descriptor.
+///
+/// When a holder is killed, the kernel closes its descriptors in ascending
+/// order but runs the final closes (`__fput`, which queues the inotify event
+/// and then drops the flock) in reverse order. With the lock descriptor
+/// numbered above the record descriptor, the lock is dropped before the
+/// close-after-write event that wakes the head of the line, so the head finds
+/// the slot free at its first look instead of after a retry. The duplicate
+/// shares the open file description, so it carries the same lock.
+fn lock_above(lock: OwnedFd, record: &OwnedFd) -> std::io::Result<OwnedFd> {
+    if lock.as_raw_fd() > record.as_raw_fd() {
+        return Ok(lock);
+    }
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe {
+        libc::fcntl(
+            lock.as_raw_fd(),
+            libc::F_DUPFD_CLOEXEC,
+            record.as_raw_fd() + 1,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// True when `path` (not following a final symbolic link) is the file `id`.

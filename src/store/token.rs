@@ -9,11 +9,11 @@
 //! set back or more than a million tokens a second were issued), so a
 //! downstream system fencing on them is not locked out by a reset.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::fsx::{self, Access};
+use super::fsx;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
 
@@ -45,20 +45,28 @@ pub fn parse_token_file(bytes: &[u8]) -> std::result::Result<Option<u64>, &'stat
     digits.parse().map(Some).map_err(|_| "larger than u64")
 }
 
-/// Issues the next token of the resource whose directory is open at `dir`.
-pub(crate) fn next_token(
-    dir: std::os::fd::BorrowedFd<'_>,
-    dir_path: &Path,
-    intr: &Interrupter,
-) -> Result<u64> {
+/// Issues the next token from the counter file open at `fd` (in the
+/// resource directory `dir_path`). The caller keeps other threads of this
+/// process out: they may share `fd`, and flock does not exclude holders of
+/// the same open file description.
+pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter) -> Result<u64> {
     let path = dir_path.join(TOKEN_FILE);
-    let (fd, _) = fsx::open_file(dir, dir_path, TOKEN_FILE, Access::ReadWriteCreate, 0o600)?;
-    match intr.lock_exclusive(fd.as_fd()) {
+    match intr.lock_exclusive(fd) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(Error::io("cannot lock", &path, e)),
         Err(_) => return Err(Error::Cancelled),
     }
-    let bytes = fsx::read_prefix(fd.as_fd(), 64).map_err(|e| Error::io("cannot read", &path, e))?;
+    // Unlocked on every way out; LOCK_UN makes no inotify event, which is
+    // fine: nobody waits on this file's events.
+    struct Unlock<'a>(BorrowedFd<'a>);
+    impl Drop for Unlock<'_> {
+        fn drop(&mut self) {
+            // SAFETY: plain syscall on a borrowed descriptor.
+            unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+    let _unlock = Unlock(fd);
+    let bytes = fsx::read_prefix(fd, 64).map_err(|e| Error::io("cannot read", &path, e))?;
     let last = match parse_token_file(&bytes) {
         Ok(Some(n)) => n,
         Ok(None) => clock_seed(),
@@ -72,8 +80,22 @@ pub(crate) fn next_token(
     let next = last
         .checked_add(1)
         .ok_or(Error::TokenExhausted { path: path.clone() })?;
-    fsx::overwrite(fd.as_fd(), &path, format!("{next:0WIDTH$}\n").as_bytes())?;
-    // Closing the descriptor releases the lock.
+    // Always 21 bytes at offset 0: the file keeps its length (a shorter,
+    // hand-repaired number is simply overwritten by the longer form).
+    let text = format!("{next:0WIDTH$}\n");
+    // SAFETY: text is valid for its length.
+    let n = unsafe { libc::pwrite(fd.as_raw_fd(), text.as_ptr().cast(), text.len(), 0) };
+    if n != text.len() as isize {
+        let err = if n < 0 {
+            std::io::Error::last_os_error()
+        } else {
+            std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "short write (is the disk full?)",
+            )
+        };
+        return Err(Error::io("cannot write", &path, err));
+    }
     Ok(next)
 }
 

@@ -140,9 +140,56 @@ fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
 /// The files on which some process holds an exclusive flock right now, as
 /// the kernel lists them in `/proc/locks`. Waiters (lines with `->`) are
 /// left out: they hold nothing.
+///
+/// The kernel makes each `read` of `/proc/locks` a consistent walk of its
+/// lists, but only for one buffer's worth (a page); a longer list is read in
+/// several walks, and a lock removed between two walks shifts the rest, so
+/// a walk can skip an entry that never changed. A list that fits one read is
+/// taken as it is; a longer one is read again until two readings agree, and
+/// what any reading saw counts as held.
 pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
-    let text = std::fs::read_to_string("/proc/locks")?;
-    Ok(parse_proc_locks(&text))
+    let mut held = HashSet::new();
+    let mut previous: Option<HashSet<FileId>> = None;
+    for _ in 0..4 {
+        let (text, one_walk) = read_proc_locks()?;
+        let now = parse_proc_locks(&text);
+        if one_walk {
+            return Ok(now);
+        }
+        held.extend(now.iter().copied());
+        if previous.as_ref() == Some(&now) {
+            break;
+        }
+        previous = Some(now);
+    }
+    Ok(held)
+}
+
+/// Reads `/proc/locks` with large reads; says whether the first read
+/// returned all of it.
+fn read_proc_locks() -> io::Result<(String, bool)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open("/proc/locks")?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0;
+    let mut reads = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match f.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        len += n;
+        reads += 1;
+    }
+    buf.truncate(len);
+    Ok((String::from_utf8_lossy(&buf).into_owned(), reads <= 1))
 }
 
 /// Parses `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF`.

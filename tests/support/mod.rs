@@ -342,11 +342,14 @@ pub fn wait_blocked_on(pid: u32, path: &Path) {
 /// Waits until process `pid` holds an exclusive flock on `path` (the head of
 /// the line of a resource with several tickets holds `queue`).
 pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
-    let ino = ino(path);
+    // The file may not exist yet: the worker creates it on its way.
     wait_until(&format!("{pid} holds a lock on {}", path.display()), || {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
         flocks()
             .iter()
-            .any(|l| l.pid == pid && !l.blocked && l.exclusive == exclusive && l.ino == ino)
+            .any(|l| l.pid == pid && !l.blocked && l.exclusive == exclusive && l.ino == meta.ino())
     });
 }
 
