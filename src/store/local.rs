@@ -125,6 +125,14 @@ struct ResourceDir {
     id: FileId,
 }
 
+/// How one attempt to obtain ended.
+enum Attempt {
+    /// With a slot, or with none free (when not waiting).
+    Done(Option<LocalHeld>),
+    /// The directory or slot file changed under us: start again.
+    Restart,
+}
+
 /// How a wait ended.
 enum Waited {
     /// A slot, its lock descriptor and file, and, if already open, a
@@ -202,34 +210,48 @@ impl LocalStore {
         wait: bool,
         intr: &Interrupter,
     ) -> Result<Option<LocalHeld>> {
+        // A run directory removed under us (a /tmp cleaner, an operator) makes
+        // opens and creates fail with ENOENT part-way; that is no error of
+        // the caller's, so start again on the new directory. The bound only
+        // stops a loop that something else keeps failing.
+        let mut vanished = 0;
         loop {
-            let opened = self.opened(&req.name)?;
-            let res = &opened.res;
-            let member = self.join(&opened, req, intr)?;
-            if let Some((slot, lock, id)) = self.probe(res, req.tickets, None)? {
-                match self.finish(&opened, member, slot, lock, id, None, req, intr)? {
-                    Some(held) => return Ok(Some(held)),
-                    None => continue,
+            match self.attempt(req, wait, intr) {
+                Ok(Attempt::Done(held)) => return Ok(held),
+                Ok(Attempt::Restart) => {}
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && vanished < 1000 =>
+                {
+                    vanished += 1;
                 }
+                Err(e) => return Err(e),
             }
-            if !wait {
-                return Ok(None);
+        }
+    }
+
+    /// One try at obtaining, from opening the directory to the ticket.
+    fn attempt(&self, req: &Request, wait: bool, intr: &Interrupter) -> Result<Attempt> {
+        let opened = self.opened(&req.name)?;
+        let res = &opened.res;
+        let member = self.join(&opened, req, intr)?;
+        if let Some((slot, lock, id)) = self.probe(res, req.tickets, None)? {
+            let held = self.finish(&opened, member, slot, lock, id, None, req, intr)?;
+            return Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))));
+        }
+        if !wait {
+            return Ok(Attempt::Done(None));
+        }
+        let waited = if req.tickets == 1 {
+            self.wait_single(res, intr)?
+        } else {
+            self.wait_in_line(&opened, req.tickets, intr)?
+        };
+        match waited {
+            Waited::Got(slot, lock, id, record) => {
+                let held = self.finish(&opened, member, slot, lock, id, record, req, intr)?;
+                Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))))
             }
-            let waited = if req.tickets == 1 {
-                self.wait_single(res, intr)?
-            } else {
-                self.wait_in_line(&opened, req.tickets, intr)?
-            };
-            match waited {
-                Waited::Got(slot, lock, id, record) => {
-                    if let Some(held) =
-                        self.finish(&opened, member, slot, lock, id, record, req, intr)?
-                    {
-                        return Ok(Some(held));
-                    }
-                }
-                Waited::Restart => {}
-            }
+            Waited::Restart => Ok(Attempt::Restart),
         }
     }
 
