@@ -1,0 +1,281 @@
+//! Waiting and campaigns: `obtain_timeout` gives up after (not before) its
+//! timeout and takes a slot freed during the wait; a campaign with
+//! `requeue(true)` competes again after each release while one without
+//! ends; resigning a campaign, blocking or async, while it waits for a slot
+//! held by another process returns promptly, runs no owned code or cleanup
+//! and leaves no lock behind.
+
+mod support;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use elect::{Election, Ending};
+use support::{DEADLINE, Role, Worker, flocks, ino, wait_blocked_on, wait_holds};
+
+#[test]
+#[ignore = "the body of worker processes; the other tests run it"]
+fn worker_process() {
+    support::worker_main();
+}
+
+fn election(run: &Path, name: &str, tickets: u32) -> Election {
+    Election::builder(name)
+        .tickets(tickets)
+        .dir(run)
+        .build()
+        .unwrap()
+}
+
+/// Holds every slot of `name` from worker processes.
+fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
+    (0..tickets)
+        .map(|_| {
+            let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+            w.expect_held();
+            w
+        })
+        .collect()
+}
+
+/// Waits until a thread of this process is waiting for `name`: blocked on
+/// `slot.0` (one ticket) or at the head of the line (several).
+fn wait_until_we_wait(run: &Path, name: &str, tickets: u32) {
+    let me = std::process::id();
+    if tickets == 1 {
+        wait_blocked_on(me, &run.join(name).join("slot.0"));
+    } else {
+        wait_holds(me, &run.join(name).join("queue"), true);
+    }
+}
+
+/// No lock of this process is left on the resource directory or its files.
+fn assert_no_lock_of_ours(run: &Path, name: &str) {
+    let me = std::process::id();
+    let dir = run.join(name);
+    let mut ours: Vec<u64> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| ino(&e.unwrap().path()))
+        .collect();
+    ours.push(ino(&dir));
+    let left: Vec<_> = flocks()
+        .into_iter()
+        .filter(|l| l.pid == me && ours.contains(&l.ino))
+        .collect();
+    assert!(left.is_empty(), "locks left behind: {left:?}");
+}
+
+#[test]
+fn obtain_timeout_gives_up_after_the_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    for tickets in [1, 3] {
+        let name = format!("timeout-{tickets}");
+        let holders = hold_all(run, &name, tickets);
+        let e = election(run, &name, tickets);
+        let timeout = Duration::from_millis(300);
+        let start = Instant::now();
+        assert!(e.obtain_timeout(timeout).unwrap().is_none());
+        let took = start.elapsed();
+        assert!(took >= timeout, "gave up early, after {took:?}");
+        assert!(took < timeout + DEADLINE, "gave up late, after {took:?}");
+        // A zero timeout is a try.
+        assert!(e.obtain_timeout(Duration::ZERO).unwrap().is_none());
+        assert_no_lock_of_ours(run, &name);
+        drop(holders);
+    }
+}
+
+#[test]
+fn obtain_timeout_takes_a_slot_freed_during_the_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    for tickets in [1, 3] {
+        let name = format!("freed-{tickets}");
+        let mut holders = hold_all(run, &name, tickets);
+        let e = election(run, &name, tickets);
+        let waiter = std::thread::spawn(move || e.obtain_timeout(Duration::from_secs(60)));
+        wait_until_we_wait(run, &name, tickets);
+        holders[0].send("release");
+        let got = waiter.join().unwrap().unwrap();
+        assert!(got.is_some(), "no slot although one was freed");
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Won(u64),
+    Cleanup(Ending),
+}
+
+fn next(rx: &mpsc::Receiver<Seen>) -> Seen {
+    rx.recv_timeout(DEADLINE)
+        .expect("the campaign said nothing within the deadline")
+}
+
+/// Three wins, each released by the owned code and followed by a cleanup
+/// with Released, with increasing tokens. The campaign sends on a
+/// rendezvous channel, so it runs at the test's pace; `rx` is dropped
+/// before anything can fail, so that a failure cannot leave the campaign
+/// blocked in a send while its resignation waits for it.
+fn three_rounds(rx: mpsc::Receiver<Seen>) {
+    let rounds = std::panic::catch_unwind(|| {
+        let mut last = 0;
+        for _ in 0..3 {
+            match next(&rx) {
+                Seen::Won(t) => {
+                    assert!(t > last, "token {t} after {last}");
+                    last = t;
+                }
+                other => panic!("expected a win, got {other:?}"),
+            }
+            assert_eq!(next(&rx), Seen::Cleanup(Ending::Released));
+        }
+        rx
+    });
+    match rounds {
+        Ok(rx) => drop(rx),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+#[test]
+fn a_requeued_blocking_campaign_competes_again_after_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = election(tmp.path(), "requeue", 1);
+    let (tx, rx) = mpsc::sync_channel(0);
+    let tx2 = tx.clone();
+    let c = e.campaign().requeue(true).run_blocking(
+        move |t| {
+            let _ = tx.send(Seen::Won(t.token()));
+            t.release();
+        },
+        move |ending| {
+            let _ = tx2.send(Seen::Cleanup(ending));
+        },
+    );
+    three_rounds(rx);
+    assert!(!c.is_finished());
+    c.resign().unwrap();
+    assert!(e.try_obtain().unwrap().is_some());
+
+    // Without requeue it ends after the first release.
+    let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
+    let c = e.campaign().run_blocking(
+        move |t| {
+            tx.send(Seen::Won(t.token())).unwrap();
+            drop(t);
+        },
+        move |ending| tx2.send(Seen::Cleanup(ending)).unwrap(),
+    );
+    c.join().unwrap();
+    assert!(matches!(rx.recv().unwrap(), Seen::Won(_)));
+    assert_eq!(rx.recv().unwrap(), Seen::Cleanup(Ending::Released));
+    assert!(rx.recv().is_err(), "it went on after the release");
+}
+
+#[test]
+fn a_requeued_async_campaign_competes_again_after_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = election(tmp.path(), "requeue", 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::sync_channel(0);
+    let tx2 = tx.clone();
+    let c = {
+        let _in_rt = rt.enter();
+        e.campaign().requeue(true).run(
+            move |t| {
+                let tx = tx.clone();
+                async move {
+                    // Blocking send: the rounds go at the test's pace.
+                    let token = t.token();
+                    let _ = tokio::task::spawn_blocking(move || tx.send(Seen::Won(token))).await;
+                    drop(t);
+                }
+            },
+            move |ending| {
+                let tx2 = tx2.clone();
+                async move {
+                    let _ =
+                        tokio::task::spawn_blocking(move || tx2.send(Seen::Cleanup(ending))).await;
+                }
+            },
+        )
+    };
+    three_rounds(rx);
+    assert!(!c.is_finished());
+    rt.block_on(c.resign()).unwrap();
+    let both: Vec<_> = (0..2).map(|_| e.try_obtain().unwrap()).collect();
+    assert!(
+        both.iter().all(Option::is_some),
+        "resigning left a slot held"
+    );
+}
+
+#[test]
+fn resigning_a_waiting_blocking_campaign_returns_promptly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    for tickets in [1, 3] {
+        let name = format!("resign-blocking-{tickets}");
+        let holders = hold_all(run, &name, tickets);
+        let (tx, rx) = mpsc::channel::<&str>();
+        let tx2 = tx.clone();
+        let c = election(run, &name, tickets).campaign().run_blocking(
+            move |_| tx.send("owned").unwrap(),
+            move |_| tx2.send("cleanup").unwrap(),
+        );
+        wait_until_we_wait(run, &name, tickets);
+        let start = Instant::now();
+        c.resign().unwrap();
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "resign took {took:?}");
+        assert!(rx.try_recv().is_err(), "owned code or cleanup ran");
+        assert_no_lock_of_ours(run, &name);
+        drop(holders);
+    }
+}
+
+#[test]
+fn resigning_a_waiting_async_campaign_returns_promptly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for tickets in [1, 3] {
+        let name = format!("resign-async-{tickets}");
+        let holders = hold_all(run, &name, tickets);
+        let (tx, rx) = mpsc::channel::<&str>();
+        let tx2 = tx.clone();
+        let c = {
+            let _in_rt = rt.enter();
+            election(run, &name, tickets).campaign().run(
+                move |_| {
+                    tx.send("owned").unwrap();
+                    async {}
+                },
+                move |_| {
+                    tx2.send("cleanup").unwrap();
+                    async {}
+                },
+            )
+        };
+        wait_until_we_wait(run, &name, tickets);
+        let start = Instant::now();
+        rt.block_on(c.resign()).unwrap();
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "resign took {took:?}");
+        assert!(rx.try_recv().is_err(), "owned code or cleanup ran");
+        assert_no_lock_of_ours(run, &name);
+        drop(holders);
+    }
+}
