@@ -328,13 +328,16 @@ pub fn ino(path: &Path) -> u64 {
 /// Waits until process `pid` is blocked in flock on `path` (a waiter for
 /// one ticket sleeps in the kernel's line for `slot.0`).
 pub fn wait_blocked_on(pid: u32, path: &Path) {
-    let ino = ino(path);
+    // The file may not exist yet: the worker creates it on its way.
     wait_until(
         &format!("{pid} waits for a lock on {}", path.display()),
         || {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return false;
+            };
             flocks()
                 .iter()
-                .any(|l| l.pid == pid && l.blocked && l.ino == ino)
+                .any(|l| l.pid == pid && l.blocked && l.ino == meta.ino())
         },
     );
 }
