@@ -146,3 +146,20 @@ fn after_everyone_exits_the_number_may_change() {
         assert_eq!(e.status().unwrap().tickets, tickets);
     }
 }
+
+#[test]
+fn two_elections_in_one_process_must_agree_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let two = election(run, 2).try_obtain().unwrap().expect("free");
+    match election(run, 3).try_obtain() {
+        Err(Error::TicketMismatch {
+            asked: 3,
+            agreed: 2,
+            ..
+        }) => {}
+        other => panic!("expected TicketMismatch, got {other:?}"),
+    }
+    drop(two);
+    assert!(election(run, 3).try_obtain().unwrap().is_some());
+}

@@ -2,8 +2,8 @@
 //! SIGKILL, a waiter in another process owns the freed slot, with no lease
 //! or timeout involved. Shown for one ticket (waiters sleep in the kernel's
 //! line for `slot.0`) and for three (the head of the line watches the
-//! directory with inotify), and for a resigned or timed-out wait that must
-//! not keep anyone from taking over.
+//! directory with inotify), for a timed-out wait that must not keep anyone
+//! from taking over, and for a head of the line killed while it waits.
 
 mod support;
 
@@ -132,4 +132,28 @@ fn a_waiter_that_gave_up_does_not_block_the_next() {
         assert_eq!(slot, holders[0].1);
         waiter.finish();
     }
+}
+
+#[test]
+fn a_killed_head_of_the_line_hands_its_place_to_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let mut holders: Vec<(Worker, u32, u64)> = (0..2).map(|_| holder(run, "line", 2)).collect();
+    let queue = run.join("line/queue");
+    let mut head = Worker::spawn(Role::Hold { mode: "obtain" }, run, "line", 2);
+    head.expect("START");
+    wait_holds(head.pid, &queue, true);
+    let mut next = Worker::spawn(Role::Hold { mode: "obtain" }, run, "line", 2);
+    next.expect("START");
+    wait_blocked_on(next.pid, &queue);
+
+    // The head dies while waiting; the next in line takes its place...
+    head.kill();
+    wait_holds(next.pid, &queue, true);
+    // ...and gets the slot of a killed holder.
+    let (mut victim, victim_slot, _) = holders.remove(0);
+    victim.kill();
+    let (slot, _) = next.expect_held();
+    assert_eq!(slot, victim_slot);
+    next.finish();
 }
