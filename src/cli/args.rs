@@ -2,11 +2,15 @@
 //! parser. The man pages and completions are generated from this too, so the
 //! help texts here are the reference documentation of each option.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::num::IntErrorKind;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{OsStringValueParser, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{Arg, Args, Parser, Subcommand};
 
 /// Election on one host: at most N processes own a named resource.
 #[derive(Debug, Parser)]
@@ -95,7 +99,7 @@ pub(crate) struct RunArgs {
         long,
         value_name = "N",
         default_value_t = 1,
-        value_parser = parse_tickets,
+        value_parser = Text(parse_tickets),
         allow_hyphen_values = true
     )]
     pub(crate) tickets: u32,
@@ -113,7 +117,7 @@ pub(crate) struct RunArgs {
         short = 'w',
         long,
         value_name = "DUR",
-        value_parser = parse_duration,
+        value_parser = Text(parse_duration),
         allow_hyphen_values = true
     )]
     pub(crate) timeout: Option<Duration>,
@@ -124,13 +128,16 @@ pub(crate) struct RunArgs {
         long,
         value_name = "CODE",
         default_value_t = super::exit::NO_TICKET,
-        value_parser = parse_exit_code,
+        value_parser = Text(parse_exit_code),
         allow_hyphen_values = true
     )]
     pub(crate) conflict_exit_code: u8,
 
     /// How `elect status` describes this holder [default: the command line].
-    #[arg(long, value_name = "TEXT")]
+    // Display-only, like the default taken from the command line: bytes that
+    // are not UTF-8 become U+FFFD rather than a refusal; the library turns
+    // control characters into spaces and cuts it to 1024 bytes.
+    #[arg(long, value_name = "TEXT", value_parser = OsStringValueParser::new().map(|l| l.to_string_lossy().into_owned()))]
     pub(crate) label: Option<String>,
 
     /// Nothing on stderr but errors: no progress while waiting, no message
@@ -151,14 +158,14 @@ pub(crate) struct RunArgs {
         long,
         value_name = "DUR",
         default_value = "5s",
-        value_parser = parse_duration,
+        value_parser = Text(parse_duration),
         allow_hyphen_values = true
     )]
     pub(crate) kill_after: Duration,
 
     /// The resource: 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter
     /// or digit; a scope is written with dots (team.job).
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = Text(any_text))]
     pub(crate) name: String,
 
     /// The command to run and its arguments.
@@ -183,7 +190,7 @@ pub(crate) struct StatusArgs {
     pub(crate) json: bool,
 
     /// Only this resource [default: every resource in the run directory].
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = Text(any_text))]
     pub(crate) name: Option<String>,
 }
 
@@ -202,7 +209,7 @@ pub(crate) struct WatchArgs {
     pub(crate) quiet: bool,
 
     /// The resource to watch.
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", value_parser = Text(any_text))]
     pub(crate) name: String,
 }
 
@@ -222,6 +229,44 @@ pub(crate) struct GenerateManArgs {
     pub(crate) dir: PathBuf,
 }
 
+/// A value parser for text: refuses a value that is not UTF-8 naming the
+/// option and showing the bytes (clap's own says only "invalid UTF-8 was
+/// detected in one or more arguments"), then parses it with the function.
+#[derive(Clone)]
+struct Text<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Text<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let arg = arg.map_or_else(|| "...".to_string(), ToString::to_string);
+        let (kind, shown, why) = match value.to_str() {
+            Some(text) => match (self.0)(text) {
+                Ok(v) => return Ok(v),
+                Err(why) => (ErrorKind::ValueValidation, text.to_string(), why),
+            },
+            None => (
+                ErrorKind::InvalidUtf8,
+                value.as_bytes().escape_ascii().to_string(),
+                "it is not valid UTF-8".to_string(),
+            ),
+        };
+        Err(cmd
+            .clone()
+            .error(kind, format!("invalid value '{shown}' for '{arg}': {why}")))
+    }
+}
+
+/// Any UTF-8 text, checked later (resource names, by the library).
+fn any_text(text: &str) -> Result<String, String> {
+    Ok(text.to_string())
+}
+
 /// Parses `--tickets`: a whole number from 1 to 4096.
 fn parse_tickets(text: &str) -> Result<u32, String> {
     let max = elect::MAX_TICKETS;
@@ -229,6 +274,9 @@ fn parse_tickets(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u32),
         Ok(_) => Err(format!("it is out of range; {wanted}")),
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => {
+            Err(format!("it is out of range; {wanted}"))
+        }
         Err(_) => Err(format!("it is not a whole number; {wanted}")),
     }
 }
@@ -260,7 +308,9 @@ mod tests {
         assert_eq!(parse_tickets("4096"), Ok(4096));
         assert!(parse_tickets("0").is_err());
         assert!(parse_tickets("4097").is_err());
-        assert!(parse_tickets("x").is_err());
+        assert!(parse_tickets("x").unwrap_err().contains("not a whole number"));
+        let huge = parse_tickets("99999999999999999999999").unwrap_err();
+        assert!(huge.contains("out of range"), "{huge}");
         assert_eq!(parse_exit_code("255"), Ok(255));
         assert!(parse_exit_code("256").is_err());
         assert!(parse_exit_code("-1").is_err());
