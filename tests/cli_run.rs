@@ -1,5 +1,6 @@
 //! `elect run` as a user runs it: exit statuses, the command's environment,
-//! --no-wait, --timeout, -E, refusals of bad usage, and lost tickets.
+//! --no-wait, --timeout, -E, commands that cannot run, other failures, and
+//! lost tickets. Refusals of bad usage (status 2) are in cli_bad_input.rs.
 
 mod cli_support;
 
@@ -175,50 +176,6 @@ fn timeout_obtains_when_the_holder_leaves() {
     });
     drop(h);
     assert_eq!(waiter.wait().code(), Some(0));
-}
-
-#[test]
-fn bad_usage_exits_2_names_the_value_and_creates_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    let long = "a".repeat(129);
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["bad name", "true"], "bad name"),
-        (vec!["..", "true"], ".."),
-        (vec!["a/b", "true"], "a/b"),
-        (vec!["", "true"], "\"\""),
-        (vec![".hidden", "true"], ".hidden"),
-        (vec![&long, "true"], &long),
-        (vec!["-t", "0", "job", "true"], "'0'"),
-        (vec!["-t", "4097", "job", "true"], "4097"),
-        (vec!["-t", "many", "job", "true"], "many"),
-        (vec!["-t", "-1", "job", "true"], "-1"),
-        (vec!["-w", "soon", "job", "true"], "soon"),
-        (vec!["-w", "-1s", "job", "true"], "-1s"),
-        (vec!["-k", "1x", "job", "true"], "1x"),
-        (vec!["-E", "256", "job", "true"], "256"),
-        (vec!["--bogus", "job", "true"], "--bogus"),
-        (vec!["job"], "COMMAND"),
-        (vec!["-n", "-w", "1s", "job", "true"], "--no-wait"),
-    ];
-    for (args, named) in cases {
-        let out = output(elect(["run", "-d"]).arg(&dir).args(&args));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.starts_with("elect: "), "{args:?}: {err}");
-        assert!(err.contains(named), "{args:?} names {named}: {err}");
-        assert!(!dir.exists(), "{args:?} created {}", dir.display());
-        assert!(!err.contains("panicked"), "{err}");
-    }
-    // Also with the run directory from the environment.
-    let out = output(elect(["run", "no way", "true"]).env("ELECT_DIR", &dir));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!dir.exists());
-    let out = output(elect(["status", "-d"]).arg(&dir).arg("a/b"));
-    assert_eq!(out.status.code(), Some(2));
-    let out = output(elect(["watch", "-d"]).arg(&dir).arg("a b"));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!dir.exists());
 }
 
 #[test]
