@@ -308,7 +308,11 @@ mod tests {
         assert_eq!(parse_tickets("4096"), Ok(4096));
         assert!(parse_tickets("0").is_err());
         assert!(parse_tickets("4097").is_err());
-        assert!(parse_tickets("x").unwrap_err().contains("not a whole number"));
+        assert!(
+            parse_tickets("x")
+                .unwrap_err()
+                .contains("not a whole number")
+        );
         let huge = parse_tickets("99999999999999999999999").unwrap_err();
         assert!(huge.contains("out of range"), "{huge}");
         assert_eq!(parse_exit_code("255"), Ok(255));
