@@ -166,13 +166,15 @@ fn a_requeued_blocking_campaign_competes_again_after_release() {
     let c = e.campaign().run_blocking(
         move |t| {
             tx.send(Seen::Won(t.token())).unwrap();
-            drop(t);
+            t.release();
         },
         move |ending| tx2.send(Seen::Cleanup(ending)).unwrap(),
     );
+    // Wait with a deadline before joining, so a campaign that does not end
+    // fails the test instead of hanging it (dropping `c` resigns it).
+    assert!(matches!(next(&rx), Seen::Won(_)));
+    assert_eq!(next(&rx), Seen::Cleanup(Ending::Released));
     c.join().unwrap();
-    assert!(matches!(rx.recv().unwrap(), Seen::Won(_)));
-    assert_eq!(rx.recv().unwrap(), Seen::Cleanup(Ending::Released));
     assert!(rx.recv().is_err(), "it went on after the release");
 }
 
