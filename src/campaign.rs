@@ -2,11 +2,12 @@
 //! code on winning and the caller's cleanup when ownership ends.
 //!
 //! This is the seed's `election.obtain(name, owned, cleanup, { tickets })`
-//! in Rust. Ownership ends when the ticket handed to the owned code is
-//! released (dropped or [`Ticket::release`]d), when it is lost (its slot
-//! file or directory was removed or replaced; checked every
-//! [`CampaignBuilder::check_every`], 250 ms by default), or when the
-//! campaign is resigned. Then the cleanup runs with the [`Ending`], and the
+//! in Rust. The ticket handed to the owned code belongs to the campaign:
+//! dropping it does not end ownership. Ownership ends when the owned code
+//! calls [`Ticket::release`], when the owned future (async form) finishes,
+//! when the ticket is lost (its slot file or directory was removed or
+//! replaced; checked every [`CampaignBuilder::check_every`], 250 ms by
+//! default), or when the campaign is resigned. Then the cleanup runs with the [`Ending`], and the
 //! campaign ends, unless it was asked to [`requeue`](CampaignBuilder::requeue),
 //! in which case it competes again (resigning always ends it).
 
@@ -103,17 +104,18 @@ impl CampaignBuilder {
 
     /// Starts the campaign on a thread of its own, for programs without an
     /// async runtime. `owned` runs on that thread when the campaign wins and
-    /// receives the ticket: ownership lasts as long as the ticket, so keep
-    /// it where the owned work happens and drop it (or call
-    /// [`Ticket::release`]) to give ownership up. `owned` should return
-    /// promptly; long work belongs on a thread of its own that stops when
-    /// `cleanup` tells it to or when [`Ticket::is_held`] turns false.
+    /// receives the ticket, like the seed's callback: it starts the owned
+    /// work and returns promptly, and ownership lasts until the work calls
+    /// [`Ticket::release`], the ticket is lost, or the campaign is
+    /// resigned; then `cleanup` runs and should stop that work. Long work
+    /// belongs on a thread of its own that stops when `cleanup` tells it to
+    /// or when [`Ticket::is_held`] turns false.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
     /// // Owned code that gives the ticket up at once: the campaign ends.
-    /// let c = e.campaign().run_blocking(|ticket| drop(ticket), |ending| {
+    /// let c = e.campaign().run_blocking(|ticket| ticket.release(), |ending| {
     ///     assert_eq!(ending, elect::Ending::Released);
     /// });
     /// c.join()?;
@@ -139,7 +141,7 @@ impl CampaignBuilder {
                     let shared = ticket.shared();
                     let s3 = Arc::clone(&s2);
                     shared.on_release(Box::new(move || s3.raise(|f| f.released = true)));
-                    owned(ticket);
+                    owned(ticket.for_campaign());
                     let ending = s2.wait_for_end(&shared, self.check_every);
                     shared.release();
                     cleanup(ending);
@@ -216,7 +218,7 @@ impl BlockingCampaign {
     /// # let dir = tempfile::tempdir()?;
     /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
     /// let _held = e.obtain()?; // the campaign below can only wait
-    /// let c = e.campaign().run_blocking(|_t| unreachable!(), |_| unreachable!());
+    /// let c = e.campaign().run_blocking(|_| unreachable!(), |_| unreachable!());
     /// c.resign()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -245,8 +247,12 @@ impl BlockingCampaign {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
-    /// let c = e.campaign().run_blocking(|t| std::mem::forget(t), |_| {});
-    /// assert!(!c.is_finished() || true);
+    /// // The owned code gives the ticket up at once: the campaign ends by itself.
+    /// let c = e.campaign().run_blocking(|t| t.release(), |_| {});
+    /// while !c.is_finished() {
+    ///     std::thread::yield_now();
+    /// }
+    /// c.join()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_finished(&self) -> bool {
@@ -286,10 +292,11 @@ mod asynchronous {
 
     impl CampaignBuilder {
         /// Starts the campaign as a tokio task (call it inside a runtime).
-        /// When the campaign wins, the future `owned(ticket)` runs; when
-        /// ownership ends it is dropped and `cleanup(ending)` runs. The
-        /// owned future may release the ticket, or finish (dropping it) to
-        /// give ownership up.
+        /// When the campaign wins, the future `owned(ticket)` runs, and
+        /// ownership lasts until it finishes or calls [`Ticket::release`]
+        /// (or the ticket is lost, or the campaign resigned); then the
+        /// future is dropped and `cleanup(ending)` runs. Dropping the ticket
+        /// handle does not end ownership.
         ///
         /// ```
         /// # let dir = tempfile::tempdir()?;
@@ -348,8 +355,7 @@ mod asynchronous {
                 shared.on_release(Box::new(move || {
                     let _ = released_tx.send(());
                 }));
-                let mut work = Box::pin(owned(ticket));
-                let mut work_done = false;
+                let mut work = Box::pin(owned(ticket.for_campaign()));
                 let mut check = tokio::time::interval(self.check_every);
                 check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 let ending = loop {
@@ -357,7 +363,7 @@ mod asynchronous {
                         biased;
                         _ = &mut stop => break Ending::Resigned,
                         _ = &mut released => break Ending::Released,
-                        _ = &mut work, if !work_done => work_done = true,
+                        _ = &mut work => break Ending::Released,
                         _ = check.tick() => {
                             if shared.is_released() {
                                 break Ending::Released;
@@ -368,8 +374,7 @@ mod asynchronous {
                         }
                     }
                 };
-                // Ownership is over: stop the owned code, then make sure the
-                // slot is free (the owned code may have stored the ticket).
+                // Ownership is over: stop the owned code, then free the slot.
                 drop(work);
                 shared.release();
                 cleanup(ending).await;

@@ -14,6 +14,10 @@ use crate::store::Held;
 /// Releasing closes the slot's descriptors, which is what frees the slot;
 /// the kernel does the same if the process dies, however it dies.
 ///
+/// A ticket that a campaign hands to its owned code belongs to the
+/// campaign: dropping it does not end ownership, [`release`](Self::release)
+/// does (see [`Election::campaign`](crate::Election::campaign)).
+///
 /// ```
 /// let dir = tempfile::tempdir()?;
 /// let e = elect::Election::builder("job").dir(dir.path()).build()?;
@@ -28,6 +32,11 @@ use crate::store::Held;
 #[derive(Debug)]
 pub struct Ticket {
     shared: Arc<Shared>,
+    /// False for a ticket handed to a campaign's owned code: the campaign
+    /// decides when ownership ends, so that code which lets its handle go
+    /// (a closure that does not move it into its future) does not give the
+    /// ticket up by accident.
+    release_on_drop: bool,
 }
 
 type Hook = Box<dyn FnOnce() + Send>;
@@ -113,7 +122,15 @@ impl Ticket {
                 held: Mutex::new(Some(held)),
                 on_release: Mutex::new(None),
             }),
+            release_on_drop: true,
         }
+    }
+
+    /// The same ticket, for a campaign's owned code: dropping it does not
+    /// release it.
+    pub(crate) fn for_campaign(mut self) -> Self {
+        self.release_on_drop = false;
+        self
     }
 
     /// The state shared with a campaign.
@@ -283,6 +300,8 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.shared.release();
+        if self.release_on_drop {
+            self.shared.release();
+        }
     }
 }
