@@ -9,7 +9,9 @@
 //!   waiters on 1 ticket, and 512 contenders for 256 tickets;
 //! * status of a run directory with 10,000 resources.
 //!
-//! `cargo bench --bench multiproc` (add `-- quick` for a short run). It
+//! `cargo bench --bench multiproc` (add `-- quick` for a short run, or
+//! section names: `handoff failover idle scale status`; set
+//! `ELECT_BENCH_SAMPLES=DIR` to keep every latency sample for plotting). It
 //! re-executes itself for the worker processes; times are CLOCK_MONOTONIC,
 //! which all processes of the host share.
 
@@ -272,7 +274,19 @@ impl Dist {
         self.0[i] as f64 / 1000.0
     }
 
+    /// The distribution as one line, and, when `ELECT_BENCH_SAMPLES` names a
+    /// directory, every sample (nanoseconds, little-endian u64) in
+    /// `<dir>/<what>.u64` for plotting.
     fn line(&self, what: &str) -> String {
+        if let Some(dir) = std::env::var_os("ELECT_BENCH_SAMPLES") {
+            let name: String = what
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let bytes: Vec<u8> = self.0.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(Path::new(&dir).join(format!("{name}.u64")), bytes);
+        }
         format!(
             "{what:<44} n={:>6}  p50={:>8.1} µs  p90={:>8.1} µs  p99={:>8.1} µs",
             self.0.len(),
@@ -392,7 +406,7 @@ fn failover(base: &Path, quick: bool) {
         results.push((kind, Dist(v)));
     }
     for (kind, d) in &results {
-        println!("{}", d.line(&format!("{kind:?}")));
+        println!("{}", d.line(&format!("fail-over {kind:?}")));
     }
     let raw = results[0].1.pct(0.5);
     println!(
