@@ -219,6 +219,8 @@ pub(crate) enum Access {
     ReadWriteCreate,
     /// Write only; the file must exist.
     Write,
+    /// Write only, creating it if missing.
+    WriteCreate,
     /// Read only; the file must exist.
     Read,
 }
@@ -233,6 +235,17 @@ pub(crate) fn open_file(
     access: Access,
     mode: u32,
 ) -> Result<(OwnedFd, FileId)> {
+    open_file_sized(dir, dir_path, name, access, mode).map(|(fd, id, _)| (fd, id))
+}
+
+/// [`open_file`], also telling the file's size when it was opened.
+pub(crate) fn open_file_sized(
+    dir: BorrowedFd<'_>,
+    dir_path: &Path,
+    name: &str,
+    access: Access,
+    mode: u32,
+) -> Result<(OwnedFd, FileId, u64)> {
     let path = dir_path.join(name);
     let c = CString::new(name).expect("internal names have no NUL");
     // O_NONBLOCK: opening a FIFO must not hang; it is refused below.
@@ -241,6 +254,7 @@ pub(crate) fn open_file(
             Access::ReadCreate => libc::O_RDONLY | libc::O_CREAT,
             Access::ReadWriteCreate => libc::O_RDWR | libc::O_CREAT,
             Access::Write => libc::O_WRONLY,
+            Access::WriteCreate => libc::O_WRONLY | libc::O_CREAT,
             Access::Read => libc::O_RDONLY,
         };
     let fd =
@@ -261,13 +275,24 @@ pub(crate) fn open_file(
             "it has more than one hard link, so writing it could change a file elsewhere; remove it",
         ));
     }
-    Ok((fd, FileId::of(&st)))
+    Ok((fd, FileId::of(&st), st.st_size as u64))
 }
 
 /// Writes `bytes` at offset 0 and cuts the file to that length. A single
 /// `pwrite` of a small buffer to a regular file is not torn by the writer
 /// being killed, so the file holds either the old text or the new.
 pub(crate) fn overwrite(fd: BorrowedFd<'_>, path: &Path, bytes: &[u8]) -> Result<()> {
+    overwrite_from(fd, path, bytes, u64::MAX)
+}
+
+/// [`overwrite`] for a file known to be `old_len` bytes long: the cut is
+/// skipped when nothing would be left over.
+pub(crate) fn overwrite_from(
+    fd: BorrowedFd<'_>,
+    path: &Path,
+    bytes: &[u8],
+    old_len: u64,
+) -> Result<()> {
     // SAFETY: bytes is valid for its length.
     let n = unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
     if n < 0 {
@@ -279,6 +304,9 @@ pub(crate) fn overwrite(fd: BorrowedFd<'_>, path: &Path, bytes: &[u8]) -> Result
             path,
             io::Error::new(io::ErrorKind::WriteZero, "short write (is the disk full?)"),
         ));
+    }
+    if old_len <= bytes.len() as u64 {
+        return Ok(());
     }
     // SAFETY: plain syscall on a borrowed descriptor.
     if unsafe { libc::ftruncate(fd.as_raw_fd(), bytes.len() as libc::off_t) } != 0 {

@@ -137,7 +137,7 @@ enum Attempt {
 enum Waited {
     /// A slot, its lock descriptor and file, and, if already open, a
     /// descriptor to write its record through.
-    Got(u32, OwnedFd, FileId, Option<OwnedFd>),
+    Got(u32, OwnedFd, FileId, Option<(OwnedFd, u64)>),
     Restart,
 }
 
@@ -432,19 +432,20 @@ impl LocalStore {
     /// between the kernel's hand-off and the caller owning the ticket.
     fn wait_single(&self, res: &ResourceDir, intr: &Interrupter) -> Result<Waited> {
         let name = slot_name(0);
-        let (lock, id) = fsx::open_file(
-            res.fd.as_fd(),
-            &res.path,
-            &name,
-            Access::ReadCreate,
-            self.file_mode(),
-        )?;
-        let (record, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+        let mode = self.file_mode();
+        // The record descriptor first, so that the lock's is numbered above
+        // it (see `lock_above`) without a duplicate.
+        let (record, rid) =
+            fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::WriteCreate, mode)?;
+        let (lock, id) =
+            fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::ReadCreate, mode)?;
         if rid != id {
             return Ok(Waited::Restart);
         }
         match intr.lock_exclusive(lock.as_fd()) {
-            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some(record))),
+            // The holders before us rewrote the record while we slept, so
+            // its length then says nothing now: always cut after writing.
+            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some((record, u64::MAX)))),
             Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(name), e)),
             Err(_) => Err(Error::Cancelled),
         }
@@ -518,7 +519,7 @@ impl LocalStore {
         slot: u32,
         lock: OwnedFd,
         id: FileId,
-        record_fd: Option<OwnedFd>,
+        record_fd: Option<(OwnedFd, u64)>,
         req: &Request,
         intr: &Interrupter,
     ) -> Result<Option<LocalHeld>> {
@@ -532,14 +533,15 @@ impl LocalStore {
             let _one_thread = o.in_process.lock().unwrap_or_else(|p| p.into_inner());
             token::next_token(o.token.as_fd(), &res.path, intr)?
         };
-        let record_fd = match record_fd {
-            Some(fd) => fd,
+        let (record_fd, old_len) = match record_fd {
+            Some(opened) => opened,
             None => {
-                let (fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+                let (fd, rid, len) =
+                    fsx::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
                 if rid != id {
                     return Ok(None);
                 }
-                fd
+                (fd, len)
             }
         };
         let lock = lock_above(lock, &record_fd)
@@ -551,7 +553,7 @@ impl LocalStore {
             token,
             command_pid: None,
         };
-        fsx::overwrite(record_fd.as_fd(), &slot_path, &record.to_bytes())?;
+        fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), old_len)?;
         Ok(Some(LocalHeld {
             lock,
             record_fd,
