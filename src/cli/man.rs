@@ -330,7 +330,7 @@ fn notes() -> Section {
             ),
             Tag(
                 "tmpfs",
-                "The default run directories are usually on tmpfs and emptied at boot. That is harmless for the locks, which never outlive a boot, but the fencing-token counter starts again: if tokens must increase across reboots, use a --dir on persistent storage. Cleaners such as systemd-tmpfiles may remove old files under /tmp while a slot is held; elect run sees that as a lost ticket (status 76). Exclude the directory from cleaning, or use $XDG_RUNTIME_DIR, or for a service a RuntimeDirectory= under /run (systemd-logind removes $XDG_RUNTIME_DIR when the user's last session ends).",
+                "The default run directories are usually on tmpfs and emptied at boot. That is harmless for the locks, which never outlive a boot; a new fencing-token counter starts from the clock in microseconds, so tokens still exceed those issued before the reboot unless the clock was set back (for tokens that never depend on the clock, use a --dir on persistent storage). Cleaners such as systemd-tmpfiles may remove old files under /tmp while a slot is held; elect run sees that as a lost ticket (status 76). Exclude the directory from cleaning, or use $XDG_RUNTIME_DIR, or for a service a RuntimeDirectory= under /run (systemd-logind removes $XDG_RUNTIME_DIR when the user's last session ends).",
             ),
             Tag(
                 "Forks and inherited descriptors",
