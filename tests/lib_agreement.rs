@@ -67,6 +67,7 @@ fn refused(run: &Path, asked: u32, agreed: u32) {
 
 #[test]
 fn a_holder_with_other_tickets_makes_a_mismatch() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let mut holder = Worker::spawn(Role::Hold { mode: "obtain" }, run, "agree", 2);
@@ -98,6 +99,7 @@ fn a_holder_with_other_tickets_makes_a_mismatch() {
 
 #[test]
 fn a_waiter_with_other_tickets_makes_a_mismatch() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     // Make the slot files, then hold both slots from outside elect, so the
@@ -133,6 +135,7 @@ fn a_waiter_with_other_tickets_makes_a_mismatch() {
 
 #[test]
 fn after_everyone_exits_the_number_may_change() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     for tickets in [2, 5, 1, 3] {
@@ -149,6 +152,7 @@ fn after_everyone_exits_the_number_may_change() {
 
 #[test]
 fn two_elections_in_one_process_must_agree_too() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let two = election(run, 2).try_obtain().unwrap().expect("free");

@@ -82,6 +82,7 @@ fn every_worker_got_its_turn(holds: &[Hold], wins: &[(u32, u32)], rounds: u32) {
 
 #[test]
 fn twenty_processes_one_ticket() {
+    let _serial = support::serial();
     let rounds = 3;
     let (holds, wins) = compete(1, 20, "obtain", rounds, 2_000);
     every_worker_got_its_turn(&holds, &wins, rounds);
@@ -95,6 +96,7 @@ fn twenty_processes_one_ticket() {
 
 #[test]
 fn twenty_processes_three_tickets() {
+    let _serial = support::serial();
     let rounds = 3;
     let (holds, wins) = compete(3, 20, "obtain", rounds, 10_000);
     every_worker_got_its_turn(&holds, &wins, rounds);
@@ -107,6 +109,7 @@ fn twenty_processes_three_tickets() {
 
 #[test]
 fn fifty_processes_race_with_try_obtain() {
+    let _serial = support::serial();
     let (holds, wins) = compete(1, 50, "try", 20, 1_000);
     let total: u32 = wins.iter().map(|w| w.1).sum();
     assert_eq!(holds.len(), total as usize);
@@ -123,6 +126,7 @@ fn fifty_processes_race_with_try_obtain() {
 
 #[test]
 fn guards_in_one_process_never_share_a_slot() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let tickets = 4;
     let e = Election::builder("in-process")

@@ -29,6 +29,7 @@ fn election(run: &Path, name: &str) -> Election {
 
 #[test]
 fn the_guard_sees_every_kind_of_removal_or_replacement() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let e = election(&run, "lost");
@@ -75,6 +76,7 @@ fn the_guard_sees_every_kind_of_removal_or_replacement() {
 
 #[test]
 fn a_holder_in_another_process_sees_the_loss() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, &run, "lost", 1);
@@ -156,6 +158,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn an_async_campaign_runs_its_cleanup_with_lost() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let e = election(&run, "campaign");
@@ -176,6 +179,7 @@ fn an_async_campaign_runs_its_cleanup_with_lost() {
 
 #[test]
 fn a_requeued_async_campaign_competes_again_after_a_loss() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let e = election(&run, "campaign");
@@ -215,6 +219,7 @@ fn a_requeued_async_campaign_competes_again_after_a_loss() {
 
 #[test]
 fn a_blocking_campaign_runs_its_cleanup_with_lost() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     let e = election(&run, "campaign");
@@ -243,6 +248,7 @@ fn a_blocking_campaign_runs_its_cleanup_with_lost() {
 #[test]
 #[ignore = "known bug, reported: a one-ticket waiter stays blocked on the removed slot file until its old holder lets go"]
 fn a_waiter_on_a_removed_slot_moves_to_the_fresh_one() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
     for tickets in [1, 2] {

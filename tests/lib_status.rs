@@ -38,6 +38,7 @@ fn scribble(path: &Path, bytes: &[u8]) {
 
 #[test]
 fn status_shows_a_live_holder_and_forgets_a_killed_one() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let mut w = Worker::spawn_labelled(
@@ -101,6 +102,7 @@ fn status_shows_a_live_holder_and_forgets_a_killed_one() {
 
 #[test]
 fn status_survives_garbage_in_slot_files() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, "garbage", 2);

@@ -32,6 +32,7 @@ fn stored(run: &Path, name: &str) -> String {
 
 #[test]
 fn tokens_increase_across_processes_and_restarts() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let here = Election::builder("tokens")
@@ -73,6 +74,7 @@ fn tokens_increase_across_processes_and_restarts() {
 
 #[test]
 fn tokens_increase_even_after_the_counter_is_removed() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let before = token_from_a_new_process(run, "removed", 1);
@@ -86,6 +88,7 @@ fn tokens_increase_even_after_the_counter_is_removed() {
 
 #[test]
 fn a_damaged_token_file_is_an_error_never_a_reset() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let e = Election::builder("damaged").dir(run).build().unwrap();

@@ -68,6 +68,7 @@ fn assert_no_lock_of_ours(run: &Path, name: &str) {
 
 #[test]
 fn obtain_timeout_gives_up_after_the_timeout() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     for tickets in [1, 3] {
@@ -89,6 +90,7 @@ fn obtain_timeout_gives_up_after_the_timeout() {
 
 #[test]
 fn obtain_timeout_takes_a_slot_freed_during_the_wait() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     for tickets in [1, 3] {
@@ -142,6 +144,7 @@ fn three_rounds(rx: mpsc::Receiver<Seen>) {
 
 #[test]
 fn a_requeued_blocking_campaign_competes_again_after_release() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let e = election(tmp.path(), "requeue", 1);
     let (tx, rx) = mpsc::sync_channel(0);
@@ -180,6 +183,7 @@ fn a_requeued_blocking_campaign_competes_again_after_release() {
 
 #[test]
 fn a_requeued_async_campaign_competes_again_after_release() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let e = election(tmp.path(), "requeue", 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -222,6 +226,7 @@ fn a_requeued_async_campaign_competes_again_after_release() {
 
 #[test]
 fn resigning_a_waiting_blocking_campaign_returns_promptly() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     for tickets in [1, 3] {
@@ -246,6 +251,7 @@ fn resigning_a_waiting_blocking_campaign_returns_promptly() {
 
 #[test]
 fn resigning_a_waiting_async_campaign_returns_promptly() {
+    let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -49,6 +49,18 @@ const OBSERVER: &str = "ELECT_TEST_OBSERVER";
 const ROUNDS: &str = "ELECT_TEST_ROUNDS";
 const HOLD_US: &str = "ELECT_TEST_HOLD_US";
 
+/// Serialises the tests of one binary that need it. A ticket released by
+/// this process while another thread of it is spawning a child stays held
+/// until that child calls exec: between fork and exec the child holds
+/// copies of every descriptor, and a flock lasts until the last copy is
+/// closed. Tests that expect a release in this process to free a slot (or
+/// end a participant's membership) at once take this lock for their whole
+/// run, so that no other test spawns a worker meanwhile.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What a worker process does.
 #[derive(Debug, Clone)]
 pub enum Role {
