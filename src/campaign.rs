@@ -20,6 +20,15 @@ use crate::interrupt::{Interrupter, Reason};
 use crate::ticket::{Shared, Ticket};
 
 /// Why ownership ended; handed to the cleanup.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// e.campaign().run_blocking(|t| t.release(), move |ending| tx.send(ending).unwrap()).join()?;
+/// assert_eq!(rx.recv().unwrap(), elect::Ending::Released);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// The owned code released the ticket (or dropped it).
@@ -202,6 +211,15 @@ impl Signal {
 
 /// A campaign running on a thread; see [`CampaignBuilder::run_blocking`].
 /// Dropping it resigns.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+/// let campaign: elect::BlockingCampaign = e.campaign().run_blocking(|_| {}, |_| {});
+/// drop(campaign); // resigns: the slot is free again
+/// assert!(e.try_obtain()?.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct BlockingCampaign {
     intr: Interrupter,
@@ -387,6 +405,18 @@ mod asynchronous {
 
     /// A campaign running as a tokio task; see [`CampaignBuilder::run`].
     /// Dropping it resigns (the cleanup still runs, in the background).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let rt = tokio::runtime::Runtime::new()?;
+    /// # rt.block_on(async {
+    /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+    /// let campaign: elect::Campaign = e.campaign().run(|_t| std::future::pending(), |_| async {});
+    /// campaign.resign().await?;
+    /// # Ok::<(), elect::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[derive(Debug)]
     pub struct Campaign {
         stop: Option<oneshot::Sender<()>>,

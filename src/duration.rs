@@ -7,6 +7,11 @@ use crate::error::{Error, Result};
 /// The longest duration accepted: about 31 years. Anything longer is almost
 /// certainly a typo, and refusing it keeps deadline arithmetic from
 /// overflowing.
+///
+/// ```
+/// assert_eq!(elect::parse_duration("1000000000s")?, elect::MAX_DURATION);
+/// # Ok::<(), elect::Error>(())
+/// ```
 pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
 /// Parses a duration: a decimal number followed by an optional unit, `ms`,

@@ -13,6 +13,11 @@ use crate::ticket::Ticket;
 use crate::watch::Watcher;
 
 /// The most tickets a resource may have.
+///
+/// ```
+/// assert!(elect::Election::builder("x").tickets(elect::MAX_TICKETS).build().is_ok());
+/// assert!(elect::Election::builder("x").tickets(elect::MAX_TICKETS + 1).build().is_err());
+/// ```
 pub const MAX_TICKETS: u32 = 4096;
 
 /// Mode of the directories elect creates, unless asked otherwise.
@@ -41,6 +46,12 @@ pub struct Election {
 }
 
 /// Options for an [`Election`]; see [`Election::builder`].
+///
+/// ```
+/// let builder: elect::ElectionBuilder = elect::Election::builder("x").tickets(2);
+/// assert_eq!(builder.build()?.tickets(), 2);
+/// # Ok::<(), elect::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "call .build() to get an Election"]
 pub struct ElectionBuilder {

@@ -153,4 +153,10 @@ impl Error {
 }
 
 /// The library's result type.
+///
+/// ```
+/// fn ticket_count(e: &elect::Election) -> elect::Result<usize> {
+///     Ok(e.status()?.slots.iter().filter(|s| s.held).count())
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

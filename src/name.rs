@@ -3,6 +3,10 @@
 use crate::error::{Error, Result};
 
 /// The longest resource name, in bytes.
+///
+/// ```
+/// assert!(elect::validate_name(&"a".repeat(elect::MAX_NAME_LEN)).is_ok());
+/// ```
 pub const MAX_NAME_LEN: usize = 128;
 
 /// Checks that `name` matches `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.

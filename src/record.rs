@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 pub(crate) const MAX_RECORD: usize = 16 * 1024;
 
 /// The longest label kept in a record, in bytes.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("x").label("y".repeat(5000)).dir(dir.path()).build()?;
+/// assert_eq!(e.obtain()?.record().label.len(), elect::MAX_LABEL);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const MAX_LABEL: usize = 1024;
 
 /// Who holds a slot, as the holder described itself.

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The environment variable that names the run directory.
+///
+/// ```
+/// assert_eq!(elect::ENV_DIR, "ELECT_DIR");
+/// ```
 pub const ENV_DIR: &str = "ELECT_DIR";
 
 /// Chooses the run directory as the contract says: `explicit` (the `--dir`

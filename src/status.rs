@@ -51,6 +51,16 @@ pub struct ResourceStatus {
 }
 
 /// The status of one slot.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+/// let t = e.obtain()?;
+/// let slot = &e.status()?.slots[0];
+/// assert!(slot.held);
+/// assert_eq!(slot.holder.as_ref().map(|h| h.token), Some(t.token()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SlotStatus {
     /// The slot number, 0-based.

@@ -27,6 +27,11 @@ const LOOK_AGAIN: [Duration; 5] = [
 ];
 
 /// Whether a slot was taken or given up.
+///
+/// ```
+/// assert_eq!(serde_json::to_string(&elect::EventKind::Acquired)?, "\"acquired\"");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
@@ -69,6 +74,16 @@ pub struct Event {
 
 /// A stream of ownership changes of one resource; see
 /// [`Election::watch`](crate::Election::watch).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+/// let mut watcher = e.watch()?;
+/// let t = e.obtain()?;
+/// let ev = watcher.next_event()?;
+/// assert_eq!((ev.kind, ev.pid, ev.token), (elect::EventKind::Acquired, std::process::id(), t.token()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Watcher {
     watch: Watch,
     name: String,
