@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 
 use elect::{Election, Error};
-use support::{Role, Worker, kernel_says_locked};
+use support::{Role, Worker, holds};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -95,6 +95,7 @@ fn a_damaged_token_file_is_an_error_never_a_reset() {
     let last = e.obtain().unwrap().token();
     let path = run.join("damaged/token");
     let slot = run.join("damaged/slot.0");
+    let me = std::process::id();
 
     let damage: [&[u8]; 7] = [
         b"garbage\n",
@@ -116,7 +117,7 @@ fn a_damaged_token_file_is_an_error_never_a_reset() {
                 other => panic!("{bad:?}: expected TokenDamaged, got {other:?}"),
             }
             // The slot taken on the way was let go again.
-            assert!(!kernel_says_locked(&slot), "{bad:?}: slot left held");
+            assert!(!holds(me, &slot, true), "{bad:?}: slot left held");
         }
         // Another process (a restart) is refused the same way.
         let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, "damaged", 1);
@@ -143,5 +144,5 @@ fn a_damaged_token_file_is_an_error_never_a_reset() {
     // At the very top the counter refuses to wrap.
     std::fs::write(&path, format!("{}\n", u64::MAX)).unwrap();
     assert!(matches!(e.try_obtain(), Err(Error::TokenExhausted { .. })));
-    assert!(!kernel_says_locked(&slot));
+    assert!(!holds(me, &slot, true));
 }

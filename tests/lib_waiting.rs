@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use elect::{Election, Ending};
-use support::{DEADLINE, Role, Worker, flocks, ino, wait_blocked_on, wait_holds};
+use support::{DEADLINE, Role, Worker, blocked_of, ino, locks_of, wait_blocked_on, wait_holds};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -50,7 +50,8 @@ fn wait_until_we_wait(run: &Path, name: &str, tickets: u32) {
     }
 }
 
-/// No lock of this process is left on the resource directory or its files.
+/// No lock of this process is left on the resource directory or its files,
+/// held or awaited.
 fn assert_no_lock_of_ours(run: &Path, name: &str) {
     let me = std::process::id();
     let dir = run.join(name);
@@ -59,11 +60,16 @@ fn assert_no_lock_of_ours(run: &Path, name: &str) {
         .map(|e| ino(&e.unwrap().path()))
         .collect();
     ours.push(ino(&dir));
-    let left: Vec<_> = flocks()
+    let held: Vec<_> = locks_of(me)
         .into_iter()
-        .filter(|l| l.pid == me && ours.contains(&l.ino))
+        .filter(|l| ours.contains(&l.0))
         .collect();
-    assert!(left.is_empty(), "locks left behind: {left:?}");
+    assert!(held.is_empty(), "locks left behind: {held:?}");
+    let awaited: Vec<_> = blocked_of(me)
+        .into_iter()
+        .filter(|i| ours.contains(i))
+        .collect();
+    assert!(awaited.is_empty(), "still waiting for {awaited:?}");
 }
 
 #[test]

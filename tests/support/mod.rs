@@ -2,7 +2,8 @@
 //! binary itself, re-run with a role in its environment), a line protocol
 //! to talk to them, an independent observer of who held what and when
 //! (CLOCK_MONOTONIC timestamps in an O_APPEND log), and probes of the
-//! kernel's view (`/proc/locks`, `/proc/self/fd`, `/proc/self/task`).
+//! kernel's view (`/proc/<pid>/fdinfo`, `/proc/<pid>/task/*/syscall`,
+//! `/proc/self/fd`, `/proc/self/task`).
 //!
 //! Every test file that spawns workers declares the entry point:
 //!
@@ -293,41 +294,62 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// One line of `/proc/locks`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelLock {
-    /// The process that holds (or waits for) the lock.
-    pub pid: u32,
-    /// A waiter (`->`), not a holder.
-    pub blocked: bool,
-    /// Exclusive (`WRITE`) rather than shared (`READ`).
-    pub exclusive: bool,
-    /// The inode locked.
-    pub ino: u64,
+// The kernel's view of one process's flocks is read from its own /proc
+// entries, not from /proc/locks: a reader of /proc/locks gets it a page at
+// a time, and while other processes lock and unlock, an entry can be
+// skipped, again and again for a long-lived lock on a busy machine.
+
+/// The flocks process `pid` holds, as (inode, exclusive), from the `lock:`
+/// lines of `/proc/<pid>/fdinfo/*`.
+pub fn locks_of(pid: u32) -> Vec<(u64, bool)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| l.starts_with("lock:")) {
+            // `lock:\t1: FLOCK  ADVISORY  WRITE 4242 fe:00:123 0 EOF`
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(2) != Some(&"FLOCK") || f.len() < 7 {
+                continue;
+            }
+            if let Some(ino) = f[6].rsplit(':').next().and_then(|i| i.parse().ok()) {
+                out.push((ino, f[4] == "WRITE"));
+            }
+        }
+    }
+    out
 }
 
-/// The flocks the kernel knows of, granted and awaited.
-pub fn flocks() -> Vec<KernelLock> {
-    let text = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
-    text.lines()
-        .filter_map(|line| {
-            let mut f: Vec<&str> = line.split_whitespace().collect();
-            let blocked = f.get(1) == Some(&"->");
-            if blocked {
-                f.remove(1);
-            }
-            // `ID: FLOCK ADVISORY MODE PID MAJ:MIN:INO START END`
-            if f.get(1) != Some(&"FLOCK") || f.len() < 6 {
-                return None;
-            }
-            Some(KernelLock {
-                pid: f[4].parse().ok()?,
-                blocked,
-                exclusive: f[3] == "WRITE",
-                ino: f[5].rsplit(':').next()?.parse().ok()?,
-            })
-        })
-        .collect()
+/// The inodes that threads of process `pid` are blocked on in flock(2),
+/// from `/proc/<pid>/task/*/syscall` and the descriptor it names.
+pub fn blocked_of(pid: u32) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        let mut f = text.split_whitespace();
+        if f.next().and_then(|n| n.parse::<libc::c_long>().ok()) != Some(libc::SYS_flock) {
+            continue;
+        }
+        let Some(fd) = f
+            .next()
+            .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        else {
+            continue;
+        };
+        if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/fd/{fd}")) {
+            out.push(meta.ino());
+        }
+    }
+    out
 }
 
 /// The inode of `path`.
@@ -337,41 +359,31 @@ pub fn ino(path: &Path) -> u64 {
         .ino()
 }
 
+/// Whether process `pid` holds a flock (exclusive or shared) on `path`.
+pub fn holds(pid: u32, path: &Path, exclusive: bool) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    locks_of(pid).contains(&(meta.ino(), exclusive))
+}
+
 /// Waits until process `pid` is blocked in flock on `path` (a waiter for
 /// one ticket sleeps in the kernel's line for `slot.0`).
 pub fn wait_blocked_on(pid: u32, path: &Path) {
     // The file may not exist yet: the worker creates it on its way.
     wait_until(
         &format!("{pid} waits for a lock on {}", path.display()),
-        || {
-            let Ok(meta) = std::fs::metadata(path) else {
-                return false;
-            };
-            flocks()
-                .iter()
-                .any(|l| l.pid == pid && l.blocked && l.ino == meta.ino())
-        },
+        || std::fs::metadata(path).is_ok_and(|m| blocked_of(pid).contains(&m.ino())),
     );
 }
 
-/// Waits until process `pid` holds an exclusive flock on `path` (the head of
-/// the line of a resource with several tickets holds `queue`).
+/// Waits until process `pid` holds a flock on `path` (the head of the line
+/// of a resource with several tickets holds `queue` exclusively; every
+/// participant holds its resource directory shared).
 pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
-    // The file may not exist yet: the worker creates it on its way.
     wait_until(&format!("{pid} holds a lock on {}", path.display()), || {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return false;
-        };
-        flocks()
-            .iter()
-            .any(|l| l.pid == pid && !l.blocked && l.exclusive == exclusive && l.ino == meta.ino())
+        holds(pid, path, exclusive)
     });
-}
-
-/// Whether the kernel says anybody holds a flock on `path`.
-pub fn kernel_says_locked(path: &Path) -> bool {
-    let ino = ino(path);
-    flocks().iter().any(|l| !l.blocked && l.ino == ino)
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the host.
