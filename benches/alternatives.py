@@ -344,7 +344,7 @@ def per_call(base, elect, runs, env):
     r = {}
     for n, c, x in zip(names, cmds, res):
         r[n] = {
-            "command": c.replace(d, "DIR"),
+            "command": c.replace(d, "DIR").replace(elect, "elect"),
             "median_ms": x["median"] * 1e3,
             "mean_ms": x["mean"] * 1e3,
             "stddev_ms": x["stddev"] * 1e3,

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Reproduce every figure of BENCHMARKS.md and rewrite it, with the plot
+# benches/handoff.svg (issue 5).
+#
+#   bash benches/reproduce.sh
+#
+# Run by hand on a Debian machine with Rust; it is NOT part of CI: it takes
+# several minutes and its numbers depend on what else the machine does. For
+# fair figures run it on a quiet machine; say otherwise in ELECT_BENCH_NOTE,
+# which BENCHMARKS.md prints in bold under "Machine".
+#
+# Environment:
+#   ELECT_BENCH_RUN   directory for the raw outputs (default: a new temp dir);
+#                     kept, so the report can be re-made from it with
+#                     `python3 benches/report.py "$ELECT_BENCH_RUN"`
+#   ELECT_BENCH_NOTE  a sentence about the conditions of this run
+#   ELECT_BENCH_SKIP_INSTALL=1  skip apt-get / pip (tools already there)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUN=${ELECT_BENCH_RUN:-$(mktemp -d /tmp/elect-bench.XXXXXX)}
+mkdir -p "$RUN"
+echo "raw outputs go to $RUN"
+
+# ---- what the comparison needs: hyperfine, GNU parallel (sem), util-linux
+# (flock(1)) from Debian; portalocker and filelock from PyPI into a venv of
+# our own, since Debian's Python refuses system-wide pip installs (PEP 668).
+if [ "${ELECT_BENCH_SKIP_INSTALL:-}" != 1 ]; then
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update
+    $SUDO apt-get install -y hyperfine parallel util-linux python3 python3-venv
+fi
+VENV=target/bench-venv
+[ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
+if [ "${ELECT_BENCH_SKIP_INSTALL:-}" != 1 ]; then
+    "$VENV/bin/python3" -m pip install --quiet --upgrade portalocker filelock
+fi
+PY="$VENV/bin/python3"
+
+# ---- build everything first, so no compiler runs while we measure.
+cargo build --release
+cargo bench --no-run --bench multiproc --bench obtain
+
+machine() {  # $1: key for the load average
+    "$PY" - "$RUN/machine.json" "$1" <<'EOF'
+import json, os, subprocess, sys, datetime
+path, key = sys.argv[1], sys.argv[2]
+m = json.load(open(path)) if os.path.exists(path) else {}
+if key == "load_before":
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
+    v = lambda *c: subprocess.run(c, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    m.update(
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        kernel=v("uname", "-r"), nproc=v("nproc"), cpu=cpu,
+        tools=", ".join([v("rustc", "--version"), v("hyperfine", "--version"),
+                         "GNU parallel " + v("parallel", "--version").split()[-1],
+                         v("flock", "--version"), "Python " + sys.version.split()[0],
+                         "portalocker " + __import__("portalocker").__version__,
+                         "filelock " + __import__("filelock").__version__]),
+        note=os.environ.get("ELECT_BENCH_NOTE", ""),
+    )
+m[key] = " ".join(open("/proc/loadavg").read().split()[:3])
+json.dump(m, open(path, "w"), indent=1)
+EOF
+}
+machine load_before
+
+# ---- the in-repo benchmarks (full mode), keeping every hand-off sample.
+rm -rf "$RUN/samples"
+ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc | tee "$RUN/multiproc.txt"
+cargo bench --bench obtain | tee "$RUN/obtain.txt"
+
+# ---- the alternatives, side by side with their own anchors.
+"$PY" benches/alternatives.py "$RUN" --elect target/release/elect | tee "$RUN/alternatives.txt"
+
+machine load_after
+"$PY" benches/report.py "$RUN" --out BENCHMARKS.md --svg benches/handoff.svg
+echo "wrote BENCHMARKS.md and benches/handoff.svg (raw outputs in $RUN)"
