@@ -192,8 +192,13 @@ fn a_requeued_async_campaign_competes_again_after_a_loss() {
     let Seen::Won(first) = next(&rx) else {
         panic!("expected a win")
     };
-    std::fs::remove_dir_all(&run).unwrap();
+    // The directory vanishes at once: moved away, then removed. (A plain
+    // remove_dir_all can fail with ENOTEMPTY here: the campaign may notice
+    // the loss while the files go one by one, compete again and create a
+    // fresh slot file in the directory being removed.)
+    std::fs::rename(&run, tmp.path().join("trash")).unwrap();
     let removed = Instant::now();
+    std::fs::remove_dir_all(tmp.path().join("trash")).unwrap();
     match next(&rx) {
         Seen::Cleanup(Ending::Lost, at) => {
             let took = at.saturating_duration_since(removed);
