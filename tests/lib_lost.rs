@@ -198,7 +198,8 @@ fn a_requeued_async_campaign_competes_again_after_a_loss() {
     // fresh slot file in the directory being removed.)
     std::fs::rename(&run, tmp.path().join("trash")).unwrap();
     let removed = Instant::now();
-    std::fs::remove_dir_all(tmp.path().join("trash")).unwrap();
+    // Best effort: the tempdir removes what is left at the end.
+    let _ = std::fs::remove_dir_all(tmp.path().join("trash"));
     match next(&rx) {
         Seen::Cleanup(Ending::Lost, at) => {
             let took = at.saturating_duration_since(removed);
