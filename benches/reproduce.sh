@@ -67,8 +67,11 @@ machine load_before
 
 # ---- the in-repo benchmarks (full mode), keeping every hand-off sample.
 rm -rf "$RUN/samples"
-ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc | tee "$RUN/multiproc.txt"
-cargo bench --bench obtain | tee "$RUN/obtain.txt"
+# stderr is kept too: a worker process that panics does not stop the harness,
+# and report.py must say so next to the figure it spoils.
+ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc \
+    2> >(tee "$RUN/multiproc.err" >&2) | tee "$RUN/multiproc.txt"
+cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
 
 # ---- the alternatives, side by side with their own anchors.
 "$PY" benches/alternatives.py "$RUN" --elect target/release/elect | tee "$RUN/alternatives.txt"
