@@ -76,11 +76,16 @@ pub(crate) enum Reason {
     TimedOut,
     /// The caller gave up (dropped future, resigned campaign).
     Cancelled,
+    /// A recheck found that what the sleeper waits on is gone (its file was
+    /// removed): it should start again. Unlike the others this does not
+    /// stick; it is consumed by the wait it ended.
+    Nudged,
 }
 
 #[derive(Debug, Default)]
 struct State {
     reason: Option<Reason>,
+    nudged: bool,
     sleeper: Option<libc::pthread_t>,
 }
 
@@ -117,9 +122,33 @@ impl Interrupter {
         let mut state = self.lock();
         state.reason.get_or_insert(reason);
         self.inner.changed.notify_all();
+        self.wake_sleeper(state, |_| true);
+    }
+
+    /// Ends the current wait with [`Reason::Nudged`], once; waits until the
+    /// sleeper has left its system call (or there is none).
+    pub(crate) fn nudge(&self) {
+        let mut state = self.lock();
+        if state.sleeper.is_none() {
+            return;
+        }
+        state.nudged = true;
+        self.wake_sleeper(state, |s| s.nudged);
+    }
+
+    /// Signals the registered sleeper until it leaves its system call or
+    /// `still` turns false.
+    fn wake_sleeper(
+        &self,
+        mut state: std::sync::MutexGuard<'_, State>,
+        still: impl Fn(&State) -> bool,
+    ) {
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         while let Some(thread) = state.sleeper {
+            if !still(&state) {
+                break;
+            }
             // SAFETY: the sleeper is registered, and it unregisters only under
             // this lock, so the thread is alive while we hold it.
             unsafe { libc::pthread_kill(thread, WAKE_SIGNAL) };
@@ -136,37 +165,33 @@ impl Interrupter {
         }
     }
 
+    /// Calls `still_valid` every `every` from a watchdog thread, and nudges
+    /// the sleeper when it returns false. Ends when the guard is dropped.
+    pub(crate) fn recheck(
+        &self,
+        every: Duration,
+        still_valid: impl Fn() -> bool + Send + 'static,
+    ) -> Watchdog {
+        let me = self.clone();
+        Watchdog::spawn("elect-recheck", move |disarmed| {
+            while !disarmed(every) {
+                if !still_valid() {
+                    me.nudge();
+                }
+            }
+        })
+    }
+
     /// Triggers with [`Reason::TimedOut`] at `deadline` from a watchdog
     /// thread, unless disarmed first. The watchdog ends when the returned
     /// guard is dropped.
     pub(crate) fn arm(&self, deadline: Instant) -> Watchdog {
         let me = self.clone();
-        let disarm = Arc::new((Mutex::new(false), Condvar::new()));
-        let d = Arc::clone(&disarm);
-        let thread = std::thread::Builder::new()
-            .name("elect-deadline".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let (lock, cv) = &*d;
-                let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
-                loop {
-                    if *done {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    done = cv
-                        .wait_timeout(done, deadline - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-                drop(done);
+        Watchdog::spawn("elect-deadline", move |disarmed| {
+            if !disarmed(deadline.saturating_duration_since(Instant::now())) {
                 me.trigger(Reason::TimedOut);
-            })
-            .ok();
-        Watchdog { disarm, thread }
+            }
+        })
     }
 
     /// Runs `call` as the registered sleeper: `call` is retried on `EINTR`
@@ -184,11 +209,15 @@ impl Interrupter {
             let result = call();
             let mut state = self.lock();
             state.sleeper = None;
+            let nudged = std::mem::take(&mut state.nudged);
             self.inner.changed.notify_all();
             match result {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     if let Some(reason) = state.reason {
                         return Err(reason);
+                    }
+                    if nudged {
+                        return Err(Reason::Nudged);
                     }
                 }
                 other => return Ok(other),
@@ -265,11 +294,44 @@ impl Interrupter {
     }
 }
 
-/// Disarms a deadline when dropped, and waits for its thread.
+/// A watchdog thread: disarmed, and joined, when dropped.
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     disarm: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Runs `body` on a small thread. `body` gets `disarmed(d)`, which waits
+    /// up to `d` and says whether the watchdog was dropped meanwhile.
+    fn spawn(name: &str, body: impl FnOnce(&dyn Fn(Duration) -> bool) + Send + 'static) -> Self {
+        let disarm = Arc::new((Mutex::new(false), Condvar::new()));
+        let d = Arc::clone(&disarm);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let disarmed = |wait: Duration| {
+                    let (lock, cv) = &*d;
+                    let deadline = Instant::now() + wait;
+                    let mut done = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    while !*done {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        done = cv
+                            .wait_timeout(done, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    *done
+                };
+                body(&disarmed);
+            })
+            .ok();
+        Watchdog { disarm, thread }
+    }
 }
 
 impl Drop for Watchdog {

@@ -277,12 +277,13 @@ impl Ticket {
     /// ```
     pub fn share_with(&self, command: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        let fds = self
-            .shared
-            .held()
-            .as_ref()
-            .map(Held::descriptors)
-            .unwrap_or_default();
+        let fds = match self.shared.held().as_mut() {
+            Some(h) => {
+                h.set_inherited();
+                h.descriptors()
+            }
+            None => Vec::new(),
+        };
         // SAFETY: the closure only calls fcntl, which is async-signal-safe,
         // on descriptors that stay open in the parent until spawn returns.
         unsafe {

@@ -252,7 +252,6 @@ fn a_blocking_campaign_runs_its_cleanup_with_lost() {
 }
 
 #[test]
-#[ignore = "known bug, reported: a one-ticket waiter stays blocked on the removed slot file until its old holder lets go"]
 fn a_waiter_on_a_removed_slot_moves_to_the_fresh_one() {
     let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();

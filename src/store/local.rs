@@ -56,6 +56,8 @@ const RETRY: [Duration; 6] = [
     Duration::from_millis(50),
     Duration::from_secs(1),
 ];
+/// How often a sleeping waiter checks that what it waits on still exists.
+const RECHECK: Duration = Duration::from_secs(1);
 /// The head keeps at most this many slot descriptors open between probes.
 const PROBE_CACHE: usize = 256;
 
@@ -107,6 +109,9 @@ pub(crate) struct Request {
 /// shared lock on the directory.
 #[derive(Debug)]
 pub(crate) struct LocalHeld {
+    /// Set when a child process was given the descriptors: then only
+    /// closing ours is right, the child keeps the slot.
+    inherited: bool,
     lock: OwnedFd,
     record_fd: OwnedFd,
     dir: OwnedFd,
@@ -442,11 +447,19 @@ impl LocalStore {
         if rid != id {
             return Ok(Waited::Restart);
         }
-        match intr.lock_exclusive(lock.as_fd()) {
+        // If the slot file is removed while we sleep (the run directory
+        // removed under a holder that does not check), its old holder could
+        // keep us from a fresh, free slot for ever: look once a second.
+        let path = res.path.join(&name);
+        let recheck = intr.recheck(RECHECK, move || same_file(&path, id));
+        let locked = intr.lock_exclusive(lock.as_fd());
+        drop(recheck);
+        match locked {
             // The holders before us rewrote the record while we slept, so
             // its length then says nothing now: always cut after writing.
             Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some((record, u64::MAX)))),
             Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(name), e)),
+            Err(Reason::Nudged) => Ok(Waited::Restart),
             Err(_) => Err(Error::Cancelled),
         }
     }
@@ -463,9 +476,16 @@ impl LocalStore {
             Access::ReadCreate,
             self.file_mode(),
         )?;
-        match intr.lock_exclusive(queue.as_fd()) {
+        // The line of a directory that was removed leads nowhere: look once
+        // a second (the head of the line does the same between probes).
+        let (dir_path, dir_id) = (res.path.clone(), res.id);
+        let recheck = intr.recheck(RECHECK, move || same_file(&dir_path, dir_id));
+        let in_line = intr.lock_exclusive(queue.as_fd());
+        drop(recheck);
+        match in_line {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::io("cannot lock", &qpath, e)),
+            Err(Reason::Nudged) => return Ok(Waited::Restart),
             Err(_) => return Err(Error::Cancelled),
         }
         // Only the head of the line gets here, so one watch per process is
@@ -555,6 +575,7 @@ impl LocalStore {
         };
         fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), old_len)?;
         Ok(Some(LocalHeld {
+            inherited: false,
             lock,
             record_fd,
             dir: member,
@@ -714,7 +735,27 @@ impl LocalWatch {
     }
 }
 
+impl Drop for LocalHeld {
+    /// Unlocks before the fields close the descriptors: a child forked by
+    /// another thread of this process holds copies of them until it execs,
+    /// and closing ours alone would leave the slot held (and the resource
+    /// live) until then. Not when the ticket was handed to a child on
+    /// purpose: then the child keeps it.
+    fn drop(&mut self) {
+        if !self.inherited {
+            unlock(self.lock.as_fd());
+            unlock(self.dir.as_fd());
+        }
+    }
+}
+
 impl LocalHeld {
+    /// Marks the ticket as shared with a child process: releasing it here
+    /// then only closes this process's descriptors.
+    pub(crate) fn set_inherited(&mut self) {
+        self.inherited = true;
+    }
+
     /// The slot held.
     pub(crate) fn slot(&self) -> u32 {
         self.slot

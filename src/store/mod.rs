@@ -114,6 +114,12 @@ impl Held {
         }
     }
 
+    pub(crate) fn set_inherited(&mut self) {
+        match self {
+            Held::Local(h) => h.set_inherited(),
+        }
+    }
+
     pub(crate) fn descriptors(&self) -> Vec<std::os::fd::RawFd> {
         match self {
             Held::Local(h) => h.descriptors().to_vec(),
