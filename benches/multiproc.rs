@@ -323,9 +323,16 @@ fn run_cyclers(
     File::create(dir.join("stop")).unwrap();
     // A waiter still blocked needs the others to go on releasing; they do
     // until each has seen the stop file after its next turn.
-    for k in &mut kids {
-        k.wait().unwrap();
-    }
+    let failed = kids
+        .iter_mut()
+        .map(|k| k.wait().unwrap())
+        .filter(|status| !status.success())
+        .count();
+    // A figure from a run in which workers died is not a figure.
+    assert_eq!(
+        failed, 0,
+        "{failed} of {procs} workers failed; see their errors above"
+    );
     let elapsed = start.elapsed();
     let cpu = children_cpu() - before;
     let bytes = std::fs::read(dir.join("samples")).unwrap();

@@ -34,6 +34,12 @@ impl Progress {
         }
     }
 
+    /// Whether anything is shown: only then does waiting need to wake up to
+    /// redraw.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Reads who holds the tickets now and redraws if anything changed.
     pub(crate) fn update(&mut self) {
         if !self.enabled {

@@ -164,8 +164,15 @@ fn obtain(
         .map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?;
 
     let mut progress = Progress::new(election, quiet);
+    // Without a display there is nothing to redraw: sleep until something
+    // happens, so that an idle `elect run` costs nothing while it waits.
+    let tick = if progress.is_enabled() {
+        TICK
+    } else {
+        Duration::from_secs(3600)
+    };
     loop {
-        match rx.recv_timeout(TICK) {
+        match rx.recv_timeout(tick) {
             Ok(Msg::Obtained(result)) => {
                 progress.clear();
                 return match result? {

@@ -12,10 +12,19 @@ use super::{FileId, Seen};
 
 /// An inotify watch on one directory, held by its descriptor so that a
 /// rename of the path cannot redirect it.
+///
+/// When the kernel refuses another inotify instance or watch (the per-user
+/// limits, `fs.inotify.max_user_instances` is often only 128), the watch
+/// polls instead: it sleeps [`POLL`] at a time and reports a possible
+/// release each time, so waiting goes on, only less promptly and less
+/// cheaply.
 #[derive(Debug)]
 pub(crate) struct DirWatch {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
 }
+
+/// How often a watch without inotify looks again.
+const POLL: Duration = Duration::from_millis(10);
 
 impl DirWatch {
     /// Watches the directory open at `dir` for slot files closed after
@@ -35,6 +44,16 @@ impl DirWatch {
     }
 
     fn new(dir: BorrowedFd<'_>, interest: u32) -> io::Result<Self> {
+        match Self::inotify(dir, interest) {
+            Ok(fd) => Ok(DirWatch { fd: Some(fd) }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENOSPC)) => {
+                Ok(DirWatch { fd: None })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn inotify(dir: BorrowedFd<'_>, interest: u32) -> io::Result<OwnedFd> {
         // SAFETY: plain syscall; the result is checked.
         let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if raw < 0 {
@@ -52,15 +71,24 @@ impl DirWatch {
         if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(DirWatch { fd })
+        Ok(fd)
+    }
+
+    /// Whether this watch polls because inotify was refused.
+    #[cfg(test)]
+    pub(crate) fn is_polling(&self) -> bool {
+        self.fd.is_none()
     }
 
     /// Sleeps until an event arrives or `timeout` passes (`None`: forever),
     /// then drains every queued event. Returns `Err` with `ErrorKind::Interrupted`
     /// when a signal interrupted the sleep.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
+        let Some(fd) = &self.fd else {
+            return Self::poll(timeout);
+        };
         let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
+            fd: fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -80,15 +108,38 @@ impl DirWatch {
         self.drain()
     }
 
+    /// Without inotify: sleep a little (interruptibly: `ppoll` with no
+    /// descriptors returns `EINTR` on a signal, where `thread::sleep` would
+    /// go on) and report that a slot may have been released.
+    fn poll(timeout: Option<Duration>) -> io::Result<Seen> {
+        let t = timeout.map_or(POLL, |t| t.min(POLL));
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: no descriptors; ts is a live timespec.
+        if unsafe { libc::ppoll(std::ptr::null_mut(), 0, &ts, std::ptr::null()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Seen {
+            slot_closed: true,
+            slot_written: true,
+            dir_changed: false,
+            created: false,
+        })
+    }
+
     /// Reads every queued event without sleeping.
     pub(crate) fn drain(&self) -> io::Result<Seen> {
+        let Some(fd) = &self.fd else {
+            return Ok(Seen::default());
+        };
         let mut seen = Seen::default();
         // Aligned for inotify_event; big enough for many events at once.
         let mut buf = vec![0u64; 4096 / 8];
         loop {
             // SAFETY: buf is writable for its whole length.
-            let n =
-                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
@@ -230,6 +281,31 @@ pub(crate) fn parse_proc_locks(text: &str) -> HashSet<FileId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_polls_when_inotify_is_refused() {
+        // Use up this process's inotify instances (the per-user limit), then
+        // one more watch must still work, by polling.
+        let dir = std::fs::File::open("/").unwrap();
+        use std::os::fd::AsFd;
+        let mut held = Vec::new();
+        let mut polling = None;
+        for _ in 0..100_000 {
+            let w = DirWatch::releases(dir.as_fd()).unwrap();
+            if w.is_polling() {
+                polling = Some(w);
+                break;
+            }
+            held.push(w);
+        }
+        let w = polling.expect("the kernel never refused an inotify instance");
+        let seen = w.wait(Some(Duration::from_millis(1))).unwrap();
+        assert!(
+            seen.slot_closed,
+            "a polling watch reports a possible release"
+        );
+        assert_eq!(w.drain().unwrap(), Seen::default());
+    }
 
     #[test]
     fn proc_locks_lines() {
