@@ -508,16 +508,19 @@ fn idle(base: &Path, quick: bool) {
 fn scale(base: &Path, quick: bool) {
     let secs = if quick { 2.0 } else { 6.0 };
     println!("\n## Scale: back-to-back hand-offs (hold 0, think 0)");
-    for procs in [5, 17, 65] {
-        let (d, elapsed, cpu) = run_cyclers(base, Kind::Elect(1), procs, secs, 0, 0);
-        let n = d.0.len().max(1) as f64;
-        println!(
-            "elect N=1, {:>3} waiters: {:>8.0} hand-offs/s, CPU per hand-off {:>6.1} µs, p50 {:>7.1} µs",
-            procs - 1,
-            n / elapsed.as_secs_f64(),
-            cpu / n * 1e6,
-            d.pct(0.5)
-        );
+    for kind in [Kind::Raw, Kind::Elect(1)] {
+        for procs in [5, 17, 65] {
+            let (d, elapsed, cpu) = run_cyclers(base, kind, procs, secs, 0, 0);
+            let n = d.0.len().max(1) as f64;
+            println!(
+                "{:<9} {:>3} waiters: {:>8.0} hand-offs/s, CPU per hand-off {:>6.1} µs, p50 {:>7.1} µs",
+                kind.arg(),
+                procs - 1,
+                n / elapsed.as_secs_f64(),
+                cpu / n * 1e6,
+                d.pct(0.5)
+            );
+        }
     }
     let (d, elapsed, cpu) = run_cyclers(base, Kind::Elect(256), 512, secs * 2.0, 1000, 0);
     let n = d.0.len().max(1) as f64;

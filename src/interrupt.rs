@@ -85,6 +85,8 @@ pub(crate) enum Reason {
 #[derive(Debug, Default)]
 struct State {
     reason: Option<Reason>,
+    /// The recheck whose nudges the current wait accepts.
+    recheck: Option<u64>,
     nudged: bool,
     sleeper: Option<libc::pthread_t>,
 }
@@ -125,11 +127,29 @@ impl Interrupter {
         self.wake_sleeper(state, |_| true);
     }
 
-    /// Ends the current wait with [`Reason::Nudged`], once; waits until the
-    /// sleeper has left its system call (or there is none).
-    pub(crate) fn nudge(&self) {
+    /// Accepts nudges from recheck `id` for the wait about to begin.
+    pub(crate) fn expect_nudges(&self, id: u64) {
         let mut state = self.lock();
-        if state.sleeper.is_none() {
+        state.recheck = Some(id);
+        state.nudged = false;
+    }
+
+    /// Stops accepting nudges from recheck `id`, forgetting one not yet
+    /// taken.
+    pub(crate) fn stop_nudges(&self, id: u64) {
+        let mut state = self.lock();
+        if state.recheck == Some(id) {
+            state.recheck = None;
+            state.nudged = false;
+        }
+    }
+
+    /// Ends the current wait with [`Reason::Nudged`], once, if it accepts
+    /// nudges from recheck `id`; waits until the sleeper has left its
+    /// system call (or there is none).
+    pub(crate) fn nudge(&self, id: u64) {
+        let mut state = self.lock();
+        if state.sleeper.is_none() || state.recheck != Some(id) {
             return;
         }
         state.nudged = true;
@@ -163,23 +183,6 @@ impl Interrupter {
                 .0;
             pause = (pause * 2).min(Duration::from_millis(2));
         }
-    }
-
-    /// Calls `still_valid` every `every` from a watchdog thread, and nudges
-    /// the sleeper when it returns false. Ends when the guard is dropped.
-    pub(crate) fn recheck(
-        &self,
-        every: Duration,
-        still_valid: impl Fn() -> bool + Send + 'static,
-    ) -> Watchdog {
-        let me = self.clone();
-        Watchdog::spawn("elect-recheck", move |disarmed| {
-            while !disarmed(every) {
-                if !still_valid() {
-                    me.nudge();
-                }
-            }
-        })
     }
 
     /// Triggers with [`Reason::TimedOut`] at `deadline` from a watchdog

@@ -42,6 +42,7 @@ mod election;
 mod error;
 mod interrupt;
 mod name;
+mod recheck;
 mod record;
 mod rundir;
 mod status;

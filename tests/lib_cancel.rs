@@ -78,6 +78,17 @@ fn dropped_async_waits_leave_no_slot_descriptor_or_thread() {
         .enable_all()
         .build()
         .unwrap();
+    // elect starts one thread per process, at the first wait, that rechecks
+    // sleeping waiters once a second; let it exist before counting.
+    {
+        let warm = Election::builder("warm-up")
+            .dir(tmp.path())
+            .build()
+            .unwrap();
+        let _held = warm.obtain().unwrap();
+        let waited = warm.obtain_timeout(Duration::from_millis(1));
+        assert!(waited.unwrap().is_none());
+    }
     let fds = fd_count();
     let threads = thread_count();
 

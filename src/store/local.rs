@@ -56,8 +56,6 @@ const RETRY: [Duration; 6] = [
     Duration::from_millis(50),
     Duration::from_secs(1),
 ];
-/// How often a sleeping waiter checks that what it waits on still exists.
-const RECHECK: Duration = Duration::from_secs(1);
 /// The head keeps at most this many slot descriptors open between probes.
 const PROBE_CACHE: usize = 256;
 
@@ -451,7 +449,7 @@ impl LocalStore {
         // removed under a holder that does not check), its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
         let path = res.path.join(&name);
-        let recheck = intr.recheck(RECHECK, move || same_file(&path, id));
+        let recheck = crate::recheck::register(intr, move || same_file(&path, id));
         let locked = intr.lock_exclusive(lock.as_fd());
         drop(recheck);
         match locked {
@@ -479,7 +477,7 @@ impl LocalStore {
         // The line of a directory that was removed leads nowhere: look once
         // a second (the head of the line does the same between probes).
         let (dir_path, dir_id) = (res.path.clone(), res.id);
-        let recheck = intr.recheck(RECHECK, move || same_file(&dir_path, dir_id));
+        let recheck = crate::recheck::register(intr, move || same_file(&dir_path, dir_id));
         let in_line = intr.lock_exclusive(queue.as_fd());
         drop(recheck);
         match in_line {
