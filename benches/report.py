@@ -57,15 +57,18 @@ def parse_multiproc(text):
         m = re.match(r"^\(target: .* clock ticks of (\d+) ms\)", ln)
         if m:
             r["tick_ms"] = int(m[1])
+        # "elect1  16 waiters: ..." (elect, one ticket) and "raw  16 waiters:
+        # ..." (the raw flock(2) anchor of the same section).
         m = re.match(
-            r"^elect N=1,\s+(\d+) waiters:\s+([\d.]+) hand-offs/s, CPU per hand-off\s+([\d.]+) µs, p50\s+([\d.]+) µs",
+            r"^(elect1|raw)\s+(\d+) waiters:\s+([\d.]+) hand-offs/s, CPU per hand-off\s+([\d.]+) µs, p50\s+([\d.]+) µs",
             ln,
         )
         if m:
-            r["scale"][int(m[1])] = {
-                "per_s": float(m[2]),
-                "cpu_us": float(m[3]),
-                "p50_us": float(m[4]),
+            key = "scale" if m[1] == "elect1" else "scale_raw"
+            r.setdefault(key, {})[int(m[2])] = {
+                "per_s": float(m[3]),
+                "cpu_us": float(m[4]),
+                "p50_us": float(m[5]),
             }
             continue
         m = re.match(
@@ -532,7 +535,7 @@ def main():
     w("")
     w("## Noise")
     w("")
-    w("The machine is shared: other sessions and CI compile on its 2 CPUs while")
+    w("The machine is shared: other sessions and CI may compile on its 2 CPUs while")
     w("this runs (see the load averages above). Absolute figures, tails (p99) in")
     w("particular, are worse than on a quiet machine; the ratios are fairer")
     w("because each figure and its anchor were measured side by side in the same")
