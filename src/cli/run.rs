@@ -149,6 +149,14 @@ fn obtain(
     tx: &Sender<Msg>,
     rx: &Receiver<Msg>,
 ) -> Result<Result<Ticket, ()>, Failure> {
+    // The common case first, on this thread: a free ticket needs no waiting
+    // thread and no display.
+    if let Some(ticket) = election.try_obtain()? {
+        return Ok(Ok(ticket));
+    }
+    if let Wait::No = wait {
+        return Ok(Err(()));
+    }
     let e = election.clone();
     let done = tx.clone();
     std::thread::Builder::new()
