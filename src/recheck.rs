@@ -63,15 +63,17 @@ pub(crate) fn register(
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     intr.expect_nudges(id);
     let reg = registry();
-    reg.entries
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Entry {
-            id,
-            intr: intr.clone(),
-            still_valid: Box::new(still_valid),
-        });
-    reg.changed.notify_all();
+    let mut entries = reg.entries.lock().unwrap_or_else(|p| p.into_inner());
+    entries.push(Entry {
+        id,
+        intr: intr.clone(),
+        still_valid: Box::new(still_valid),
+    });
+    // The thread waits on the condition only while the list is empty.
+    if entries.len() == 1 {
+        reg.changed.notify_all();
+    }
+    drop(entries);
     Recheck {
         id,
         intr: intr.clone(),
