@@ -483,8 +483,15 @@ def main():
                 f"The raw anchor's own p99 reached {us(max(raw1['p99_us'], raw2['p99_us']))} in this run, so much of a p99 over "
                 "1 ms is scheduling delay on the busy machine that the kernel lock shares."
             )
-        else:
+        elif max(e1["p99_us"], e4["p99_us"]) > 1000:
             t += "The raw anchor's p99 stayed low in this run, so a p99 over 1 ms is elect's too."
+        else:
+            t += (
+                "The p99 part of the target is met; what is missed is the p50 ratio: after the "
+                "kernel's hand-off elect still checks the slot's path, takes a token under a "
+                "second flock and writes the holder record, about ten system calls that raw "
+                "flock(2) does not make."
+            )
         reasons.append(t)
     if not ok2:
         reasons.append(
