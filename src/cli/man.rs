@@ -116,14 +116,9 @@ fn escape(text: &str) -> String {
 /// The prose of a subcommand's page.
 fn sub_page(name: &str) -> Vec<Section> {
     match name {
-        "run" => vec![
-            run_exit_status(),
-            environment(true),
-            files(),
-            notes(),
-            run_examples(),
-            see_also(),
-        ],
+        // `elect run` is what the tool is for: its page and elect(1) say
+        // the same.
+        "run" => elect_page(),
         "status" => vec![
             (
                 "OUTPUT",
