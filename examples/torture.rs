@@ -278,6 +278,32 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * SEC + ts.tv_nsec as u64
 }
 
+/// One log line: `t pid wid kind WHAT slot token extra`, `-` for what is
+/// missing; the analyser reads exactly this.
+#[allow(clippy::too_many_arguments)]
+pub fn format_record(
+    t: u64,
+    pid: u32,
+    wid: u64,
+    kind: &str,
+    what: &str,
+    slot: Option<u32>,
+    token: Option<u64>,
+    extra: &str,
+) -> String {
+    let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+    let extra = if extra.is_empty() {
+        "-".to_string()
+    } else {
+        extra.replace(['\n', '\r'], " ")
+    };
+    format!(
+        "{t} {pid} {wid} {kind} {what} {} {} {extra}\n",
+        dash(slot.map(|s| s.to_string())),
+        dash(token.map(|s| s.to_string())),
+    )
+}
+
 /// The shared observer log: one `O_APPEND` file, one `write(2)` per line.
 struct Log {
     file: std::fs::File,
@@ -304,18 +330,7 @@ impl Log {
         token: Option<u64>,
         extra: &str,
     ) {
-        let t = now_ns();
-        let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
-        let extra = if extra.is_empty() {
-            "-".to_string()
-        } else {
-            extra.replace(['\n', '\r'], " ")
-        };
-        let line = format!(
-            "{t} {pid} {wid} {kind} {what} {} {} {extra}\n",
-            dash(slot.map(|s| s.to_string())),
-            dash(token.map(|s| s.to_string())),
-        );
+        let line = format_record(now_ns(), pid, wid, kind, what, slot, token, extra);
         // SAFETY: writes our own buffer to our own descriptor.
         let n = unsafe { libc::write(self.file.as_raw_fd(), line.as_ptr().cast(), line.len()) };
         assert_eq!(n, line.len() as isize, "torn or failed log write");

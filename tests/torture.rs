@@ -64,7 +64,7 @@ fn torture_one_ticket() {
 const S: u64 = 1_000_000_000;
 const M: u64 = 1_000_000;
 
-/// A synthetic log line: `t pid wid kind WHAT slot token extra`.
+/// A synthetic log line, as a worker with pid 1000 + `wid` writes it.
 fn line(
     t: u64,
     wid: u64,
@@ -74,14 +74,7 @@ fn line(
     token: Option<u64>,
     extra: &str,
 ) -> String {
-    let d = |o: Option<String>| o.unwrap_or_else(|| "-".into());
-    format!(
-        "{t} {} {wid} {kind} {what} {} {} {}\n",
-        1000 + wid,
-        d(slot.map(|s| s.to_string())),
-        d(token.map(|s| s.to_string())),
-        if extra.is_empty() { "-" } else { extra }
-    )
+    torture::format_record(t, 1000 + wid as u32, wid, kind, what, slot, token, extra)
 }
 
 /// A clean hand-off between two workers of one ticket.
