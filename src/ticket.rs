@@ -49,7 +49,8 @@ pub(crate) struct Shared {
     slot: u32,
     token: u64,
     path: PathBuf,
-    record: HolderRecord,
+    /// What this holder wrote into its slot file, kept in step with it.
+    record: Mutex<HolderRecord>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -118,7 +119,7 @@ impl Ticket {
                 slot: held.slot(),
                 token: held.token(),
                 path: held.path().to_path_buf(),
-                record: held.record().clone(),
+                record: Mutex::new(held.record().clone()),
                 held: Mutex::new(Some(held)),
                 on_release: Mutex::new(None),
             }),
@@ -200,8 +201,12 @@ impl Ticket {
     /// assert_eq!(t.record().pid, std::process::id());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn record(&self) -> &HolderRecord {
-        &self.shared.record
+    pub fn record(&self) -> HolderRecord {
+        self.shared
+            .record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether this ticket still truly holds its slot: false after release,
@@ -247,13 +252,17 @@ impl Ticket {
     /// let t = e.obtain()?;
     /// t.set_command_pid(4242)?;
     /// assert_eq!(e.status()?.slots[0].holder.as_ref().unwrap().command_pid, Some(4242));
+    /// assert_eq!(t.record().command_pid, Some(4242));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_command_pid(&self, pid: u32) -> Result<()> {
-        match self.shared.held().as_mut() {
-            Some(h) => h.set_command_pid(pid),
-            None => Ok(()),
-        }
+        let mut held = self.shared.held();
+        let Some(h) = held.as_mut() else {
+            return Ok(());
+        };
+        h.set_command_pid(pid)?;
+        *self.shared.record.lock().unwrap_or_else(|p| p.into_inner()) = h.record().clone();
+        Ok(())
     }
 
     /// Lets a child process inherit this ticket: the descriptors that hold
