@@ -319,7 +319,8 @@ pub(crate) fn overwrite_from(
     Ok(())
 }
 
-/// Reads at most `max` bytes from offset 0.
+/// Reads at most `max` bytes from offset 0 of a regular file: one `pread`
+/// unless the file is longer than the first read returned.
 pub(crate) fn read_prefix(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; max];
     let mut got = 0;
@@ -340,10 +341,14 @@ pub(crate) fn read_prefix(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>>
             }
             return Err(err);
         }
-        if n == 0 {
+        let asked = max - got;
+        got += n as usize;
+        // Every file read here is a regular file, for which a short read
+        // (or none) means the end of the file: asking again would only
+        // return 0.
+        if (n as usize) < asked {
             break;
         }
-        got += n as usize;
     }
     buf.truncate(got);
     Ok(buf)
@@ -367,6 +372,19 @@ pub(crate) fn try_flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<bool>
             io::ErrorKind::WouldBlock => return Ok(false),
             io::ErrorKind::Interrupted => continue,
             _ => return Err(err),
+        }
+    }
+}
+
+/// Asks that reading `fd` not update the file's access time
+/// (`O_NOATIME`). Only the file's owner may; for anyone else nothing
+/// changes, which is fine: it only saves a write of the inode.
+pub(crate) fn set_noatime(fd: BorrowedFd<'_>) {
+    // SAFETY: plain syscalls on a borrowed descriptor.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NOATIME);
         }
     }
 }

@@ -92,6 +92,80 @@ struct Opened {
     /// period (milliseconds), which must not stand between a waiter and its
     /// ticket, nor hold up the next in line.
     watch: Mutex<Option<DirWatch>>,
+    /// Slot descriptors this process opened and does not hold a lock
+    /// through, at most one per slot, for the next probe: opening and
+    /// checking a slot file costs three system calls. A descriptor is taken
+    /// out while it is used, so that two threads never lock through the
+    /// same open file description (flock would let both have it).
+    locks: Mutex<Vec<(u32, OwnedFd, FileId)>>,
+    /// Descriptors of the resource directory with no lock through them,
+    /// for the next participant of this process to join with.
+    members: Mutex<Vec<OwnedFd>>,
+    /// The [`sys::fork_generation`] that opened all this: a fork child
+    /// shares these open file descriptions with its parent and must open
+    /// its own.
+    generation: u64,
+}
+
+/// At most this many unlocked directory descriptors are kept for reuse: a
+/// process that obtains and releases needs one; one that holds several
+/// tickets at once opens the others, as before there was a pool.
+const MEMBER_POOL: usize = 1;
+
+impl Opened {
+    /// A kept descriptor of slot `slot`, if there is one.
+    fn pooled_lock(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
+        let mut pool = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let i = pool.iter().position(|e| e.0 == slot)?;
+        let (_, fd, id) = pool.swap_remove(i);
+        Some((fd, id))
+    }
+
+    /// Keeps the unlocked descriptor `fd` of slot `slot` for the next probe
+    /// (or closes it, if one is kept already or this is a fork child).
+    fn pool_lock(&self, slot: u32, fd: OwnedFd, id: FileId) {
+        if self.generation != sys::fork_generation() || slot as usize >= PROBE_CACHE {
+            return;
+        }
+        let mut pool = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if !pool.iter().any(|e| e.0 == slot) {
+            pool.push((slot, fd, id));
+        }
+    }
+
+    /// Keeps the unlocked directory descriptor `fd` for the next join.
+    fn pool_member(&self, fd: OwnedFd) {
+        if self.generation != sys::fork_generation() {
+            return;
+        }
+        let mut pool = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MEMBER_POOL {
+            pool.push(fd);
+        }
+    }
+}
+
+/// A participant's descriptor of the resource directory, whose shared
+/// flock says "live". Dropping it unlocks it and keeps it for reuse.
+#[derive(Debug)]
+struct Member {
+    fd: Option<OwnedFd>,
+    home: Arc<Opened>,
+}
+
+impl Member {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("present until dropped").as_fd()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(fd) = self.fd.take() {
+            unlock(fd.as_fd());
+            self.home.pool_member(fd);
+        }
+    }
 }
 
 /// What a participant asks for.
@@ -104,15 +178,20 @@ pub(crate) struct Request {
 
 /// A held slot. Field order is release order: the lock goes first, then the
 /// record descriptor (whose close wakes the head of the line), then the
-/// shared lock on the directory.
+/// shared lock on the directory. Releasing unlocks both locks first (see
+/// `Drop`); the unlocked descriptors are kept for this process's next
+/// obtain unless a child was given them.
 #[derive(Debug)]
 pub(crate) struct LocalHeld {
     /// Set when a child process was given the descriptors: then only
     /// closing ours is right, the child keeps the slot.
     inherited: bool,
-    lock: OwnedFd,
+    /// Always present; taken out only by `Drop`.
+    lock: Option<OwnedFd>,
     record_fd: OwnedFd,
-    dir: OwnedFd,
+    /// Always present; taken out only by `Drop`.
+    dir: Option<OwnedFd>,
+    home: Arc<Opened>,
     id: FileId,
     slot_path: PathBuf,
     slot: u32,
@@ -217,19 +296,55 @@ impl LocalStore {
         // opens and creates fail with ENOENT part-way; that is no error of
         // the caller's, so start again on the new directory. The bound only
         // stops a loop that something else keeps failing.
+        //
+        // The first attempt trusts the resource directory kept open from the
+        // last obtain without looking at its path: a slot is only ever
+        // granted after `finish` has found the locked file at the slot's
+        // path, which proves the directory too, and finding no slot free is
+        // only believed once the directory is found still at its path. Every
+        // attempt after a restart, or after an error that a replaced
+        // directory may have caused, opens the directory afresh.
         let mut vanished = 0;
         loop {
             match self.attempt(req, wait, intr) {
                 Ok(Attempt::Done(held)) => return Ok(held),
-                Ok(Attempt::Restart) => {}
+                Ok(Attempt::Restart) => self.forget(),
                 Err(Error::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound && vanished < 1000 =>
                 {
                     vanished += 1;
+                    self.forget();
                 }
-                Err(e) => return Err(e),
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => {
+                    if vanished < 1000 && self.forget_if_replaced() {
+                        vanished += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
         }
+    }
+
+    /// Drops the kept resource directory, so that the next attempt opens
+    /// and checks it afresh.
+    fn forget(&self) {
+        let old = self.cache.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(old);
+    }
+
+    /// Drops the kept resource directory if it is no longer the one at its
+    /// path; says whether it did.
+    fn forget_if_replaced(&self) -> bool {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let replaced = cache
+            .as_ref()
+            .is_some_and(|o| !same_file(&o.res.path, o.res.id));
+        if replaced {
+            *cache = None;
+        }
+        replaced
     }
 
     /// One try at obtaining, from opening the directory to the ticket.
@@ -237,9 +352,15 @@ impl LocalStore {
         let opened = self.opened(&req.name)?;
         let res = &opened.res;
         let member = self.join(&opened, req, intr)?;
-        if let Some((slot, lock, id)) = self.probe(res, req.tickets, None)? {
+        if let Some((slot, lock, id)) = self.probe(&opened, req.tickets, None)? {
             let held = self.finish(&opened, member, slot, lock, id, None, req, intr)?;
             return Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))));
+        }
+        // The directory may have come from the cache unchecked: before
+        // saying that nothing is free, or waiting, make sure it is still the
+        // one at its path.
+        if !same_file(&res.path, res.id) {
+            return Ok(Attempt::Restart);
         }
         if !wait {
             return Ok(Attempt::Done(None));
@@ -258,13 +379,15 @@ impl LocalStore {
         }
     }
 
-    /// The resource directory `name`, from the cache if it is still the
-    /// directory at its path, else opened (and created) afresh.
+    /// The resource directory `name`, from the cache (unchecked: see
+    /// `obtain_inner`) if this process opened it, else opened (and created)
+    /// afresh.
     fn opened(&self, name: &str) -> Result<Arc<Opened>> {
+        let generation = sys::fork_generation();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(o) = cache.as_ref()
             && o.name == name
-            && same_file(&o.res.path, o.res.id)
+            && o.generation == generation
         {
             return Ok(Arc::clone(o));
         }
@@ -282,6 +405,10 @@ impl LocalStore {
         };
         let (tickets, _) = open(TICKETS_FILE)?;
         let (token, _) = open(token::TOKEN_FILE)?;
+        // Reading the counter must not update its access time: with every
+        // acquisition writing it, relatime would otherwise write the inode
+        // on every read too.
+        fsx::set_noatime(token.as_fd());
         let o = Arc::new(Opened {
             name: name.to_string(),
             res,
@@ -289,6 +416,9 @@ impl LocalStore {
             token,
             in_process: Mutex::new(()),
             watch: Mutex::new(None),
+            locks: Mutex::new(Vec::new()),
+            members: Mutex::new(Vec::new()),
+            generation,
         });
         *cache = Some(Arc::clone(&o));
         Ok(o)
@@ -296,7 +426,7 @@ impl LocalStore {
 
     /// Joins the participants of the resource and returns the descriptor
     /// whose shared flock on the directory says "live" for as long as it is
-    /// open.
+    /// locked (a kept one of this process's, if there is one).
     ///
     /// The fast way, when the file holds our number: take the shared lock,
     /// then read the number again. Once we hold the lock nobody can find the
@@ -306,10 +436,17 @@ impl LocalStore {
     /// exclusive lock on `tickets`: if nobody is live (an exclusive lock on
     /// the directory can be had) the number is ours to write; else it must
     /// be ours, or the caller gets an error naming both.
-    fn join(&self, o: &Opened, req: &Request, intr: &Interrupter) -> Result<OwnedFd> {
+    fn join(&self, o: &Arc<Opened>, req: &Request, intr: &Interrupter) -> Result<Member> {
         let res = &o.res;
-        let member = reopen_dir(res)?;
-        let dir = member.as_fd();
+        let kept = o.members.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let member = Member {
+            fd: Some(match kept {
+                Some(fd) => fd,
+                None => reopen_dir(res)?,
+            }),
+            home: Arc::clone(o),
+        };
+        let dir = member.fd();
         let lock_err = |e| Error::io("cannot lock", &res.path, e);
         // Only when the file already holds our number: a shared lock taken
         // and dropped again would look "live" to a full joiner that finds
@@ -392,18 +529,21 @@ impl LocalStore {
     }
 
     /// Tries each slot once without waiting. With a `cache`, descriptors of
-    /// busy slots are kept open for the next probe.
+    /// busy slots are kept open for the next probe of this wait; without,
+    /// in the resource's pool for the next obtain.
     fn probe(
         &self,
-        res: &ResourceDir,
+        o: &Opened,
         tickets: u32,
         mut cache: Option<&mut Vec<Option<(OwnedFd, FileId)>>>,
     ) -> Result<Option<(u32, OwnedFd, FileId)>> {
+        let res = &o.res;
         for i in 0..tickets {
             let cached = cache
                 .as_deref_mut()
                 .and_then(|c| c.get_mut(i as usize))
-                .and_then(Option::take);
+                .and_then(Option::take)
+                .or_else(|| o.pooled_lock(i));
             let (fd, id) = match cached {
                 Some(entry) => entry,
                 None => fsx::open_file(
@@ -418,13 +558,15 @@ impl LocalStore {
             if fsx::try_flock(fd.as_fd(), true).map_err(|e| Error::io("cannot lock", path(), e))? {
                 return Ok(Some((i, fd, id)));
             }
-            if let Some(c) = cache.as_deref_mut()
-                && (i as usize) < PROBE_CACHE
-            {
-                if c.len() <= i as usize {
-                    c.resize_with(i as usize + 1, || None);
+            match cache.as_deref_mut() {
+                Some(c) if (i as usize) < PROBE_CACHE => {
+                    if c.len() <= i as usize {
+                        c.resize_with(i as usize + 1, || None);
+                    }
+                    c[i as usize] = Some((fd, id));
                 }
-                c[i as usize] = Some((fd, id));
+                Some(_) => {}
+                None => o.pool_lock(i, fd, id),
             }
         }
         Ok(None)
@@ -503,7 +645,7 @@ impl LocalStore {
         let mut cache = Vec::new();
         let mut step = RETRY.len() - 1;
         let waited = loop {
-            if let Some(got) = self.probe(res, tickets, Some(&mut cache))? {
+            if let Some(got) = self.probe(o, tickets, Some(&mut cache))? {
                 break Waited::Got(got.0, got.1, got.2, None);
             }
             if !same_file(&res.path, res.id) {
@@ -532,8 +674,8 @@ impl LocalStore {
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
-        o: &Opened,
-        member: OwnedFd,
+        o: &Arc<Opened>,
+        mut member: Member,
         slot: u32,
         lock: OwnedFd,
         id: FileId,
@@ -565,7 +707,7 @@ impl LocalStore {
         let lock = lock_above(lock, &record_fd)
             .map_err(|e| Error::io("cannot duplicate", &slot_path, e))?;
         let record = HolderRecord {
-            pid: std::process::id(),
+            pid: sys::pid(),
             since: crate::time::rfc3339(SystemTime::now()),
             label: crate::record::clean_label(&req.label),
             token,
@@ -574,9 +716,10 @@ impl LocalStore {
         fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), old_len)?;
         Ok(Some(LocalHeld {
             inherited: false,
-            lock,
+            lock: Some(lock),
             record_fd,
-            dir: member,
+            dir: member.fd.take(),
+            home: Arc::clone(o),
             id,
             slot_path,
             slot,
@@ -740,9 +883,16 @@ impl Drop for LocalHeld {
     /// live) until then. Not when the ticket was handed to a child on
     /// purpose: then the child keeps it.
     fn drop(&mut self) {
-        if !self.inherited {
-            unlock(self.lock.as_fd());
-            unlock(self.dir.as_fd());
+        if self.inherited {
+            return;
+        }
+        if let Some(lock) = self.lock.take() {
+            unlock(lock.as_fd());
+            self.home.pool_lock(self.slot, lock, self.id);
+        }
+        if let Some(dir) = self.dir.take() {
+            unlock(dir.as_fd());
+            self.home.pool_member(dir);
         }
     }
 }
@@ -789,11 +939,8 @@ impl LocalHeld {
     /// The descriptors that carry the ticket: a process that inherits all
     /// of them keeps the slot held (and the resource live) while it runs.
     pub(crate) fn descriptors(&self) -> [std::os::fd::RawFd; 3] {
-        [
-            self.lock.as_raw_fd(),
-            self.record_fd.as_raw_fd(),
-            self.dir.as_raw_fd(),
-        ]
+        let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        [raw(&self.lock), self.record_fd.as_raw_fd(), raw(&self.dir)]
     }
 
     /// The record written for this holder.

@@ -50,11 +50,17 @@ pub fn parse_token_file(bytes: &[u8]) -> std::result::Result<Option<u64>, &'stat
 /// process out: they may share `fd`, and flock does not exclude holders of
 /// the same open file description.
 pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter) -> Result<u64> {
-    let path = dir_path.join(TOKEN_FILE);
-    match intr.lock_exclusive(fd) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(Error::io("cannot lock", &path, e)),
-        Err(_) => return Err(Error::Cancelled),
+    let path = || dir_path.join(TOKEN_FILE);
+    // Nobody else takes a token at this moment, mostly: then a try is
+    // enough, and the interruptible wait (whose bookkeeping costs system
+    // calls of its own) is only for when someone does.
+    let free = fsx::try_flock(fd, true).map_err(|e| Error::io("cannot lock", path(), e))?;
+    if !free {
+        match intr.lock_exclusive(fd) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::io("cannot lock", path(), e)),
+            Err(_) => return Err(Error::Cancelled),
+        }
     }
     // Unlocked on every way out; LOCK_UN makes no inotify event, which is
     // fine: nobody waits on this file's events.
@@ -66,20 +72,20 @@ pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter
         }
     }
     let _unlock = Unlock(fd);
-    let bytes = fsx::read_prefix(fd, 64).map_err(|e| Error::io("cannot read", &path, e))?;
+    let bytes = fsx::read_prefix(fd, 64).map_err(|e| Error::io("cannot read", path(), e))?;
     let last = match parse_token_file(&bytes) {
         Ok(Some(n)) => n,
         Ok(None) => clock_seed(),
         Err(_) => {
             return Err(Error::TokenDamaged {
-                path,
+                path: path(),
                 content: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
     };
     let next = last
         .checked_add(1)
-        .ok_or(Error::TokenExhausted { path: path.clone() })?;
+        .ok_or_else(|| Error::TokenExhausted { path: path() })?;
     // Always 21 bytes at offset 0: the file keeps its length (a shorter,
     // hand-repaired number is simply overwritten by the longer form).
     let text = format!("{next:0WIDTH$}\n");
@@ -94,7 +100,7 @@ pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter
                 "short write (is the disk full?)",
             )
         };
-        return Err(Error::io("cannot write", &path, err));
+        return Err(Error::io("cannot write", path(), err));
     }
     Ok(next)
 }

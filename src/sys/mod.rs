@@ -56,3 +56,44 @@ impl FileId {
         }
     }
 }
+
+/// How many times this process is a `fork` child (0 in the original
+/// process): descriptors cached by one generation must not be used by the
+/// next, because after a fork parent and child share their open file
+/// descriptions, and flock(2) does not exclude holders of the same one.
+///
+/// The count is kept by a `pthread_atfork` child handler, registered the
+/// first time this is called, so checking it costs no system call.
+pub(crate) fn fork_generation() -> u64 {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FORKS: AtomicU64 = AtomicU64::new(0);
+    static REGISTER: Once = Once::new();
+    extern "C" fn on_fork_child() {
+        // Async-signal-safe: one atomic add.
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic add. If
+        // registration fails, caches are used as if no fork happened, as
+        // they were before this counter existed.
+        unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// This process's id, without a system call after the first: cached per
+/// [`fork_generation`].
+pub(crate) fn pid() -> u32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // The generation in the high half, the pid in the low half; 0: none yet.
+    static CACHED: AtomicU64 = AtomicU64::new(0);
+    let generation = fork_generation() & 0xffff_ffff;
+    let cached = CACHED.load(Ordering::Relaxed);
+    if cached != 0 && cached >> 32 == generation {
+        return cached as u32;
+    }
+    let pid = std::process::id();
+    CACHED.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
+    pid
+}
