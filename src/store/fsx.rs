@@ -285,8 +285,8 @@ pub(crate) fn overwrite(fd: BorrowedFd<'_>, path: &Path, bytes: &[u8]) -> Result
     overwrite_from(fd, path, bytes, u64::MAX)
 }
 
-/// [`overwrite`] for a file known to be `old_len` bytes long: the cut is
-/// skipped when nothing would be left over.
+/// [`overwrite`] for a file known to be `old_len` bytes long (`u64::MAX`:
+/// unknown): the cut is skipped when nothing would be left over.
 pub(crate) fn overwrite_from(
     fd: BorrowedFd<'_>,
     path: &Path,
@@ -305,6 +305,12 @@ pub(crate) fn overwrite_from(
             io::Error::new(io::ErrorKind::WriteZero, "short write (is the disk full?)"),
         ));
     }
+    // An unknown length is looked up: fstat is much cheaper than a
+    // truncation to the same length, which on ext4 opens a journal handle.
+    let old_len = match old_len {
+        u64::MAX => fstat(fd).map_or(u64::MAX, |st| st.st_size as u64),
+        known => known,
+    };
     if old_len <= bytes.len() as u64 {
         return Ok(());
     }

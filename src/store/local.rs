@@ -217,9 +217,16 @@ enum Attempt {
 
 /// How a wait ended.
 enum Waited {
-    /// A slot, its lock descriptor and file, and, if already open, a
-    /// descriptor to write its record through.
-    Got(u32, OwnedFd, FileId, Option<(OwnedFd, u64)>),
+    /// A slot, its lock descriptor and file, if already open a descriptor
+    /// to write its record through (and the file's length then), and the
+    /// place in line to give up once the ticket is complete.
+    Got(
+        u32,
+        OwnedFd,
+        FileId,
+        Option<(OwnedFd, u64)>,
+        Option<OwnedFd>,
+    ),
     Restart,
 }
 
@@ -352,7 +359,7 @@ impl LocalStore {
         let opened = self.opened(&req.name)?;
         let res = &opened.res;
         let member = self.join(&opened, req, intr)?;
-        if let Some((slot, lock, id)) = self.probe(&opened, req.tickets, None)? {
+        if let Some((slot, lock, id)) = self.probe(&opened, req.tickets, 0, None)? {
             let held = self.finish(&opened, member, slot, lock, id, None, req, intr)?;
             return Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))));
         }
@@ -371,9 +378,13 @@ impl LocalStore {
             self.wait_in_line(&opened, req.tickets, intr)?
         };
         match waited {
-            Waited::Got(slot, lock, id, record) => {
-                let held = self.finish(&opened, member, slot, lock, id, record, req, intr)?;
-                Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))))
+            Waited::Got(slot, lock, id, record, line) => {
+                let held = self.finish(&opened, member, slot, lock, id, record, req, intr);
+                // Only now the next in line may go: the ticket is complete,
+                // and closing the line cost no time between the release
+                // and this owner.
+                drop(line);
+                Ok(held?.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))))
             }
             Waited::Restart => Ok(Attempt::Restart),
         }
@@ -528,17 +539,19 @@ impl LocalStore {
         Ok(parse_tickets(&bytes))
     }
 
-    /// Tries each slot once without waiting. With a `cache`, descriptors of
+    /// Tries each slot once without waiting, from slot `first` on and round
+    /// to it. With a `cache`, descriptors of
     /// busy slots are kept open for the next probe of this wait; without,
     /// in the resource's pool for the next obtain.
     fn probe(
         &self,
         o: &Opened,
         tickets: u32,
+        first: u32,
         mut cache: Option<&mut Vec<Option<(OwnedFd, FileId)>>>,
     ) -> Result<Option<(u32, OwnedFd, FileId)>> {
         let res = &o.res;
-        for i in 0..tickets {
+        for i in (first..tickets).chain(0..first) {
             let cached = cache
                 .as_deref_mut()
                 .and_then(|c| c.get_mut(i as usize))
@@ -597,7 +610,7 @@ impl LocalStore {
         match locked {
             // The holders before us rewrote the record while we slept, so
             // its length then says nothing now: always cut after writing.
-            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some((record, u64::MAX)))),
+            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some((record, u64::MAX)), None)),
             Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(name), e)),
             Err(Reason::Nudged) => Ok(Waited::Restart),
             Err(_) => Err(Error::Cancelled),
@@ -644,16 +657,21 @@ impl LocalStore {
         // event, and one before it is found by the probe.
         let mut cache = Vec::new();
         let mut step = RETRY.len() - 1;
-        let waited = loop {
-            if let Some(got) = self.probe(o, tickets, Some(&mut cache))? {
-                break Waited::Got(got.0, got.1, got.2, None);
+        // The slot to try first: the one whose release woke us.
+        let mut first = 0;
+        let got = loop {
+            if let Some(got) = self.probe(o, tickets, first, Some(&mut cache))? {
+                break Some(got);
             }
             if !same_file(&res.path, res.id) {
-                break Waited::Restart;
+                break None;
             }
             match intr.watch(&watch, Some(RETRY[step])) {
-                Ok(Ok(seen)) if seen.dir_changed => break Waited::Restart,
-                Ok(Ok(seen)) if seen.slot_closed => step = 0,
+                Ok(Ok(seen)) if seen.dir_changed => break None,
+                Ok(Ok(seen)) if seen.slot_closed => {
+                    step = 0;
+                    first = seen.first_closed.filter(|&i| i < tickets).unwrap_or(0);
+                }
                 Ok(Ok(_)) => step = (step + 1).min(RETRY.len() - 1),
                 Ok(Err(e)) => return Err(Error::io("cannot watch", &res.path, e)),
                 Err(_) => {
@@ -662,10 +680,12 @@ impl LocalStore {
                 }
             }
         };
-        // Let the next in line go first, then put the watch back.
-        drop(queue);
         *kept = Some(watch);
-        Ok(waited)
+        Ok(match got {
+            // The caller lets the next in line go once it owns the slot.
+            Some((slot, lock, id)) => Waited::Got(slot, lock, id, None, Some(queue)),
+            None => Waited::Restart,
+        })
     }
 
     /// Completes an acquisition: checks the slot is still the one at its

@@ -124,8 +124,7 @@ impl DirWatch {
         Ok(Seen {
             slot_closed: true,
             slot_written: true,
-            dir_changed: false,
-            created: false,
+            ..Seen::default()
         })
     }
 
@@ -152,6 +151,12 @@ impl DirWatch {
                 // SAFETY: the kernel wrote n bytes into buf.
                 unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
             parse_events(bytes, &mut seen);
+            // A read that did not fill the buffer took every queued event;
+            // asking again would only say so (EAGAIN). An event queued
+            // meanwhile wakes the next wait at once.
+            if (n as usize) < buf.len() * 8 {
+                return Ok(seen);
+            }
         }
     }
 }
@@ -171,6 +176,11 @@ fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
         let mask = ev.mask;
         if mask & libc::IN_CLOSE_WRITE != 0 && is_slot {
             seen.slot_closed = true;
+            if seen.first_closed.is_none() {
+                seen.first_closed = std::str::from_utf8(&name[5..])
+                    .ok()
+                    .and_then(|n| n.parse().ok());
+            }
         }
         if mask & libc::IN_MODIFY != 0 && is_slot {
             seen.slot_written = true;

@@ -20,6 +20,9 @@ pub(crate) struct Seen {
     /// A file whose name starts with `slot.` was closed after writing: a
     /// holder may have released.
     pub(crate) slot_closed: bool,
+    /// The number of the first slot file seen closed, if its name said it:
+    /// the slot most likely free now, to try first.
+    pub(crate) first_closed: Option<u32>,
     /// A slot file was written or created: someone may have acquired.
     pub(crate) slot_written: bool,
     /// The directory itself was removed or moved, or the event queue

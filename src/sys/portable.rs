@@ -32,8 +32,8 @@ impl DirWatch {
         Ok(Seen {
             slot_closed: true,
             slot_written: true,
-            dir_changed: false,
             created: true,
+            ..Seen::default()
         })
     }
 
