@@ -3,6 +3,7 @@
 //! ticket, and turning how it ended into an exit status.
 
 use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -24,8 +25,10 @@ pub(crate) fn command_line(argv: &[OsString]) -> String {
 }
 
 /// Checks, before any ticket is taken, that `program` can be run, so that a
-/// typo fails at once (127 or 126) instead of after a long wait.
-pub(crate) fn check(program: &OsStr) -> Result<(), Failure> {
+/// typo fails at once (127 or 126) instead of after a long wait. Returns
+/// the file found in `PATH` for a bare name, for [`spawn`] to execute
+/// without searching again (`None` for a path).
+pub(crate) fn check(program: &OsStr) -> Result<Option<PathBuf>, Failure> {
     let shown = program.to_string_lossy();
     if program.is_empty() {
         return Err(Failure::new(
@@ -52,7 +55,7 @@ pub(crate) fn check(program: &OsStr) -> Result<(), Failure> {
                 exit::CANNOT_EXECUTE,
                 format!("cannot run {shown:?}: permission denied; make it executable (chmod +x)"),
             )),
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(None),
         };
     }
     let search = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
@@ -66,7 +69,7 @@ pub(crate) fn check(program: &OsStr) -> Result<(), Failure> {
         let candidate = dir.join(program);
         if candidate.metadata().is_ok_and(|m| m.is_file()) {
             if executable(&candidate) {
-                return Ok(());
+                return Ok(Some(candidate));
             }
             not_executable.get_or_insert(candidate);
         }
@@ -97,20 +100,32 @@ fn executable(path: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
 }
 
-/// Starts `argv` under `ticket`, with the contract's environment. With
-/// `inherit`, the command inherits the ticket's descriptors; without, elect
-/// alone holds the ticket and the command gets SIGKILL if elect dies.
+/// Starts `argv` under `ticket`, with the contract's environment, from
+/// `found` (what [`check`] found in `PATH`, if it searched) with `argv[0]`
+/// as given. With `inherit`, the command inherits the ticket's descriptors;
+/// without, elect alone holds the ticket and the command gets SIGKILL if
+/// elect dies.
 ///
 /// Must be called on the thread that stays alive until the command is
 /// reaped: on Linux the parent-death signal fires when the parent *thread*
 /// exits.
 pub(crate) fn spawn(
     argv: &[OsString],
+    found: Option<&Path>,
     election: &Election,
     ticket: &Ticket,
     inherit: bool,
 ) -> Result<Child, Failure> {
-    let mut cmd = Command::new(&argv[0]);
+    // Executing the file found saves the child a second search of PATH, one
+    // failed execve per directory before it.
+    let mut cmd = match found {
+        Some(file) => {
+            let mut cmd = Command::new(file);
+            cmd.arg0(&argv[0]);
+            cmd
+        }
+        None => Command::new(&argv[0]),
+    };
     cmd.args(&argv[1..])
         .env("ELECT_NAME", election.name())
         .env("ELECT_SLOT", ticket.slot().to_string())
@@ -122,6 +137,7 @@ pub(crate) fn spawn(
     } else {
         die_with_parent(&mut cmd);
     }
+    unblock_signals(&mut cmd);
     cmd.spawn().map_err(|e| {
         let shown = argv[0].to_string_lossy();
         let code = match e.raw_os_error() {
@@ -131,6 +147,25 @@ pub(crate) fn spawn(
         };
         Failure::new(code, format!("cannot run {shown:?}: {e}"))
     })
+}
+
+/// Gives the command the empty signal mask a program expects: elect blocks
+/// the signals it forwards (see `signals::Signals`), a child inherits the
+/// mask, and the standard library leaves it as it is.
+fn unblock_signals(cmd: &mut Command) {
+    // SAFETY: the closure calls only sigemptyset and pthread_sigmask, which
+    // are async-signal-safe, on a set on its own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            let r = libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            if r != 0 {
+                return Err(std::io::Error::from_raw_os_error(r));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes the command receive SIGKILL when elect dies (Linux's
@@ -175,4 +210,51 @@ pub(crate) fn exit_code(status: ExitStatus) -> i32 {
         (None, Some(sig)) => exit::by_signal(sig),
         (None, None) => exit::FAILURE,
     }
+}
+
+/// A descriptor that becomes readable when the command `pid` exits, leaving
+/// it unreaped (so its pid cannot be reused until elect reaps it): a pidfd,
+/// or, on kernels without pidfd_open (before 5.3), a pipe written by a
+/// thread waiting in `waitid` with `WNOWAIT`.
+pub(crate) fn exit_watch(pid: libc::pid_t) -> Result<OwnedFd, Failure> {
+    // SAFETY: plain syscall; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd >= 0 {
+        // SAFETY: fd is fresh and owned by nobody else (pidfds are
+        // close-on-exec).
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    }
+    let mut ends = [0; 2];
+    // SAFETY: ends has room for the two descriptors.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Failure::internal(format!(
+            "cannot watch the command (pid {pid}): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: both are fresh and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    std::thread::Builder::new()
+        .name("elect-child".into())
+        .spawn(move || {
+            loop {
+                // SAFETY: waitid writes one siginfo_t into `info`.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                let r = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break;
+                }
+            }
+            // Closing the write end makes the read end readable (EOF).
+            drop(write);
+        })
+        .map_err(|e| Failure::internal(format!("cannot watch the command (pid {pid}): {e}")))?;
+    Ok(read)
 }

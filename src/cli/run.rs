@@ -2,13 +2,15 @@
 //! command under it, forward signals to it, stop it if the ticket is lost,
 //! and exit with its status.
 //!
-//! Everything that can happen is a message on one channel: a caught signal,
-//! the end of the wait for a ticket (which blocks in the kernel on its own
-//! thread), and the end of the command (seen by a thread in `waitid` with
-//! `WNOWAIT`, so the child stays unreaped, and its pid cannot be reused,
-//! until the main thread reaps it). The main thread handles them in order.
+//! The main thread waits for everything that can happen in one `ppoll`: a
+//! signal (blocked, and read from a signalfd), the end of the wait for a
+//! ticket (which blocks in the kernel on a thread of its own, started only
+//! when no ticket is free), and the end of the command (a pidfd, which
+//! leaves the child unreaped, so its pid cannot be reused, until the main
+//! thread reaps it). The common case, a free ticket, starts no thread.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::os::fd::AsFd;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use elect::{Election, ResourceStatus, Ticket};
@@ -17,21 +19,11 @@ use super::args::RunArgs;
 use super::command;
 use super::exit::{self, Failure, say};
 use super::progress::Progress;
-use super::signals::{self, Received};
+use super::signals::{self, Bell, Signals, Woke};
 
 /// How often the ticket is checked while the command runs, and the waiting
 /// display refreshed.
 const TICK: Duration = Duration::from_millis(250);
-
-/// What the main thread waits for.
-enum Msg {
-    /// elect caught a signal.
-    Signal(Received),
-    /// The wait for a ticket ended.
-    Obtained(elect::Result<Option<Ticket>>),
-    /// The command exited (not yet reaped).
-    Exited,
-}
 
 /// How long to wait for a ticket.
 #[derive(Debug, Clone, Copy)]
@@ -53,11 +45,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     // Refuses a bad name before anything is touched (status 2).
     let election = builder.build()?;
-    command::check(&args.command[0])?;
+    let found = command::check(&args.command[0])?;
 
-    let (tx, rx) = mpsc::channel();
-    signals::catch(tx.clone(), Msg::Signal)
-        .map_err(|e| Failure::internal(format!("cannot catch signals: {e}")))?;
+    let signals =
+        Signals::catch().map_err(|e| Failure::internal(format!("cannot catch signals: {e}")))?;
 
     let wait = match (args.no_wait, args.timeout) {
         (true, _) => Wait::No,
@@ -65,7 +56,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
         (false, Some(t)) => Wait::For(t),
         (false, None) => Wait::Forever,
     };
-    let ticket = match obtain(&election, wait, args.quiet, &tx, &rx)? {
+    let ticket = match obtain(&election, wait, args.quiet, &signals)? {
         Ok(ticket) => ticket,
         Err(()) => {
             if !args.quiet {
@@ -75,7 +66,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
 
-    let mut child = command::spawn(&args.command, &election, &ticket, !args.no_inherit)?;
+    let mut child = command::spawn(
+        &args.command,
+        found.as_deref(),
+        &election,
+        &ticket,
+        !args.no_inherit,
+    )?;
     let pid = child.id() as libc::pid_t;
     if let Err(e) = ticket.set_command_pid(child.id())
         && !args.quiet
@@ -85,7 +82,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             ticket.path().display()
         ));
     }
-    notify_exit(pid, tx)?;
+    let exited = command::exit_watch(pid)?;
 
     let mut lost: Option<Instant> = None;
     let mut killed = false;
@@ -96,15 +93,10 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             }
             _ => TICK,
         };
-        match rx.recv_timeout(timeout) {
-            Ok(Msg::Signal(sig)) => signals::forward(sig, pid),
-            Ok(Msg::Exited) => break,
-            Ok(Msg::Obtained(_)) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Failure::internal(
-                    "lost track of the command; this is a bug",
-                ));
-            }
+        match signals.wait(Some(exited.as_fd()), timeout) {
+            Woke::Signal(sig) => signals::forward(sig, pid),
+            Woke::Other => break,
+            Woke::Timeout => {}
         }
         if lost.is_none() && !ticket.is_held() {
             say(format!(
@@ -146,8 +138,7 @@ fn obtain(
     election: &Election,
     wait: Wait,
     quiet: bool,
-    tx: &Sender<Msg>,
-    rx: &Receiver<Msg>,
+    signals: &Signals,
 ) -> Result<Result<Ticket, ()>, Failure> {
     // The common case first, on this thread: a free ticket needs no waiting
     // thread and no display.
@@ -158,16 +149,22 @@ fn obtain(
         return Ok(Err(()));
     }
     let e = election.clone();
-    let done = tx.clone();
+    let (done, rx) = mpsc::channel();
+    let bell = std::sync::Arc::new(
+        Bell::new().map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?,
+    );
+    let ring = std::sync::Arc::clone(&bell);
     std::thread::Builder::new()
         .name("elect-obtain".into())
         .spawn(move || {
+            // Rung however the thread ends, a panic included.
+            let _ring = signals::RingOnDrop(ring);
             let result = match wait {
                 Wait::No => e.try_obtain(),
                 Wait::For(t) => e.obtain_timeout(t),
                 Wait::Forever => e.obtain().map(Some),
             };
-            let _ = done.send(Msg::Obtained(result));
+            let _ = done.send(result);
         })
         .map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?;
 
@@ -180,15 +177,20 @@ fn obtain(
         Duration::from_secs(3600)
     };
     loop {
-        match rx.recv_timeout(tick) {
-            Ok(Msg::Obtained(result)) => {
+        match signals.wait(Some(bell.as_fd()), tick) {
+            Woke::Other => {
                 progress.clear();
+                let Ok(result) = rx.recv() else {
+                    return Err(Failure::internal(
+                        "the wait for a ticket ended without an answer; this is a bug",
+                    ));
+                };
                 return match result? {
                     Some(ticket) => Ok(Ok(ticket)),
                     None => Ok(Err(())),
                 };
             }
-            Ok(Msg::Signal(sig)) => {
+            Woke::Signal(sig) => {
                 progress.clear();
                 if !quiet {
                     say(format!(
@@ -204,42 +206,9 @@ fn obtain(
                     message: String::new(),
                 });
             }
-            Ok(Msg::Exited) | Err(RecvTimeoutError::Timeout) => progress.update(),
-            Err(RecvTimeoutError::Disconnected) => {
-                progress.clear();
-                return Err(Failure::internal(
-                    "the wait for a ticket ended without an answer; this is a bug",
-                ));
-            }
+            Woke::Timeout => progress.update(),
         }
     }
-}
-
-/// Starts a thread that sends [`Msg::Exited`] when the command `pid` exits,
-/// leaving it unreaped.
-fn notify_exit(pid: libc::pid_t, tx: Sender<Msg>) -> Result<(), Failure> {
-    std::thread::Builder::new()
-        .name("elect-child".into())
-        .spawn(move || {
-            loop {
-                // SAFETY: waitid writes one siginfo_t into `info`.
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                let r = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOWAIT,
-                    )
-                };
-                if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    break;
-                }
-            }
-            let _ = tx.send(Msg::Exited);
-        })
-        .map(drop)
-        .map_err(|e| Failure::internal(format!("cannot watch the command (pid {pid}): {e}")))
 }
 
 /// The message when no ticket was obtained: what was asked and who holds
