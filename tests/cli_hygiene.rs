@@ -212,7 +212,7 @@ fn finish(p: &mut Proc, errfile: &Path) -> (ExitStatus, String) {
 /// is the shell's doing, not elect's).
 fn tidy_hold_script(marker: &Path) -> String {
     format!(
-        "trap 'kill $!; wait $!; exit 143' TERM; touch '{}'; sleep 1000 & wait",
+        "trap 'kill $!; wait $!; exit 143' TERM; {{ touch '{}'; exec sleep 1000; }} & wait",
         marker.display()
     )
 }

@@ -263,7 +263,7 @@ fn lost_ticket_after_rm_rf_stops_the_command_and_exits_76() {
     let ready = tmp.path().join("ready");
     let termed = tmp.path().join("termed");
     let script = format!(
-        "trap 'echo TERM > {}; kill $!; exit 0' TERM; touch {}; sleep 1000 & wait",
+        "trap 'echo TERM > {}; kill $!; exit 0' TERM; {{ touch {}; exec sleep 1000; }} & wait",
         termed.display(),
         ready.display()
     );

@@ -27,7 +27,10 @@ fn forwarded_signals_reach_the_command_and_its_status_comes_back() {
         let script = if trap.is_empty() {
             format!("touch {}; exec sleep 1000", ready.display())
         } else {
-            format!("{trap}; touch {}; sleep 1000 & wait", ready.display())
+            format!(
+                "{trap}; {{ touch {}; exec sleep 1000; }} & wait",
+                ready.display()
+            )
         };
         let mut p = Proc::spawn(
             elect(["run", "-d"])

@@ -272,9 +272,14 @@ pub fn held(dir: &Path, name: &str, slot: usize) -> bool {
 /// A shell command line that, run under elect, writes `marker` and then
 /// sleeps until killed (the `sleep` in the background, so that the shell's
 /// traps run at once; it is killed along with the shell).
+///
+/// The background job writes `marker` itself: a SIGTERM that reaches the
+/// shell just after it forked the job, before the child had dropped the
+/// inherited trap, was caught by the child and lost at its exec, and left
+/// the `sleep` running (holding the test's pipes) once the shell exited.
 pub fn hold_script(marker: &Path) -> String {
     format!(
-        "trap 'kill $! 2>/dev/null; exit 143' TERM; touch '{}'; sleep 1000 & wait",
+        "trap 'kill $! 2>/dev/null; exit 143' TERM; {{ touch '{}'; exec sleep 1000; }} & wait",
         marker.display()
     )
 }
