@@ -32,7 +32,93 @@ fn uncontended(c: &mut Criterion) {
             f.try_lock().unwrap();
         })
     });
+    // The floor of elect's semantics: the same 16 system calls that an
+    // uncontended try_obtain + release makes (see `floor_iteration`), made
+    // directly, without elect's own code around them.
+    let floor = Floor::new(dir.path());
+    g.bench_function("raw: the 16 system calls of elect's obtain+release", |b| {
+        b.iter(|| floor.iteration())
+    });
     g.finish();
+}
+
+/// Descriptors for the floor benchmark, kept open as elect keeps them.
+struct Floor {
+    dir: std::fs::File,
+    member: std::fs::File,
+    tickets: std::fs::File,
+    token: std::fs::File,
+    lock: std::fs::File,
+    slot_path: std::ffi::CString,
+}
+
+impl Floor {
+    fn new(base: &std::path::Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let res = base.join("floor");
+        std::fs::create_dir_all(&res).unwrap();
+        std::fs::write(res.join("tickets"), "1\n").unwrap();
+        std::fs::write(res.join("token"), format!("{:020}\n", 1)).unwrap();
+        std::fs::write(res.join("slot.0"), "").unwrap();
+        let rw = |p: &str| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(res.join(p))
+                .unwrap()
+        };
+        Floor {
+            dir: std::fs::File::open(&res).unwrap(),
+            member: std::fs::File::open(&res).unwrap(),
+            tickets: rw("tickets"),
+            token: rw("token"),
+            lock: std::fs::File::open(res.join("slot.0")).unwrap(),
+            slot_path: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
+        }
+    }
+
+    /// join: read `tickets`, shared lock on the directory, read again;
+    /// lock the slot; check its path; token: lock, read, write, unlock;
+    /// record: open, fstat, write; release: unlock slot and directory,
+    /// close the record.
+    fn iteration(&self) {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 64];
+        // SAFETY: plain system calls on descriptors this struct owns, with
+        // buffers that live across each call.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
+            libc::flock(self.member.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB);
+            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
+            assert_eq!(
+                libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB),
+                0
+            );
+            libc::fstatat(
+                libc::AT_FDCWD,
+                self.slot_path.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+            let t = self.token.as_raw_fd();
+            libc::flock(t, libc::LOCK_EX | libc::LOCK_NB);
+            libc::pread(t, buf.as_mut_ptr().cast(), 64, 0);
+            libc::pwrite(t, b"00000000000000000002\n".as_ptr().cast(), 21, 0);
+            libc::flock(t, libc::LOCK_UN);
+            let r = libc::openat(
+                self.dir.as_raw_fd(),
+                c"slot.0".as_ptr(),
+                libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+            libc::fstat(r, &mut st);
+            let record = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"target/release/deps/obtain --bench","token":1795443104041151}"#;
+            libc::pwrite(r, record.as_ptr().cast(), record.len(), 0);
+            libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN);
+            libc::flock(self.member.as_raw_fd(), libc::LOCK_UN);
+            libc::close(r);
+        }
+    }
 }
 
 /// One thread holds and releases; another waits in obtain(). Measures
