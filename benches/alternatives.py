@@ -268,7 +268,7 @@ def cli_prefix(tool, d, elect):
     """The command line that runs CMD under each tool's lock."""
     if tool == "flock(1)":
         return ["flock", os.path.join(d, "flock.lock")]
-    if tool == "elect run":
+    if tool in ("elect run", "elect run (static)"):
         return [elect, "run", "-q", "-d", os.path.join(d, "elect"), "bench", "--"]
     if tool == "sem":
         return ["sem", "--will-cite", "--fg", "-j1", "--id", "elect-bench-handoff"]
@@ -324,7 +324,7 @@ def stamp_overhead(rounds):
 # ------------------------------------------------------------------ per call
 
 
-def per_call(base, elect, runs, env):
+def per_call(base, elect, runs, env, static=None):
     d = tempfile.mkdtemp(prefix="percall-", dir=base)
     out = os.path.join(d, "hyperfine.json")
     cmds = [
@@ -333,6 +333,10 @@ def per_call(base, elect, runs, env):
         f"{elect} run -d {d}/elect bench -- true",
         "sem --will-cite --fg --id elect-bench-percall -j1 true",
     ]
+    names = ["true", "flock(1)", "elect run", "sem"]
+    if static:
+        cmds.append(f"{static} run -d {d}/elect-static bench -- true")
+        names.append("elect run (static)")
     subprocess.run(
         ["hyperfine", "-N", "--warmup", "10", "--runs", str(runs), "--style", "basic",
          "--export-json", out] + cmds,
@@ -340,9 +344,10 @@ def per_call(base, elect, runs, env):
     )
     with open(out) as f:
         res = json.load(f)["results"]
-    names = ["true", "flock(1)", "elect run", "sem"]
     r = {}
     for n, c, x in zip(names, cmds, res):
+        if static:
+            c = c.replace(static, "elect-static")
         r[n] = {
             "command": c.replace(d, "DIR").replace(elect, "elect"),
             "median_ms": x["median"] * 1e3,
@@ -431,10 +436,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("outdir")
     ap.add_argument("--elect", default=os.path.join(HERE, "..", "target", "release", "elect"))
+    ap.add_argument(
+        "--elect-static",
+        help="also measure this build of elect (statically linked), in the CLI sections",
+    )
     ap.add_argument("--quick", action="store_true", help="few samples, to try the script")
     ap.add_argument("--only", nargs="*", default=[], help="sections: lib cli percall idle")
     a = ap.parse_args()
     elect = os.path.abspath(a.elect)
+    static = os.path.abspath(a.elect_static) if a.elect_static else None
     os.makedirs(a.outdir, exist_ok=True)
     want = lambda s: not a.only or s in a.only
     q = 0.2 if a.quick else 1.0
@@ -469,13 +479,13 @@ def main():
             out["stamp_overhead"] = dist(so)
             save_samples(a.outdir, "alt stamp overhead", so)
             print(line("stamp overhead alone: sh -c 'date; date'", out["stamp_overhead"]), flush=True)
-            tools = ["flock(1)", "elect run", "sem"]
+            tools = ["flock(1)", "elect run", "sem"] + (["elect run (static)"] if static else [])
             dirs, prefixes, samples = {}, {}, {t: [] for t in tools}
             for t in tools:
                 dirs[t] = tempfile.mkdtemp(prefix="cli-", dir=base)
                 with open(os.path.join(dirs[t], "holder.sh"), "w") as f:
                     f.write(HOLDER_SH)
-                prefixes[t] = cli_prefix(t, dirs[t], elect)
+                prefixes[t] = cli_prefix(t, dirs[t], static if t == "elect run (static)" else elect)
             for _ in range(rounds):  # interleaved, so noise falls on all alike
                 for t in tools:
                     samples[t].append(cli_round(dirs[t], prefixes[t], env))
@@ -491,7 +501,7 @@ def main():
 
         if want("percall"):
             print("\n## Per call (hyperfine -N, median)")
-            pc = per_call(base, elect, max(20, int(100 * q)), env)
+            pc = per_call(base, elect, max(20, int(100 * q)), env, static)
             out["percall"] = pc
             for n, x in pc.items():
                 print(f"{x['command']:<44} median {x['median_ms']:>8.2f} ms  mean {x['mean_ms']:>8.2f} ± {x['stddev_ms']:.2f} ms")

@@ -40,6 +40,17 @@ PY="$VENV/bin/python3"
 # ---- build everything first, so no compiler runs while we measure.
 cargo build --release
 cargo bench --no-run --bench multiproc --bench obtain
+# The same elect linked statically, measured beside the usual build in the
+# CLI sections: a call of `elect run` is mostly process start-up, and this
+# shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
+# from build scripts and proc macros, which cannot be linked statically.
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+STATIC=()
+if RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --bin elect --target "$HOST"; then
+    STATIC=(--elect-static "target/$HOST/release/elect")
+else
+    echo "no statically linked build on this machine; its rows are left out" >&2
+fi
 
 machine() {  # $1: key for the load average
     "$PY" - "$RUN/machine.json" "$1" <<'EOF'
@@ -74,7 +85,7 @@ ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc \
 cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
 
 # ---- the alternatives, side by side with their own anchors.
-"$PY" benches/alternatives.py "$RUN" --elect target/release/elect | tee "$RUN/alternatives.txt"
+"$PY" benches/alternatives.py "$RUN" --elect target/release/elect "${STATIC[@]}" | tee "$RUN/alternatives.txt"
 
 machine load_after
 "$PY" benches/report.py "$RUN" --out BENCHMARKS.md --svg benches/handoff.svg
