@@ -60,6 +60,8 @@ pub struct ElectionBuilder {
     dir: Option<PathBuf>,
     label: Option<String>,
     mode: u32,
+    #[cfg(feature = "etcd")]
+    etcd: Option<crate::store::etcd::Etcd>,
 }
 
 impl ElectionBuilder {
@@ -113,6 +115,25 @@ impl ElectionBuilder {
         self
     }
 
+    /// Holds the election on an etcd cluster instead of a run directory, so
+    /// that participants on many hosts share it (feature `etcd`). Everything
+    /// else is unchanged: at most N holders across all hosts, waiters woken
+    /// in arrival order, tokens that strictly increase (etcd revisions).
+    /// A holder's slot is freed the moment it releases; after a crash or a
+    /// partition, when its lease's TTL runs out (see [`Etcd::ttl`](crate::Etcd::ttl)).
+    ///
+    /// ```
+    /// let etcd = elect::Etcd::new("http://127.0.0.1:2379")?;
+    /// let e = elect::Election::builder("scheduler").etcd(etcd).build()?;
+    /// assert!(e.dir().to_string_lossy().starts_with("etcd:"));
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    #[cfg(feature = "etcd")]
+    pub fn etcd(mut self, etcd: crate::store::etcd::Etcd) -> Self {
+        self.etcd = Some(etcd);
+        self
+    }
+
     /// Checks the options and makes the [`Election`]. Nothing on disk is
     /// touched until a ticket is asked for.
     ///
@@ -129,10 +150,20 @@ impl ElectionBuilder {
                 max: MAX_TICKETS,
             });
         }
-        let dir = crate::rundir::run_dir(self.dir.as_deref())?;
         let label = self.label.unwrap_or_else(default_label);
+        #[cfg(feature = "etcd")]
+        let etcd = self.etcd;
+        #[cfg(not(feature = "etcd"))]
+        let etcd: Option<std::convert::Infallible> = None;
+        let store = match etcd {
+            #[cfg(feature = "etcd")]
+            Some(etcd) => Store::etcd(etcd),
+            #[cfg(not(feature = "etcd"))]
+            Some(never) => match never {},
+            None => Store::local(crate::rundir::run_dir(self.dir.as_deref())?, self.mode),
+        };
         Ok(Election {
-            store: Store::local(dir, self.mode),
+            store,
             req: Request {
                 name: self.name,
                 tickets: self.tickets,
@@ -183,6 +214,8 @@ impl Election {
             dir: None,
             label: None,
             mode: DEFAULT_MODE,
+            #[cfg(feature = "etcd")]
+            etcd: None,
         }
     }
 
@@ -206,7 +239,19 @@ impl Election {
         self.req.tickets
     }
 
-    /// The run directory, absolute.
+    /// The etcd cluster the election is held on, if it is (feature `etcd`).
+    ///
+    /// ```
+    /// assert!(elect::Election::new("x")?.etcd().is_none());
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    #[cfg(feature = "etcd")]
+    pub fn etcd(&self) -> Option<&crate::store::etcd::Etcd> {
+        self.store.etcd_config()
+    }
+
+    /// The run directory, absolute; for an election on etcd, its
+    /// [location](crate::Etcd::location).
     ///
     /// ```
     /// assert!(elect::Election::new("x")?.dir().is_absolute());

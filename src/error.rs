@@ -110,6 +110,15 @@ pub enum Error {
     #[error("the wait for a ticket was cancelled")]
     Cancelled,
 
+    /// An etcd endpoint list, key prefix or lease TTL that cannot be used.
+    #[error("invalid etcd setting {value:?}: {reason}")]
+    InvalidEtcd {
+        /// The value as given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// The resource lives in a store other than this host's run directory and
     /// that store failed.
     #[error("{0}")]
@@ -148,6 +157,7 @@ impl Error {
             Error::InvalidName { .. }
                 | Error::InvalidTickets { .. }
                 | Error::InvalidDuration { .. }
+                | Error::InvalidEtcd { .. }
         )
     }
 }

@@ -82,13 +82,30 @@ pub(crate) enum Reason {
     Nudged,
 }
 
-#[derive(Debug, Default)]
+/// A callback run when the interrupter is triggered.
+type Listener = Box<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
 struct State {
     reason: Option<Reason>,
+    /// Called on trigger: how a wait that sleeps in an async runtime rather
+    /// than in a system call (the etcd store) learns that it must stop.
+    listener: Option<Listener>,
     /// The recheck whose nudges the current wait accepts.
     recheck: Option<u64>,
     nudged: bool,
     sleeper: Option<libc::pthread_t>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("reason", &self.reason)
+            .field("recheck", &self.recheck)
+            .field("nudged", &self.nudged)
+            .field("sleeper", &self.sleeper)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -123,8 +140,23 @@ impl Interrupter {
     pub(crate) fn trigger(&self, reason: Reason) {
         let mut state = self.lock();
         state.reason.get_or_insert(reason);
+        if let Some(listener) = &state.listener {
+            listener();
+        }
         self.inner.changed.notify_all();
         self.wake_sleeper(state, |_| true);
+    }
+
+    /// Runs `listener` when the interrupter is triggered (at once if it
+    /// already was), in place of any listener set before. The listener runs
+    /// under the interrupter's lock: it must only signal, never block.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn on_trigger(&self, listener: impl Fn() + Send + Sync + 'static) {
+        let mut state = self.lock();
+        if state.reason.is_some() {
+            listener();
+        }
+        state.listener = Some(Box::new(listener));
     }
 
     /// Accepts nudges from recheck `id` for the wait about to begin.

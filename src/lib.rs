@@ -70,6 +70,9 @@ pub use watch::{Event, EventKind, Watcher};
 #[cfg(feature = "tokio")]
 pub use campaign::Campaign;
 
+#[cfg(feature = "etcd")]
+pub use store::etcd::{DEFAULT_PREFIX, DEFAULT_TTL, Etcd};
+
 /// Parsers of outside data, exposed for the fuzz targets. Not part of the
 /// stable API.
 #[doc(hidden)]

@@ -228,6 +228,22 @@ impl Ticket {
         self.shared.is_held()
     }
 
+    /// By when work done under this ticket must stop even if it still
+    /// looks held: for a ticket on etcd whose lease can no longer be
+    /// renewed, a fifth of the TTL before the server may let another
+    /// holder in. `None` for a ticket on this host, whose kernel lock
+    /// cannot expire.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+    /// assert!(e.obtain()?.deadline().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.shared.held().as_ref().and_then(Held::deadline)
+    }
+
     /// Releases the ticket now. Dropping the ticket does the same.
     ///
     /// ```

@@ -3,6 +3,8 @@
 //! [`local`]; the rest of the crate sees only obtain, a held slot, status
 //! and watch. A store on another engine becomes another variant here.
 
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd;
 pub(crate) mod fsx;
 pub(crate) mod local;
 pub(crate) mod token;
@@ -22,6 +24,9 @@ pub(crate) use local::Request;
 pub(crate) enum Store {
     /// A run directory on this host.
     Local(local::LocalStore),
+    /// An etcd cluster.
+    #[cfg(feature = "etcd")]
+    Etcd(etcd::EtcdStore),
 }
 
 /// A slot held in some store.
@@ -29,12 +34,18 @@ pub(crate) enum Store {
 pub(crate) enum Held {
     /// A flock on a slot file.
     Local(local::LocalHeld),
+    /// A key on a lease in etcd.
+    #[cfg(feature = "etcd")]
+    Etcd(etcd::EtcdHeld),
 }
 
 /// A watch on one resource in some store.
 pub(crate) enum Watch {
     /// inotify on a resource directory.
     Local(local::LocalWatch),
+    /// An etcd watch on the resource's slot keys.
+    #[cfg(feature = "etcd")]
+    Etcd(etcd::EtcdWatch),
 }
 
 impl Store {
@@ -43,10 +54,27 @@ impl Store {
         Store::Local(local::LocalStore::new(dir, mode))
     }
 
+    /// A store in an etcd cluster.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn etcd(cfg: etcd::Etcd) -> Self {
+        Store::Etcd(etcd::EtcdStore::new(cfg))
+    }
+
+    /// The etcd cluster of the store, if it is one.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn etcd_config(&self) -> Option<&etcd::Etcd> {
+        match self {
+            Store::Etcd(s) => Some(s.config()),
+            Store::Local(_) => None,
+        }
+    }
+
     /// Where the store lives, for messages and the environment.
     pub(crate) fn location(&self) -> &Path {
         match self {
             Store::Local(s) => s.run_dir(),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(s) => s.location(),
         }
     }
 
@@ -59,6 +87,8 @@ impl Store {
     ) -> Result<Option<Held>> {
         match self {
             Store::Local(s) => Ok(s.obtain(req, wait, intr)?.map(Held::Local)),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(s) => Ok(s.obtain(req, wait, intr)?.map(Held::Etcd)),
         }
     }
 
@@ -66,6 +96,8 @@ impl Store {
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
         match self {
             Store::Local(s) => s.status(name),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(s) => s.status(name),
         }
     }
 
@@ -73,6 +105,8 @@ impl Store {
     pub(crate) fn watch(&self, name: &str) -> Result<Watch> {
         match self {
             Store::Local(s) => Ok(Watch::Local(s.watch(name)?)),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(s) => Ok(Watch::Etcd(s.watch(name)?)),
         }
     }
 }
@@ -81,48 +115,74 @@ impl Held {
     pub(crate) fn slot(&self) -> u32 {
         match self {
             Held::Local(h) => h.slot(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.slot(),
         }
     }
 
     pub(crate) fn token(&self) -> u64 {
         match self {
             Held::Local(h) => h.token(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.token(),
         }
     }
 
     pub(crate) fn is_intact(&self) -> bool {
         match self {
             Held::Local(h) => h.is_intact(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.is_intact(),
         }
     }
 
     pub(crate) fn record(&self) -> &HolderRecord {
         match self {
             Held::Local(h) => h.record(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.record(),
         }
     }
 
     pub(crate) fn path(&self) -> &Path {
         match self {
             Held::Local(h) => h.path(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.path(),
         }
     }
 
     pub(crate) fn set_command_pid(&mut self, pid: u32) -> Result<()> {
         match self {
             Held::Local(h) => h.set_command_pid(pid),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => h.set_command_pid(pid),
         }
     }
 
     pub(crate) fn set_inherited(&mut self) {
         match self {
             Held::Local(h) => h.set_inherited(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(_) => {}
+        }
+    }
+
+    /// By when work under this ticket must stop, if the store has such a
+    /// limit (an etcd lease that can no longer be renewed).
+    pub(crate) fn deadline(&self) -> Option<std::time::Instant> {
+        match self {
+            Held::Local(_) => None,
+            #[cfg(feature = "etcd")]
+            Held::Etcd(h) => Some(h.deadline()),
         }
     }
 
     pub(crate) fn descriptors(&self) -> Vec<std::os::fd::RawFd> {
         match self {
             Held::Local(h) => h.descriptors().to_vec(),
+            #[cfg(feature = "etcd")]
+            Held::Etcd(_) => Vec::new(),
         }
     }
 }
@@ -131,18 +191,24 @@ impl Watch {
     pub(crate) fn snapshot(&self) -> ResourceStatus {
         match self {
             Watch::Local(w) => w.snapshot(),
+            #[cfg(feature = "etcd")]
+            Watch::Etcd(w) => w.snapshot(),
         }
     }
 
     pub(crate) fn last_token(&self) -> u64 {
         match self {
             Watch::Local(w) => w.last_token(),
+            #[cfg(feature = "etcd")]
+            Watch::Etcd(w) => w.last_token(),
         }
     }
 
     pub(crate) fn wait(&mut self, intr: &Interrupter, timeout: Duration) -> Result<bool> {
         match self {
             Watch::Local(w) => w.wait(intr, timeout),
+            #[cfg(feature = "etcd")]
+            Watch::Etcd(w) => w.wait(intr, timeout),
         }
     }
 }

@@ -1,0 +1,1396 @@
+//! The etcd store: the same election on an etcd v3 cluster, for
+//! participants on many hosts.
+//!
+//! Keys, under a prefix (default `elect/`), for a resource `NAME`:
+//!
+//! - `NAME/tickets`: the N that the live participants agreed on. It has no
+//!   lease, so like the `tickets` file of a run directory it outlives its
+//!   users and says the N of the last use. It changes only in a transaction
+//!   that finds no live participant, and every participant joins in a
+//!   transaction that finds it equal to its own N, so two Ns are never live
+//!   at once.
+//! - `NAME/slot/I`: slot `I` is held. The key is attached to the holder's
+//!   lease, so it vanishes when the holder releases, or when the lease
+//!   expires after a crash or a partition. Its value is the holder record
+//!   (display only); its create revision, which etcd makes strictly larger
+//!   for every write in the cluster, is the fencing token.
+//! - `NAME/queue/LEASE`: a waiter, on its lease. Waiters stand in the order
+//!   of their create revisions. Each watches only the key just before its
+//!   own for deletion, and only the head of the line watches the slots, so
+//!   one release wakes one process (no herd), in arrival order.
+//!
+//! Liveness is a lease per ticket with a TTL, renewed in the background
+//! every TTL/5. Because the server lets the lease expire TTL after the last
+//! renewal *it received*, and that is after the renewal was *sent*, a holder
+//! whose renewals fail treats its ticket as lost [`LOST_AFTER`] of the TTL
+//! after the last renewal that went through, and `elect run` kills its
+//! command by [`KILL_BY`] of it: early, not late, wherever clocks run at the
+//! same rate.
+//!
+//! Every etcd call runs on one small tokio runtime of the process; the
+//! blocking API hands a future to it and waits for the answer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::interrupt::{Interrupter, Reason};
+use crate::record::HolderRecord;
+use crate::status::{ResourceStatus, SlotStatus};
+use crate::store::Request;
+
+/// The lease TTL when none is asked for.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+
+/// The key prefix when none is asked for.
+pub const DEFAULT_PREFIX: &str = "elect/";
+
+/// Renewals are sent every TTL / `RENEW_PER_TTL`.
+const RENEW_PER_TTL: u32 = 5;
+
+/// A ticket whose lease was not renewed for this share of the TTL is lost
+/// (in fifths of the TTL: 3/5).
+pub(crate) const LOST_AFTER: (u32, u32) = (3, 5);
+
+/// By this share of the TTL after the last renewal, `elect run` has killed
+/// its command (4/5), a fifth of the TTL before the server can let another
+/// holder in.
+pub(crate) const KILL_BY: (u32, u32) = (4, 5);
+
+/// How long one call to etcd may take before it is tried again.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the first connection may take before the obtain fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pauses between attempts after a failed call, while a waiter waits out
+/// an etcd outage (a leader election, a restarted member).
+const BACKOFF: [Duration; 4] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+];
+
+/// Even without an event a waiter reads the keys again this often, in case
+/// a watch was silently lost.
+const REREAD: Duration = Duration::from_secs(30);
+
+/// The longest prefix accepted.
+const MAX_PREFIX: usize = 256;
+
+/// Where an election on etcd lives: the cluster's endpoints, the key prefix
+/// and the lease TTL of its participants.
+///
+/// ```
+/// let etcd = elect::Etcd::new("http://10.0.0.1:2379,http://10.0.0.2:2379")?
+///     .prefix("ci/")?
+///     .ttl(std::time::Duration::from_secs(10))?;
+/// assert_eq!(etcd.endpoints().len(), 2);
+/// assert_eq!(etcd.key_prefix(), "ci/");
+/// let election = elect::Election::builder("load-test").tickets(2).etcd(etcd).build()?;
+/// assert_eq!(election.tickets(), 2);
+/// # Ok::<(), elect::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Etcd {
+    endpoints: Vec<String>,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl Etcd {
+    /// The cluster at `endpoints`: comma-separated `http://host:port`, as
+    /// `--etcd` and `ELECT_ETCD` take them. Nothing is contacted yet.
+    ///
+    /// ```
+    /// assert!(elect::Etcd::new("http://127.0.0.1:2379").is_ok());
+    /// assert!(elect::Etcd::new("127.0.0.1:2379").is_err(), "no scheme");
+    /// assert!(elect::Etcd::new("").is_err());
+    /// ```
+    pub fn new(endpoints: &str) -> Result<Self> {
+        let bad = |reason: &'static str| Error::InvalidEtcd {
+            value: endpoints.to_string(),
+            reason,
+        };
+        let mut list = Vec::new();
+        for e in endpoints.split(',').map(str::trim) {
+            if e.is_empty() {
+                return Err(bad("an endpoint is empty"));
+            }
+            if e.starts_with("https://") {
+                return Err(bad(
+                    "TLS endpoints (https://) are not supported by this build",
+                ));
+            }
+            let Some(rest) = e.strip_prefix("http://") else {
+                return Err(bad("each endpoint must start with http://"));
+            };
+            let hostport = rest.strip_suffix('/').unwrap_or(rest);
+            let Some((host, port)) = hostport.rsplit_once(':') else {
+                return Err(bad("each endpoint needs a port, as in http://host:2379"));
+            };
+            if host.is_empty()
+                || hostport.contains('/')
+                || hostport
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(bad("an endpoint is not of the form http://host:port"));
+            }
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(bad("a port is not a number from 1 to 65535"));
+            }
+            list.push(format!("http://{hostport}"));
+        }
+        Ok(Etcd {
+            endpoints: list,
+            prefix: DEFAULT_PREFIX.to_string(),
+            ttl: DEFAULT_TTL,
+        })
+    }
+
+    /// Puts every key under `prefix` (default `elect/`), so that several
+    /// teams or environments can share one cluster. Any text without control
+    /// characters, up to 256 bytes; it is used as it is, so end it with `/`.
+    ///
+    /// ```
+    /// let etcd = elect::Etcd::new("http://127.0.0.1:2379")?.prefix("team-a/elect/")?;
+    /// assert_eq!(etcd.key_prefix(), "team-a/elect/");
+    /// assert!(elect::Etcd::new("http://127.0.0.1:2379")?.prefix("bad\n").is_err());
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        if prefix.len() > MAX_PREFIX || prefix.chars().any(char::is_control) {
+            return Err(Error::InvalidEtcd {
+                value: prefix,
+                reason: "a key prefix must be at most 256 bytes with no control characters",
+            });
+        }
+        self.prefix = prefix;
+        Ok(self)
+    }
+
+    /// Sets the lease TTL (default 5 s), rounded up to whole seconds, 1 s to
+    /// 1 h. After a crash (or a partition) of a holder, its slot is free
+    /// again within this long; a longer TTL rides out longer network
+    /// trouble. etcd may grant more than asked (its minimum is 1.5 × its
+    /// election timeout); the granted TTL is the one that counts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let etcd = elect::Etcd::new("http://127.0.0.1:2379")?.ttl(Duration::from_millis(2500))?;
+    /// assert_eq!(etcd.lease_ttl(), Duration::from_secs(3));
+    /// assert!(elect::Etcd::new("http://127.0.0.1:2379")?.ttl(Duration::ZERO).is_err());
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Result<Self> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        if !(1..=3600).contains(&secs) {
+            return Err(Error::InvalidEtcd {
+                value: format!("{ttl:?}"),
+                reason: "the lease TTL must be from 1 s to 1 h",
+            });
+        }
+        self.ttl = Duration::from_secs(secs);
+        Ok(self)
+    }
+
+    /// The endpoints, normalized.
+    ///
+    /// ```
+    /// let etcd = elect::Etcd::new("http://a:1, http://b:2/")?;
+    /// assert_eq!(etcd.endpoints(), ["http://a:1", "http://b:2"]);
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The key prefix.
+    ///
+    /// ```
+    /// assert_eq!(elect::Etcd::new("http://a:1")?.key_prefix(), "elect/");
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The lease TTL asked for.
+    ///
+    /// ```
+    /// assert_eq!(elect::Etcd::new("http://a:1")?.lease_ttl(), elect::DEFAULT_TTL);
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn lease_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How the cluster and prefix are shown where a run directory would be
+    /// (`status`'s `dir`, messages): `etcd:ENDPOINTS/PREFIX`.
+    ///
+    /// ```
+    /// let etcd = elect::Etcd::new("http://a:1,http://b:2")?;
+    /// assert_eq!(etcd.location(), "etcd:http://a:1,http://b:2/elect/");
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn location(&self) -> String {
+        format!("etcd:{}/{}", self.endpoints.join(","), self.prefix)
+    }
+
+    /// The status of one resource or, without a name, of every resource
+    /// under the prefix: what the cluster says now. Never takes a ticket.
+    ///
+    /// ```no_run
+    /// let etcd = elect::Etcd::new("http://127.0.0.1:2379")?;
+    /// for r in etcd.status(None)?.resources {
+    ///     println!("{}: {} of {} held", r.name, r.slots.iter().filter(|s| s.held).count(), r.tickets);
+    /// }
+    /// # Ok::<(), elect::Error>(())
+    /// ```
+    pub fn status(&self, name: Option<&str>) -> Result<crate::status::Status> {
+        if let Some(n) = name {
+            crate::name::validate_name(n)?;
+        }
+        let store = EtcdStore::new(self.clone());
+        Ok(crate::status::Status {
+            dir: PathBuf::from(self.location()),
+            resources: store.status(name)?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The runtime and the connection.
+
+/// The process's runtime for etcd calls: one worker thread, made on first
+/// use.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("elect-etcd")
+                .enable_all()
+                .build()
+        })
+        .as_ref()
+        .map_err(|e| Error::Store(format!("cannot start the etcd client's runtime: {e}")))
+}
+
+/// Whether this thread is one of the runtime's own, where blocking on it
+/// would deadlock.
+fn on_runtime() -> bool {
+    std::thread::current().name() == Some("elect-etcd")
+}
+
+/// Runs `fut` on the runtime and waits for its answer on this thread,
+/// which may be any thread but the runtime's own (even one of another
+/// runtime: this blocks, it does not nest runtimes).
+fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Result<T> {
+    debug_assert!(!on_runtime(), "blocking on the etcd runtime from itself");
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime()?.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::Store("an etcd call was abandoned; this is a bug".into()))
+}
+
+/// An etcd error, in words that say where and what to check.
+fn etcd_error(cfg: &Etcd, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store(format!(
+        "etcd at {}: {what}: {e}; check --etcd / ELECT_ETCD and that the cluster is up",
+        cfg.endpoints.join(",")
+    ))
+}
+
+/// `fut` with [`CALL_TIMEOUT`], its error turned into ours.
+async fn call<T>(
+    cfg: &Etcd,
+    what: &str,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(etcd_error(cfg, what, e)),
+        Err(_) => Err(etcd_error(
+            cfg,
+            what,
+            format!("no answer within {CALL_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// What all clones of one store share: the configuration and, once made,
+/// the client.
+struct Shared {
+    cfg: Etcd,
+    location: PathBuf,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    async fn client(&self) -> Result<Client> {
+        self.client
+            .get_or_try_init(|| async {
+                let options = ConnectOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    // HTTP/2 pings find a dead member (a killed leader) in a
+                    // second or two rather than at the next TCP timeout.
+                    .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+                    .with_keep_alive_while_idle(true);
+                call(
+                    &self.cfg,
+                    "cannot connect",
+                    Client::connect(&self.cfg.endpoints, Some(options)),
+                )
+                .await
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// The keys of one resource.
+#[derive(Debug, Clone)]
+struct Keys {
+    base: String,
+}
+
+impl Keys {
+    fn new(prefix: &str, name: &str) -> Self {
+        Keys {
+            base: format!("{prefix}{name}/"),
+        }
+    }
+    fn tickets(&self) -> String {
+        format!("{}tickets", self.base)
+    }
+    fn slots(&self) -> String {
+        format!("{}slot/", self.base)
+    }
+    fn slot(&self, i: u32) -> String {
+        format!("{}slot/{i}", self.base)
+    }
+    fn queue(&self) -> String {
+        format!("{}queue/", self.base)
+    }
+    fn waiter(&self, lease: i64) -> String {
+        format!("{}queue/{lease:016x}", self.base)
+    }
+}
+
+fn prefixed() -> Option<GetOptions> {
+    Some(GetOptions::new().with_prefix())
+}
+
+fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> i64 {
+    header.map_or(0, |h| h.revision())
+}
+
+fn gets(resp: &etcd_client::TxnResponse) -> Vec<etcd_client::GetResponse> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The slot number a key under `NAME/slot/` stands for.
+fn slot_number(key: &[u8], slots_prefix: &str) -> Option<u32> {
+    let rest = key.strip_prefix(slots_prefix.as_bytes())?;
+    let text = std::str::from_utf8(rest).ok()?;
+    if text.is_empty() || text.starts_with('0') && text != "0" {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// What the `tickets` key holds: a number from 1 to the maximum, or junk.
+fn parse_tickets(kv: &KeyValue) -> Option<u32> {
+    std::str::from_utf8(kv.value())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=crate::election::MAX_TICKETS).contains(n))
+}
+
+/// The record a slot key holds, its token taken from etcd, not the value.
+fn record_of(kv: &KeyValue) -> Option<HolderRecord> {
+    let mut r = HolderRecord::parse(kv.value())?;
+    r.token = u64::try_from(kv.create_revision()).unwrap_or(0);
+    Some(r)
+}
+
+// ---------------------------------------------------------------------------
+// Leases.
+
+/// One participant's lease and what its keeper has learnt.
+#[derive(Debug)]
+struct Lease {
+    id: i64,
+    /// The TTL the server granted.
+    ttl: Duration,
+    /// When the last renewal that the server answered was sent.
+    renewed: Mutex<Instant>,
+    /// The server said the lease is gone, or the slot key was deleted.
+    gone: AtomicBool,
+    /// Wakes whoever waits for the lease to go.
+    gone_notify: Notify,
+    /// Tells the keeper to stop.
+    stop: Notify,
+}
+
+fn share(d: Duration, (num, den): (u32, u32)) -> Duration {
+    d * num / den
+}
+
+impl Lease {
+    fn renewed(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the ticket counts as lost if no renewal goes through before.
+    fn lost_at(&self) -> Instant {
+        self.renewed() + share(self.ttl, LOST_AFTER)
+    }
+
+    /// By when a holder's work must have stopped.
+    fn kill_by(&self) -> Instant {
+        self.renewed() + share(self.ttl, KILL_BY)
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.gone.load(Ordering::Acquire) && Instant::now() < self.lost_at()
+    }
+
+    fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+        self.gone_notify.notify_waiters();
+        self.gone_notify.notify_one();
+    }
+
+    /// Waits until the lease is gone or counts as lost.
+    async fn lost(&self) {
+        loop {
+            if !self.is_alive() {
+                return;
+            }
+            let at = tokio::time::Instant::from_std(self.lost_at());
+            tokio::select! {
+                _ = self.gone_notify.notified() => {}
+                _ = tokio::time::sleep_until(at) => {}
+            }
+        }
+    }
+
+    /// Grants a lease and starts its keeper.
+    async fn grant(shared: &Arc<Shared>, client: &Client) -> Result<Arc<Lease>> {
+        let sent = Instant::now();
+        let secs = i64::try_from(shared.cfg.ttl.as_secs()).unwrap_or(i64::MAX);
+        let resp = call(
+            &shared.cfg,
+            "cannot grant a lease",
+            client.clone().lease_grant(secs, None),
+        )
+        .await?;
+        let granted = u64::try_from(resp.ttl()).unwrap_or(0).max(1);
+        let lease = Arc::new(Lease {
+            id: resp.id(),
+            ttl: Duration::from_secs(granted),
+            renewed: Mutex::new(sent),
+            gone: AtomicBool::new(false),
+            gone_notify: Notify::new(),
+            stop: Notify::new(),
+        });
+        tokio::spawn(keep(client.clone(), Arc::clone(&lease)));
+        Ok(lease)
+    }
+
+    /// Stops the keeper and revokes the lease, deleting every key on it.
+    async fn revoke(&self, shared: &Shared, client: &Client) {
+        self.stop.notify_one();
+        if !self.gone.swap(true, Ordering::AcqRel) {
+            self.gone_notify.notify_waiters();
+        }
+        // A failed revoke leaves the keys to expire with the lease.
+        let _ = call(
+            &shared.cfg,
+            "cannot revoke a lease",
+            client.clone().lease_revoke(self.id),
+        )
+        .await;
+    }
+}
+
+/// The keeper of one lease: renews it every TTL/5, retries soon after a
+/// failed renewal, and marks it gone when the server says it expired.
+async fn keep(client: Client, lease: Arc<Lease>) {
+    let every = lease.ttl / RENEW_PER_TTL;
+    let mut next = tokio::time::Instant::now() + every;
+    let mut stream = None;
+    loop {
+        tokio::select! {
+            _ = lease.stop.notified() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        if lease.gone.load(Ordering::Acquire) {
+            return;
+        }
+        let sent = Instant::now();
+        let renewal = tokio::time::timeout(every.max(Duration::from_millis(500)), async {
+            if stream.is_none() {
+                // Opening the stream sends the first renewal and waits for
+                // its answer.
+                let (keeper, answers) = client.clone().lease_keep_alive(lease.id).await?;
+                stream = Some((keeper, answers));
+                return Ok(Some(lease.ttl.as_secs() as i64));
+            }
+            let (keeper, answers) = stream.as_mut().expect("opened above");
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(answers.message().await?.map(|r| r.ttl()))
+        })
+        .await;
+        match renewal {
+            Ok(Ok(Some(ttl))) if ttl > 0 => {
+                *lease.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent;
+                next = tokio::time::Instant::from_std(sent) + every;
+            }
+            // The server no longer knows the lease: it expired.
+            Ok(Ok(Some(_))) => {
+                lease.mark_gone();
+                return;
+            }
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
+                lease.mark_gone();
+                return;
+            }
+            // A broken stream or no answer: open a new one soon, maybe to
+            // another member.
+            _ => {
+                stream = None;
+                next = tokio::time::Instant::now() + Duration::from_millis(200).min(every);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The store.
+
+/// A store in an etcd cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct EtcdStore {
+    shared: Arc<Shared>,
+}
+
+/// A slot held in etcd.
+pub(crate) struct EtcdHeld {
+    shared: Arc<Shared>,
+    lease: Arc<Lease>,
+    slot: u32,
+    token: u64,
+    key: String,
+    path: PathBuf,
+    record: HolderRecord,
+}
+
+/// The outcome of one attempt to take a free slot.
+enum Take {
+    Got(EtcdHeld),
+    /// Every slot is held, as of this revision.
+    Full(i64),
+}
+
+/// What one read of a resource says.
+struct Snapshot {
+    revision: i64,
+    tickets: Option<KeyValue>,
+    held: Vec<u32>,
+}
+
+impl EtcdStore {
+    /// A store for `cfg`; nothing is contacted until first use.
+    pub(crate) fn new(cfg: Etcd) -> Self {
+        EtcdStore {
+            shared: Arc::new(Shared {
+                location: PathBuf::from(cfg.location()),
+                cfg,
+                client: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn location(&self) -> &Path {
+        &self.shared.location
+    }
+
+    pub(crate) fn config(&self) -> &Etcd {
+        &self.shared.cfg
+    }
+
+    /// Obtains a slot of `req`'s resource; waits if `wait`, until `intr`
+    /// is triggered.
+    pub(crate) fn obtain(
+        &self,
+        req: &Request,
+        wait: bool,
+        intr: &Interrupter,
+    ) -> Result<Option<EtcdHeld>> {
+        let cancel = Arc::new(Notify::new());
+        {
+            let cancel = Arc::clone(&cancel);
+            intr.on_trigger(move || cancel.notify_one());
+        }
+        let shared = Arc::clone(&self.shared);
+        let req = req.clone();
+        let result = block(async move { obtain(shared, req, wait, cancel).await })?;
+        intr.on_trigger(|| {});
+        match result {
+            Err(Error::Cancelled) => match intr.reason() {
+                Some(Reason::TimedOut) | None => Ok(None),
+                Some(_) => Err(Error::Cancelled),
+            },
+            other => other,
+        }
+    }
+
+    /// Status of one resource or all.
+    pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
+        let shared = Arc::clone(&self.shared);
+        let name = name.map(str::to_string);
+        block(async move { status(&shared, name.as_deref()).await })?
+    }
+
+    /// Starts watching one resource.
+    pub(crate) fn watch(&self, name: &str) -> Result<EtcdWatch> {
+        EtcdWatch::start(Arc::clone(&self.shared), name)
+    }
+}
+
+/// The async obtain: see the module's description.
+async fn obtain(
+    shared: Arc<Shared>,
+    req: Request,
+    wait: bool,
+    cancel: Arc<Notify>,
+) -> Result<Option<EtcdHeld>> {
+    let client = shared.client().await?;
+    let keys = Keys::new(&shared.cfg.prefix, &req.name);
+    // A try that finds every slot held costs one read and no lease.
+    let first = read(&shared, &client, &keys).await?;
+    if !wait && first.held.len() >= req.tickets as usize && agreed(&first, req.tickets) {
+        return Ok(None);
+    }
+    let mut lease = Lease::grant(&shared, &client).await?;
+    let outcome = tokio::select! {
+        r = acquire(&shared, &client, &keys, &req, wait, &mut lease) => r,
+        _ = cancel.notified() => Err(Error::Cancelled),
+    };
+    match outcome {
+        Ok(Some(held)) => Ok(Some(held)),
+        other => {
+            // Nothing taken: the lease (and a place in the line on it) goes.
+            let (s, c, l) = (Arc::clone(&shared), client.clone(), Arc::clone(&lease));
+            tokio::spawn(async move { l.revoke(&s, &c).await });
+            other
+        }
+    }
+}
+
+/// Whether a read shows the tickets key equal to `n`.
+fn agreed(snap: &Snapshot, n: u32) -> bool {
+    snap.tickets.as_ref().and_then(parse_tickets) == Some(n)
+}
+
+/// Reads the tickets key and the held slots in one revision.
+async fn read(shared: &Shared, client: &Client, keys: &Keys) -> Result<Snapshot> {
+    let txn = Txn::new().and_then([
+        TxnOp::get(keys.tickets(), None),
+        TxnOp::get(
+            keys.slots(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
+    ]);
+    let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
+    let g = gets(&resp);
+    let slots = keys.slots();
+    Ok(Snapshot {
+        revision: revision_of(resp.header()),
+        tickets: g.first().and_then(|g| g.kvs().first().cloned()),
+        held: g
+            .get(1)
+            .map(|g| {
+                g.kvs()
+                    .iter()
+                    .filter_map(|kv| slot_number(kv.key(), &slots))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Makes sure the tickets key says `n`: it does, or nobody is live and it
+/// is set to `n` now, or a live participant agreed on another number.
+async fn agree(shared: &Shared, client: &Client, keys: &Keys, req: &Request) -> Result<()> {
+    loop {
+        let txn = Txn::new().and_then([
+            TxnOp::get(keys.tickets(), None),
+            TxnOp::get(
+                keys.queue(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ),
+            TxnOp::get(
+                keys.slots(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ),
+        ]);
+        let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
+        let g = gets(&resp);
+        let tickets = g.first().and_then(|g| g.kvs().first().cloned());
+        let live = g.iter().skip(1).map(|g| g.count()).sum::<i64>();
+        let value = tickets.as_ref().and_then(parse_tickets);
+        if value == Some(req.tickets) {
+            return Ok(());
+        }
+        if live > 0 {
+            return Err(match value {
+                Some(agreed) => Error::TicketMismatch {
+                    name: req.name.clone(),
+                    asked: req.tickets,
+                    agreed,
+                },
+                None => Error::Store(format!(
+                    "the etcd key {} holds no valid number of tickets while the resource is in use; \
+                     wait until its participants have gone, or set it to their N",
+                    keys.tickets()
+                )),
+            });
+        }
+        // Nobody is live: the number is ours to set, if nobody joins or
+        // sets it first.
+        let unchanged = match &tickets {
+            Some(kv) => Compare::mod_revision(keys.tickets(), CompareOp::Equal, kv.mod_revision()),
+            None => Compare::create_revision(keys.tickets(), CompareOp::Equal, 0),
+        };
+        let txn = Txn::new()
+            .when([
+                unchanged,
+                Compare::create_revision(keys.queue(), CompareOp::Equal, 0).with_prefix(),
+                Compare::create_revision(keys.slots(), CompareOp::Equal, 0).with_prefix(),
+            ])
+            .and_then([TxnOp::put(keys.tickets(), req.tickets.to_string(), None)]);
+        call(&shared.cfg, "cannot write", client.clone().txn(txn)).await?;
+    }
+}
+
+/// A fresh holder record for this process.
+fn new_record(req: &Request) -> HolderRecord {
+    HolderRecord {
+        pid: std::process::id(),
+        since: crate::time::rfc3339(SystemTime::now()),
+        label: crate::record::clean_label(&req.label),
+        token: 0,
+        command_pid: None,
+    }
+}
+
+/// One attempt to take a free slot on `lease`, also leaving the line if
+/// `queued`.
+async fn take(
+    shared: &Arc<Shared>,
+    client: &Client,
+    keys: &Keys,
+    req: &Request,
+    lease: &Arc<Lease>,
+    queued: bool,
+) -> Result<Take> {
+    loop {
+        let snap = read(shared, client, keys).await?;
+        if !agreed(&snap, req.tickets) {
+            agree(shared, client, keys, req).await?;
+            continue;
+        }
+        let Some(slot) = (0..req.tickets).find(|i| !snap.held.contains(i)) else {
+            return Ok(Take::Full(snap.revision));
+        };
+        let key = keys.slot(slot);
+        let record = new_record(req);
+        let mut ops = vec![TxnOp::put(
+            key.clone(),
+            record.to_bytes(),
+            Some(PutOptions::new().with_lease(lease.id)),
+        )];
+        if queued {
+            ops.push(TxnOp::delete(keys.waiter(lease.id), None));
+        }
+        let txn = Txn::new()
+            .when([
+                Compare::value(keys.tickets(), CompareOp::Equal, req.tickets.to_string()),
+                Compare::create_revision(key.clone(), CompareOp::Equal, 0),
+            ])
+            .and_then(ops);
+        let resp = call(&shared.cfg, "cannot take a slot", client.clone().txn(txn)).await?;
+        if !resp.succeeded() {
+            // Someone else took it, or the tickets key changed: look again.
+            continue;
+        }
+        let token = u64::try_from(revision_of(resp.header())).unwrap_or(0);
+        let path = PathBuf::from(format!("etcd:{}/{key}", shared.cfg.endpoints.join(",")));
+        let mut record = record;
+        record.token = token;
+        watch_own_key(shared, client, &key, token, lease);
+        return Ok(Take::Got(EtcdHeld {
+            shared: Arc::clone(shared),
+            lease: Arc::clone(lease),
+            slot,
+            token,
+            key,
+            path,
+            record,
+        }));
+    }
+}
+
+/// Marks the lease gone if the slot key is deleted or replaced by anyone
+/// but its holder (an operator wiping the prefix: the run directory
+/// removed, in the local store's terms).
+fn watch_own_key(shared: &Arc<Shared>, client: &Client, key: &str, token: u64, lease: &Arc<Lease>) {
+    let (client, key, lease) = (client.clone(), key.to_string(), Arc::clone(lease));
+    let _ = shared;
+    tokio::spawn(async move {
+        let from = i64::try_from(token).unwrap_or(i64::MAX) + 1;
+        loop {
+            let options = WatchOptions::new().with_start_revision(from);
+            let mut c = client.clone();
+            let watched = tokio::select! {
+                w = c.watch(key.clone(), Some(options)) => w,
+                _ = lease.lost() => return,
+            };
+            let Ok((_watcher, mut stream)) = watched else {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                    _ = lease.lost() => return,
+                }
+            };
+            loop {
+                let msg = tokio::select! {
+                    m = stream.message() => m,
+                    _ = lease.lost() => return,
+                };
+                match msg {
+                    Ok(Some(resp)) => {
+                        let replaced = resp.events().iter().any(|e| {
+                            e.event_type() == EventType::Delete
+                                || e.kv().is_some_and(|kv| kv.create_revision() != from - 1)
+                        });
+                        if replaced || resp.canceled() {
+                            lease.mark_gone();
+                            return;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+    });
+}
+
+/// Takes a slot, waiting in line if `wait`; a lease lost while waiting is
+/// replaced and the line joined again at its end.
+async fn acquire(
+    shared: &Arc<Shared>,
+    client: &Client,
+    keys: &Keys,
+    req: &Request,
+    wait: bool,
+    lease: &mut Arc<Lease>,
+) -> Result<Option<EtcdHeld>> {
+    match take(shared, client, keys, req, lease, false).await? {
+        Take::Got(held) => return Ok(Some(held)),
+        Take::Full(_) if !wait => return Ok(None),
+        Take::Full(_) => {}
+    }
+    let mut failures = 0;
+    loop {
+        if !lease.is_alive() {
+            let (s, c, l) = (Arc::clone(shared), client.clone(), Arc::clone(lease));
+            tokio::spawn(async move { l.revoke(&s, &c).await });
+            *lease = Lease::grant(shared, client).await?;
+        }
+        match wait_in_line(shared, client, keys, req, lease).await {
+            Ok(Some(held)) => return Ok(Some(held)),
+            Ok(None) => failures = 0,
+            // Mismatches and bugs end the wait; etcd trouble is waited out.
+            Err(e @ (Error::TicketMismatch { .. } | Error::Cancelled)) => return Err(e),
+            Err(Error::Store(_)) => {
+                let pause = BACKOFF[failures.min(BACKOFF.len() - 1)];
+                failures += 1;
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Joins the line (if not in it) and waits for one change that concerns
+/// this waiter. `Ok(None)`: look again.
+async fn wait_in_line(
+    shared: &Arc<Shared>,
+    client: &Client,
+    keys: &Keys,
+    req: &Request,
+    lease: &Arc<Lease>,
+) -> Result<Option<EtcdHeld>> {
+    let me = keys.waiter(lease.id);
+    let line = call(
+        &shared.cfg,
+        "cannot read the line",
+        client.clone().get(
+            keys.queue(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only()
+                    .with_sort(SortTarget::Create, SortOrder::Ascend),
+            ),
+        ),
+    )
+    .await?;
+    let revision = revision_of(line.header());
+    let Some(pos) = line.kvs().iter().position(|kv| kv.key() == me.as_bytes()) else {
+        join(shared, client, keys, req, lease).await?;
+        return Ok(None);
+    };
+    if pos > 0 {
+        // Wait for the one before me to leave.
+        let before = line.kvs()[pos - 1].key().to_vec();
+        wait_for_delete(shared, client, before, false, revision, lease).await?;
+        return Ok(None);
+    }
+    // Head of the line: take a free slot or wait for one to be released.
+    match take(shared, client, keys, req, lease, true).await? {
+        Take::Got(held) => Ok(Some(held)),
+        Take::Full(at) => {
+            wait_for_delete(shared, client, keys.slots().into_bytes(), true, at, lease).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Puts this waiter at the end of the line, if the tickets agree.
+async fn join(
+    shared: &Arc<Shared>,
+    client: &Client,
+    keys: &Keys,
+    req: &Request,
+    lease: &Arc<Lease>,
+) -> Result<()> {
+    loop {
+        agree(shared, client, keys, req).await?;
+        let txn = Txn::new()
+            .when([Compare::value(
+                keys.tickets(),
+                CompareOp::Equal,
+                req.tickets.to_string(),
+            )])
+            .and_then([TxnOp::put(
+                keys.waiter(lease.id),
+                new_record(req).to_bytes(),
+                Some(PutOptions::new().with_lease(lease.id)),
+            )]);
+        let resp = call(&shared.cfg, "cannot join the line", client.clone().txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(());
+        }
+    }
+}
+
+/// Waits until a key (or, with `prefix`, any key under it) is deleted
+/// after revision `seen`, the lease is lost, or [`REREAD`] passes.
+async fn wait_for_delete(
+    shared: &Arc<Shared>,
+    client: &Client,
+    key: Vec<u8>,
+    prefix: bool,
+    seen: i64,
+    lease: &Arc<Lease>,
+) -> Result<()> {
+    let mut options = WatchOptions::new().with_start_revision(seen + 1);
+    if prefix {
+        options = options.with_prefix();
+    }
+    let (_watcher, mut stream) = call(
+        &shared.cfg,
+        "cannot watch",
+        client.clone().watch(key, Some(options)),
+    )
+    .await?;
+    let deadline = tokio::time::sleep(REREAD);
+    tokio::pin!(deadline);
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m,
+            _ = lease.lost() => return Ok(()),
+            _ = &mut deadline => return Ok(()),
+        };
+        match msg {
+            Ok(Some(resp)) => {
+                if resp.canceled()
+                    || resp
+                        .events()
+                        .iter()
+                        .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(etcd_error(&shared.cfg, "a watch broke", e)),
+        }
+    }
+}
+
+/// The status of one resource or of all under the prefix.
+async fn status(shared: &Shared, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
+    let client = shared.client().await?;
+    let prefix = &shared.cfg.prefix;
+    let from = match name {
+        Some(n) => Keys::new(prefix, n).base,
+        None => prefix.clone(),
+    };
+    let resp = call(
+        &shared.cfg,
+        "cannot read",
+        client.clone().get(from, prefixed()),
+    )
+    .await?;
+    // name → (tickets, slot → record of its holder)
+    type Found = BTreeMap<String, (Option<u32>, BTreeMap<u32, Option<HolderRecord>>)>;
+    let mut found = Found::new();
+    for kv in resp.kvs() {
+        let Some(rest) = kv.key().strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        let Ok(rest) = std::str::from_utf8(rest) else {
+            continue;
+        };
+        let Some((name, what)) = rest.split_once('/') else {
+            continue;
+        };
+        if crate::name::validate_name(name).is_err() {
+            continue;
+        }
+        let entry = found.entry(name.to_string()).or_default();
+        if what == "tickets" {
+            entry.0 = parse_tickets(kv);
+        } else if let Some(i) = slot_number(kv.key(), &Keys::new(prefix, name).slots()) {
+            entry.1.insert(i, record_of(kv));
+        }
+    }
+    Ok(found
+        .into_iter()
+        .filter_map(|(name, (tickets, held))| {
+            let top = held.keys().next_back().map_or(0, |i| i + 1);
+            let tickets = tickets.unwrap_or(top);
+            if tickets == 0 {
+                return None;
+            }
+            let slots = (0..tickets.max(top))
+                .map(|slot| SlotStatus {
+                    slot,
+                    held: held.contains_key(&slot),
+                    holder: held.get(&slot).cloned().flatten(),
+                })
+                .collect();
+            Some(ResourceStatus {
+                name,
+                tickets,
+                slots,
+            })
+        })
+        .collect())
+}
+
+impl std::fmt::Debug for EtcdHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdHeld")
+            .field("key", &self.key)
+            .field("token", &self.token)
+            .field("lease", &self.lease.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdHeld {
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    pub(crate) fn record(&self) -> &HolderRecord {
+        &self.record
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the lease is certainly still alive on the server: renewed
+    /// within [`LOST_AFTER`] of its TTL and the slot key untouched.
+    pub(crate) fn is_intact(&self) -> bool {
+        self.lease.is_alive()
+    }
+
+    /// By when work done under this ticket must have stopped.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.lease.kill_by()
+    }
+
+    /// Adds the command's pid to the record, if the slot is still ours.
+    pub(crate) fn set_command_pid(&mut self, pid: u32) -> Result<()> {
+        self.record.command_pid = Some(pid);
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.key.clone(),
+                CompareOp::Equal,
+                i64::try_from(self.token).unwrap_or(i64::MAX),
+            )])
+            .and_then([TxnOp::put(
+                self.key.clone(),
+                self.record.to_bytes(),
+                Some(PutOptions::new().with_lease(self.lease.id)),
+            )]);
+        let shared = Arc::clone(&self.shared);
+        block(async move {
+            let mut client = shared.client().await?;
+            call(&shared.cfg, "cannot write the record", client.txn(txn)).await
+        })?
+        .map(drop)
+    }
+}
+
+impl Drop for EtcdHeld {
+    fn drop(&mut self) {
+        let (s, l) = (Arc::clone(&self.shared), Arc::clone(&self.lease));
+        let revoke = async move {
+            if let Ok(c) = s.client().await {
+                l.revoke(&s, &c).await;
+            }
+        };
+        if on_runtime() {
+            tokio::spawn(revoke);
+        } else {
+            // Wait for the revoke, so that the slot is free when drop
+            // returns, as it is on one host; if etcd cannot be reached the
+            // lease expires by itself.
+            let _ = block(revoke);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Watching.
+
+/// A watch on one resource's slots.
+pub(crate) struct EtcdWatch {
+    shared: Arc<Shared>,
+    name: String,
+    start: i64,
+    changes: std::sync::mpsc::Receiver<()>,
+    last: Mutex<ResourceStatus>,
+    task: tokio::task::AbortHandle,
+}
+
+impl EtcdWatch {
+    fn start(shared: Arc<Shared>, name: &str) -> Result<Self> {
+        let keys = Keys::new(&shared.cfg.prefix, name);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = Arc::clone(&shared);
+        let (start, task) = block(async move {
+            let client = s.client().await?;
+            let first = read(&s, &client, &keys).await?;
+            let task = tokio::spawn(forward(s, client, keys.slots(), first.revision, tx));
+            Ok::<_, Error>((first.revision, task.abort_handle()))
+        })??;
+        let w = EtcdWatch {
+            shared,
+            name: name.to_string(),
+            start,
+            changes: rx,
+            last: Mutex::new(ResourceStatus {
+                name: name.to_string(),
+                tickets: 0,
+                slots: Vec::new(),
+            }),
+            task,
+        };
+        Ok(w)
+    }
+
+    /// The resource now; on an etcd error, what it was at the last look.
+    pub(crate) fn snapshot(&self) -> ResourceStatus {
+        let shared = Arc::clone(&self.shared);
+        let name = self.name.clone();
+        let now = block(async move { status(&shared, Some(&name)).await })
+            .and_then(|r| r)
+            .map(|mut v| v.pop());
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match now {
+            Ok(Some(s)) => *last = s,
+            Ok(None) => {
+                last.slots.clear();
+            }
+            Err(_) => {}
+        }
+        last.clone()
+    }
+
+    /// Tokens at or below this were issued before the watch began.
+    pub(crate) fn last_token(&self) -> u64 {
+        u64::try_from(self.start).unwrap_or(0)
+    }
+
+    /// Waits up to `timeout` for a change; whether there was one.
+    pub(crate) fn wait(&mut self, _intr: &Interrupter, timeout: Duration) -> Result<bool> {
+        match self.changes.recv_timeout(timeout) {
+            Ok(()) => {
+                while self.changes.try_recv().is_ok() {}
+                Ok(true)
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Store(format!(
+                "the watch on {} ended; this is a bug",
+                self.name
+            ))),
+        }
+    }
+}
+
+impl Drop for EtcdWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Sends one `()` per batch of changes under `prefix` after `seen`, and
+/// watches again from where it left off when a watch breaks.
+async fn forward(
+    shared: Arc<Shared>,
+    client: Client,
+    prefix: String,
+    mut seen: i64,
+    tx: std::sync::mpsc::Sender<()>,
+) {
+    loop {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(seen + 1);
+        if let Ok((_watcher, mut stream)) = call(
+            &shared.cfg,
+            "cannot watch",
+            client.clone().watch(prefix.clone(), Some(options)),
+        )
+        .await
+        {
+            while let Ok(Some(resp)) = stream.message().await {
+                if let Some(last) = resp.events().iter().filter_map(|e| e.kv()).next_back() {
+                    seen = seen.max(last.mod_revision());
+                }
+                if resp.canceled() {
+                    // Compacted past what we saw: start from now.
+                    seen = resp.compact_revision().max(seen);
+                }
+                if (!resp.events().is_empty() || resp.canceled()) && tx.send(()).is_err() {
+                    return;
+                }
+                if resp.canceled() {
+                    break;
+                }
+            }
+        }
+        if tx.send(()).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_checked() {
+        assert!(Etcd::new("http://127.0.0.1:2379").is_ok());
+        assert!(Etcd::new("http://[::1]:2379").is_ok());
+        for bad in [
+            "",
+            ",",
+            "http://",
+            "http://host",
+            "http://host:0",
+            "http://host:99999",
+            "http://host:2379/path",
+            "https://host:2379",
+            "host:2379",
+            "http://ho st:1",
+        ] {
+            assert!(Etcd::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn slot_keys_parse_strictly() {
+        let p = "elect/x/slot/";
+        assert_eq!(slot_number(b"elect/x/slot/0", p), Some(0));
+        assert_eq!(slot_number(b"elect/x/slot/17", p), Some(17));
+        for bad in [
+            &b"elect/x/slot/"[..],
+            b"elect/x/slot/01",
+            b"elect/x/slot/-1",
+            b"elect/y/slot/1",
+        ] {
+            assert_eq!(slot_number(bad, p), None);
+        }
+    }
+
+    #[test]
+    fn shares_of_the_ttl_leave_room_before_expiry() {
+        let ttl = Duration::from_secs(5);
+        assert_eq!(share(ttl, LOST_AFTER), Duration::from_secs(3));
+        assert_eq!(share(ttl, KILL_BY), Duration::from_secs(4));
+        assert!(
+            ttl / RENEW_PER_TTL * 2 < share(ttl, LOST_AFTER),
+            "two renewals may fail"
+        );
+    }
+}
