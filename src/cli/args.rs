@@ -81,12 +81,25 @@ pub(crate) enum Command {
     GenerateMan(GenerateManArgs),
 }
 
-/// Where the run directory is; shared by every subcommand that needs one.
+/// Where the resources live, a run directory or an etcd cluster; shared by
+/// every subcommand that needs one.
 #[derive(Debug, Args)]
 pub(crate) struct DirArg {
     /// Run directory [default: $ELECT_DIR, else $XDG_RUNTIME_DIR/elect, else /tmp/elect-<uid>].
     #[arg(short = 'd', long = "dir", value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
+
+    /// Hold the election on the etcd cluster at ENDPOINTS (comma-separated
+    /// http://host:port) instead of a run directory, for participants on many
+    /// hosts [default: $ELECT_ETCD, unless --dir is given]. Needs an elect
+    /// built with the `etcd` feature.
+    #[arg(long, value_name = "ENDPOINTS", value_parser = Text(any_text), conflicts_with = "dir")]
+    pub(crate) etcd: Option<String>,
+
+    /// With --etcd: the prefix of every key elect writes [default:
+    /// $ELECT_ETCD_PREFIX, else elect/].
+    #[arg(long, value_name = "PREFIX", value_parser = Text(any_text))]
+    pub(crate) etcd_prefix: Option<String>,
 }
 
 /// `elect run`.
@@ -162,6 +175,19 @@ pub(crate) struct RunArgs {
         allow_hyphen_values = true
     )]
     pub(crate) kill_after: Duration,
+
+    /// With --etcd: the TTL of the lease that keeps the ticket alive
+    /// [default: 5s]. After a crash or a network partition of a holder, the
+    /// ticket passes on within this long; a holder that cannot renew its
+    /// lease stops its command (SIGTERM) after 3/5 of it and kills it
+    /// (SIGKILL) by 4/5 of it, before anyone else can take over.
+    #[arg(
+        long,
+        value_name = "DUR",
+        value_parser = Text(parse_duration),
+        allow_hyphen_values = true
+    )]
+    pub(crate) ttl: Option<Duration>,
 
     /// The resource: 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter
     /// or digit; a scope is written with dots (team.job).

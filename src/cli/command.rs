@@ -130,8 +130,8 @@ pub(crate) fn spawn(
         .env("ELECT_NAME", election.name())
         .env("ELECT_SLOT", ticket.slot().to_string())
         .env("ELECT_TICKETS", election.tickets().to_string())
-        .env("ELECT_DIR", election.dir())
         .env("ELECT_TOKEN", ticket.token().to_string());
+    set_location(&mut cmd, election);
     if inherit {
         ticket.share_with(&mut cmd);
     } else {
@@ -166,6 +166,20 @@ fn unblock_signals(cmd: &mut Command) {
             Ok(())
         });
     }
+}
+
+/// Tells the command where the resource lives: `ELECT_DIR`, or for an
+/// election on etcd `ELECT_ETCD` and `ELECT_ETCD_PREFIX` (and no
+/// `ELECT_DIR`, so that an `elect` the command runs uses the same cluster).
+fn set_location(cmd: &mut Command, election: &Election) {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = election.etcd() {
+        cmd.env_remove("ELECT_DIR")
+            .env("ELECT_ETCD", etcd.endpoints().join(","))
+            .env("ELECT_ETCD_PREFIX", etcd.key_prefix());
+        return;
+    }
+    cmd.env("ELECT_DIR", election.dir());
 }
 
 /// Makes the command receive SIGKILL when elect dies (Linux's

@@ -5,6 +5,7 @@
 mod args;
 mod command;
 mod exit;
+mod location;
 mod man;
 mod output;
 mod progress;

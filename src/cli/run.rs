@@ -18,6 +18,7 @@ use elect::{Election, ResourceStatus, Ticket};
 use super::args::RunArgs;
 use super::command;
 use super::exit::{self, Failure, say};
+use super::location::Place;
 use super::progress::Progress;
 use super::signals::{self, Bell, Signals, Woke};
 
@@ -35,14 +36,12 @@ enum Wait {
 
 /// Runs `elect run` and returns its exit status.
 pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
-    let mut builder = Election::builder(&args.name).tickets(args.tickets).label(
+    let place = Place::of(&args.dir, args.ttl)?;
+    let builder = place.builder(&args.name).tickets(args.tickets).label(
         args.label
             .clone()
             .unwrap_or_else(|| command::command_line(&args.command)),
     );
-    if let Some(dir) = &args.dir.dir {
-        builder = builder.dir(dir);
-    }
     // Refuses a bad name before anything is touched (status 2).
     let election = builder.build()?;
     let found = command::check(&args.command[0])?;
@@ -66,12 +65,15 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
 
+    // A ticket that can expire (an etcd lease, renewed by elect alone)
+    // cannot be inherited: the command dies with elect instead.
+    let expires = ticket.deadline().is_some();
     let mut child = command::spawn(
         &args.command,
         found.as_deref(),
         &election,
         &ticket,
-        !args.no_inherit,
+        !args.no_inherit && !expires,
     )?;
     let pid = child.id() as libc::pid_t;
     if let Err(e) = ticket.set_command_pid(child.id())
@@ -84,13 +86,13 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     }
     let exited = command::exit_watch(pid)?;
 
+    // When the ticket was found lost, and when SIGKILL is due.
     let mut lost: Option<Instant> = None;
+    let mut kill_at: Option<Instant> = None;
     let mut killed = false;
     loop {
-        let timeout = match lost {
-            Some(at) if !killed => {
-                TICK.min((at + args.kill_after).saturating_duration_since(Instant::now()))
-            }
+        let timeout = match kill_at {
+            Some(at) if !killed => TICK.min(at.saturating_duration_since(Instant::now())),
             _ => TICK,
         };
         match signals.wait(Some(exited.as_fd()), timeout) {
@@ -99,24 +101,37 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             Woke::Timeout => {}
         }
         if lost.is_none() && !ticket.is_held() {
+            let now = Instant::now();
+            // An expiring ticket must be dead before the server can let
+            // another holder in, whatever -k says.
+            let at = match ticket.deadline() {
+                Some(deadline) => (now + args.kill_after).min(deadline),
+                None => now + args.kill_after,
+            };
+            let why = if expires {
+                "its lease could not be renewed in time or its key was deleted"
+            } else {
+                "it was removed or replaced"
+            };
             say(format!(
-                "lost the ticket of {:?} (slot {}, token {}): {} was removed or replaced, so another process may hold it now; stopping the command (pid {pid}) with SIGTERM, SIGKILL in {}",
+                "lost the ticket of {:?} (slot {}, token {}): {}: {why}, so another process may hold it soon; stopping the command (pid {pid}) with SIGTERM, SIGKILL in {}",
                 election.name(),
                 ticket.slot(),
                 ticket.token(),
                 ticket.path().display(),
-                humantime(args.kill_after),
+                humantime(at.saturating_duration_since(now)),
             ));
             signals::send(pid, libc::SIGTERM);
-            lost = Some(Instant::now());
+            lost = Some(now);
+            kill_at = Some(at);
         }
-        if let Some(at) = lost
+        if let (Some(since), Some(at)) = (lost, kill_at)
             && !killed
-            && at.elapsed() >= args.kill_after
+            && Instant::now() >= at
         {
             say(format!(
                 "the command (pid {pid}) did not stop within {} of SIGTERM; sent SIGKILL",
-                humantime(args.kill_after)
+                humantime(since.elapsed())
             ));
             signals::send(pid, libc::SIGKILL);
             killed = true;

@@ -5,11 +5,12 @@ use elect::Status;
 
 use super::args::StatusArgs;
 use super::exit::Failure;
+use super::location::Place;
 use super::output;
 
 /// Runs `elect status` and returns its exit status.
 pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {
-    let st = elect::status(args.dir.dir.as_deref(), args.name.as_deref())?;
+    let st = Place::of(&args.dir, None)?.status(args.name.as_deref())?;
     let text = if args.json {
         let mut json = serde_json::to_string(&st)
             .map_err(|e| Failure::internal(format!("cannot write the status as JSON: {e}")))?;

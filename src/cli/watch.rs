@@ -1,20 +1,17 @@
 //! `elect watch`: one line per change of ownership of a resource, flushed
 //! as it happens, until interrupted or until nobody reads the output.
 
-use elect::{Election, Event, EventKind};
+use elect::{Event, EventKind};
 
 use super::args::WatchArgs;
 use super::exit::{Failure, say};
+use super::location::Place;
 use super::output::{self, Written};
 
 /// Runs `elect watch` and returns its exit status (0 when stdout closes;
 /// a signal ends it with the signal's default action).
 pub(crate) fn watch(args: WatchArgs) -> Result<i32, Failure> {
-    let mut builder = Election::builder(&args.name);
-    if let Some(dir) = &args.dir.dir {
-        builder = builder.dir(dir);
-    }
-    let election = builder.build()?;
+    let election = Place::of(&args.dir, None)?.builder(&args.name).build()?;
     let mut watcher = election.watch()?;
     if !args.quiet {
         say(format!(
