@@ -485,8 +485,18 @@ impl Lease {
         self.renewed() + share(self.ttl, KILL_BY)
     }
 
+    /// Whether the lease certainly lives on the server. Once false, false
+    /// for good: a holder that stopped trusting its ticket must not start
+    /// again because a late renewal went through.
     fn is_alive(&self) -> bool {
-        !self.gone.load(Ordering::Acquire) && Instant::now() < self.lost_at()
+        if self.gone.load(Ordering::Acquire) {
+            return false;
+        }
+        if Instant::now() >= self.lost_at() {
+            self.mark_gone();
+            return false;
+        }
+        true
     }
 
     fn mark_gone(&self) {
@@ -559,7 +569,11 @@ async fn keep(client: Client, lease: Arc<Lease>) {
             _ = lease.stop.notified() => return,
             _ = tokio::time::sleep_until(next) => {}
         }
-        if lease.gone.load(Ordering::Acquire) {
+        if !lease.is_alive() {
+            // Lost by the clock (renewals failed for too long): revoke, in
+            // case the server still has it, so the slot is free at once.
+            // (After a release this repeats its revoke, which is harmless.)
+            let _ = tokio::time::timeout(CALL_TIMEOUT, client.clone().lease_revoke(lease.id)).await;
             return;
         }
         let sent = Instant::now();
@@ -577,9 +591,16 @@ async fn keep(client: Client, lease: Arc<Lease>) {
         })
         .await;
         match renewal {
-            Ok(Ok(Some(ttl))) if ttl > 0 => {
+            // Renewed, and in time: the ticket was never given up.
+            Ok(Ok(Some(ttl))) if ttl > 0 && lease.is_alive() => {
                 *lease.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent;
                 next = tokio::time::Instant::from_std(sent) + every;
+            }
+            // Renewed too late: the holder has already been told its
+            // ticket is lost, so let the others have the slot now.
+            Ok(Ok(Some(ttl))) if ttl > 0 => {
+                let _ = client.clone().lease_revoke(lease.id).await;
+                return;
             }
             // The server no longer knows the lease: it expired.
             Ok(Ok(Some(_))) => {
