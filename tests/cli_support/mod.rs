@@ -29,6 +29,8 @@ where
     let mut cmd = Command::new(ELECT);
     cmd.args(args)
         .env_remove("ELECT_DIR")
+        .env_remove("ELECT_ETCD")
+        .env_remove("ELECT_ETCD_PREFIX")
         .env_remove("XDG_RUNTIME_DIR")
         .stdin(Stdio::null());
     cmd
