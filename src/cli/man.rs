@@ -223,6 +223,7 @@ fn elect_page() -> Vec<Section> {
         environment(true),
         files(),
         notes(),
+        etcd(),
         run_examples(),
         see_also(),
     ]
@@ -244,7 +245,7 @@ fn run_exit_status() -> Section {
             ),
             Tag(
                 "76",
-                "when the ticket was lost while the command ran: its slot file or resource directory was removed or replaced. The command was sent SIGTERM, then SIGKILL after --kill-after.",
+                "when the ticket was lost while the command ran: its slot file or resource directory was removed or replaced, or with --etcd its lease could not be renewed in time or its key was deleted. The command was sent SIGTERM, then SIGKILL after --kill-after (with --etcd, sooner if the lease requires it).",
             ),
             Tag(
                 "2",
@@ -254,7 +255,7 @@ fn run_exit_status() -> Section {
             Tag("127", "the command was not found."),
             Tag(
                 "125",
-                "any other failure of elect itself: unsafe or unwritable run directory, participants disagreeing on the number of tickets, I/O error; as env(1), nice(1) and timeout(1) use it.",
+                "any other failure of elect itself: unsafe or unwritable run directory, participants disagreeing on the number of tickets, I/O error, an etcd cluster that cannot be reached; as env(1), nice(1) and timeout(1) use it.",
             ),
             P(
                 "Every error message goes to stderr, begins with \"elect:\", names the bad value or path and says what to do about it.",
@@ -270,6 +271,14 @@ fn environment(run: bool) -> Section {
             "XDG_RUNTIME_DIR",
             "When ELECT_DIR is unset or empty, the run directory is $XDG_RUNTIME_DIR/elect; when both are unset, /tmp/elect-UID.",
         ),
+        Tag(
+            "ELECT_ETCD",
+            "The etcd endpoints when neither --etcd nor --dir is given: the election is then held on that cluster (see ELECTIONS ON ETCD). It wins over ELECT_DIR; --dir on the command line wins over it.",
+        ),
+        Tag(
+            "ELECT_ETCD_PREFIX",
+            "The key prefix when --etcd-prefix is not given (default elect/).",
+        ),
     ];
     if run {
         blocks.push(Tag(
@@ -281,7 +290,10 @@ fn environment(run: bool) -> Section {
             Tag("ELECT_NAME", "The resource name."),
             Tag("ELECT_SLOT", "The slot held, 0-based."),
             Tag("ELECT_TICKETS", "N, the number of tickets."),
-            Tag("ELECT_DIR", "The run directory, absolute."),
+            Tag(
+                "ELECT_DIR",
+                "The run directory, absolute. Not set for an election on etcd, which sets ELECT_ETCD and ELECT_ETCD_PREFIX instead, so that an elect the command runs uses the same cluster.",
+            ),
             Tag(
                 "ELECT_TOKEN",
                 "The fencing token: an integer that strictly increases with every acquisition of any slot of this resource. Hand it to a downstream system so it can refuse writes from a holder that was superseded.",
@@ -317,7 +329,7 @@ fn notes() -> Section {
         vec![
             Tag(
                 "One host",
-                "elect elects among the processes of one host, through the kernel's locks. It is not a distributed lock: for several hosts use etcd, Consul or a database.",
+                "By default elect elects among the processes of one host, through the kernel's locks. For participants on several hosts, hold the election on an etcd cluster with --etcd (see ELECTIONS ON ETCD).",
             ),
             Tag(
                 "NFS",
@@ -346,6 +358,33 @@ fn notes() -> Section {
             Tag(
                 "Progress",
                 "While elect run waits and stderr is a terminal, it shows what it waits for and who holds the tickets (pid, label, since when), updated as that changes and erased once a ticket is obtained. Nothing of that is shown when stderr is not a terminal, or with --quiet.",
+            ),
+        ],
+    )
+}
+
+fn etcd() -> Section {
+    (
+        "ELECTIONS ON ETCD",
+        vec![
+            P(
+                "With --etcd ENDPOINTS (comma-separated http://host:port; or ELECT_ETCD) the resources live in an etcd v3 cluster instead of a run directory, for participants on many hosts. It needs an elect built with the etcd feature (cargo install elect --features etcd). The semantics are those of one host: at most N holders across all hosts, N agreed by every live participant, waiters served in arrival order and each woken only by the release it waits for, fencing tokens that strictly increase (etcd revisions), a lost ticket noticed and acted on. The keys, under --etcd-prefix (default elect/), are PREFIX/NAME/tickets, PREFIX/NAME/slot/I (on the holder's lease; its value is the holder's record) and PREFIX/NAME/queue/LEASE (a waiter).",
+            ),
+            Tag(
+                "Fail-over time",
+                "A holder that ends normally (the command exits, elect gets a signal) revokes its lease and the next waiter owns the slot within milliseconds: one etcd round trip and a watch event. A holder that crashes (elect killed with SIGKILL, its host down) or is cut off by a network partition cannot revoke: the slot is free when the server expires the lease, TTL after the last renewal it received (renewals go every TTL/5, so 4/5 TTL to TTL after the crash), plus up to half a second until the etcd leader next looks for expired leases, and a fresh TTL if the etcd leader changes meanwhile. This is longer than on one host, where the kernel frees a lock the instant its holder dies, because a server cannot tell a dead holder from a slow or cut-off one before its lease runs out. A lower --ttl (default 5s) fails over sooner; a higher one rides out longer network or etcd trouble (an etcd leader election takes 1 to 2 s with etcd's default settings). etcd raises a TTL below its minimum, 1.5 times its election timeout.",
+            ),
+            Tag(
+                "Stopping early",
+                "If no renewal of the lease went through for 3/5 of the TTL, elect run treats the ticket as lost: it says so, sends the command SIGTERM, sends SIGKILL no later than 4/5 of the TTL after the last successful renewal (sooner than --kill-after if need be), and exits 76. That is a fifth of the TTL before the server can let another holder in, counted from when that renewal was sent, so it holds wherever clocks run at the same rate. It cannot hold for a holder stopped as a whole (SIGSTOP of its process group, a paused VM): resumed, the command may run for a moment before elect looks at the clock. That is what ELECT_TOKEN is for.",
+            ),
+            Tag(
+                "Fencing",
+                "ELECT_TOKEN is the etcd revision at which the ticket was taken. Hand it to the system the command writes to and have that system refuse a token lower than the highest it has seen, e.g. UPDATE jobs SET ..., token = $ELECT_TOKEN WHERE id = 1 AND token <= $ELECT_TOKEN; a holder that woke up late then cannot overwrite its successor's work.",
+            ),
+            Tag(
+                "The command",
+                "cannot inherit an etcd ticket, because elect renews the lease: it always runs as with --no-inherit and gets SIGKILL if elect dies.",
             ),
         ],
     )
@@ -383,6 +422,12 @@ fn run_examples() -> Section {
             ),
             P("A command that starts a daemon which must not keep the ticket:"),
             Code("elect run --no-inherit db-setup -- ./start-db-and-migrate.sh"),
+            P(
+                "At most two load tests at once across all CI runners of a team, on its etcd cluster, with a 10 s lease:",
+            ),
+            Code(
+                "export ELECT_ETCD=http://etcd1:2379,http://etcd2:2379,http://etcd3:2379\nelect run -t 2 --ttl 10s load-test -- ./load-test.sh",
+            ),
         ],
     )
 }
