@@ -7,7 +7,7 @@ mod etcd_support;
 
 use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cli_support::{Proc, code, dead, elect, next_line, output, wait_until};
 use etcd_support::{EtcdCluster, require_etcd};
@@ -136,7 +136,7 @@ fn a_second_run_waits_or_gives_up_as_asked() {
     let (st, err) = waiter.finish();
     assert_eq!(code(st), 0, "{err}");
     // Another N while a participant is live: 125 with the agreed number.
-    let mut holder = Proc::spawn(on_etcd("run", test).args(["one", "--", "sleep", "60"]));
+    let holder = Proc::spawn(on_etcd("run", test).args(["one", "--", "sleep", "60"]));
     wait_held(test, "one");
     let out = output(on_etcd("run", test).args(["-t", "2", "-n", "one", "--", "true"]));
     assert_eq!(code(out.status), 125);
@@ -327,4 +327,53 @@ fn elect_etcd_in_the_environment_is_used_unless_dir_is_given() {
         String::from_utf8(out.stdout).unwrap().trim(),
         dir.path().to_str().unwrap()
     );
+}
+
+#[test]
+fn a_signal_while_waiting_gives_up_and_leaves_the_line() {
+    if !require_etcd("a_signal_while_waiting_gives_up_and_leaves_the_line") {
+        return;
+    }
+    let test = "signal";
+    let holder = Proc::spawn(on_etcd("run", test).args(["q", "--", "sleep", "60"]));
+    wait_held(test, "q");
+    let mut waiter = Proc::spawn(on_etcd("run", test).args(["q", "--", "echo", "ran"]));
+    let prefix = format!("{test}-{}/", std::process::id());
+    wait_until("the waiter stands in line", || {
+        let out = output(on_etcd("status", test).args(["--json", "q"]));
+        // The line is not in status; the waiter's lease and key are, in etcd.
+        out.status.success() && queue_len(&prefix, "q") == 1
+    });
+    cli_support::kill(waiter.pid(), libc::SIGTERM);
+    let st = waiter.wait();
+    assert_eq!(code(st), 128 + libc::SIGTERM);
+    wait_until("the waiter left the line", || queue_len(&prefix, "q") == 0);
+    let mut out = String::new();
+    use std::io::Read;
+    waiter
+        .child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.is_empty(), "the command did not run");
+    drop(holder);
+}
+
+/// How many waiters stand in the line of `name`, read with our own client.
+fn queue_len(prefix: &str, name: &str) -> usize {
+    let endpoints: Vec<String> = node().endpoints().split(',').map(str::to_string).collect();
+    let key = format!("{prefix}{name}/queue/");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let mut c = etcd_client::Client::connect(endpoints, None).await.unwrap();
+            let opts = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only();
+            c.get(key, Some(opts)).await.unwrap().count() as usize
+        })
 }

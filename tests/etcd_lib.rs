@@ -374,3 +374,88 @@ fn the_election_carries_on_when_the_etcd_leader_is_killed() {
     );
     assert_eq!(tokens.iter().collect::<HashSet<_>>().len(), tokens.len());
 }
+
+/// A counter or gauge from a member's `/metrics`.
+fn metric(endpoint: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} at {endpoint}"))
+}
+
+#[test]
+fn one_release_wakes_one_waiter() {
+    if !require_etcd("one_release_wakes_one_waiter") {
+        return;
+    }
+    // Its own node: the test counts the events the server sends.
+    let cluster = EtcdCluster::start(1);
+    let etcd = config(&cluster, "herd", 5);
+    let e = election(&etcd, "herd", 1);
+    let holder = e.obtain().unwrap();
+    let queue = format!("{}herd/queue/", etcd.key_prefix());
+    let (got_tx, got_rx) = std::sync::mpsc::channel();
+    let mut releases = Vec::new();
+    let mut threads = Vec::new();
+    const WAITERS: usize = 10;
+    for i in 0..WAITERS {
+        let e = election(&etcd, "herd", 1);
+        let got = got_tx.clone();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        releases.push(release_tx);
+        threads.push(std::thread::spawn(move || {
+            let t = e.obtain().unwrap();
+            got.send(i).unwrap();
+            let _ = release_rx.recv();
+            drop(t);
+        }));
+        wait_until("the waiter stands in line", DEADLINE, || {
+            keys_under(&cluster.endpoints(), &queue).len() == i + 1
+        });
+    }
+    // Watches: the holder's own key, the head's on the slots, and one per
+    // other waiter on the key before its own.
+    let endpoint = cluster.endpoint(0);
+    let watchers = |n: usize| {
+        let endpoint = endpoint.clone();
+        move || metric(&endpoint, "etcd_debugging_mvcc_watcher_total") as usize == n
+    };
+    wait_until("every watch is in place", DEADLINE, watchers(1 + WAITERS));
+    let before = metric(&cluster.endpoint(0), "etcd_debugging_mvcc_events_total");
+    drop(holder);
+    let first = got_rx.recv_timeout(DEADLINE).expect("a waiter takes over");
+    assert_eq!(first, 0, "the first in line");
+    wait_until("the watches settle", DEADLINE, watchers(WAITERS));
+    let sent = metric(&cluster.endpoint(0), "etcd_debugging_mvcc_events_total") - before;
+    assert!(
+        got_rx.try_recv().is_err(),
+        "only one waiter owns the ticket"
+    );
+    eprintln!("{sent} events for one release to {WAITERS} waiters");
+    // The holder's own watch sees its key go, the head sees the slot free,
+    // the next in line sees the head leave the line: 3. A herd would be at
+    // least one event per waiter.
+    assert!(
+        sent <= 4.0,
+        "{sent} events sent for one release to {WAITERS} waiters"
+    );
+    for (i, r) in releases.iter().enumerate() {
+        let _ = r.send(());
+        if i + 1 < WAITERS {
+            assert_eq!(
+                got_rx.recv_timeout(DEADLINE).unwrap(),
+                i + 1,
+                "arrival order"
+            );
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
