@@ -728,9 +728,12 @@ async fn obtain(
     if !wait && first.held.len() >= req.tickets as usize && agreed(&first, req.tickets) {
         return Ok(None);
     }
+    let guess = (0..req.tickets)
+        .find(|i| !first.held.contains(i))
+        .unwrap_or(0);
     let mut lease = Lease::grant(&shared, &client).await?;
     let outcome = tokio::select! {
-        r = acquire(&shared, &client, &keys, &req, wait, &mut lease) => r,
+        r = acquire(&shared, &client, &keys, &req, wait, &mut lease, guess) => r,
         _ = cancel.notified() => Err(Error::Cancelled),
     };
     match outcome {
@@ -749,19 +752,23 @@ fn agreed(snap: &Snapshot, n: u32) -> bool {
     snap.tickets.as_ref().and_then(parse_tickets) == Some(n)
 }
 
-/// Reads the tickets key and the held slots in one revision.
-async fn read(shared: &Shared, client: &Client, keys: &Keys) -> Result<Snapshot> {
-    let txn = Txn::new().and_then([
+/// The two reads that tell whether a slot can be taken: the tickets key and
+/// the held slots (keys only).
+fn snapshot_ops(keys: &Keys) -> [TxnOp; 2] {
+    [
         TxnOp::get(keys.tickets(), None),
         TxnOp::get(
             keys.slots(),
             Some(GetOptions::new().with_prefix().with_keys_only()),
         ),
-    ]);
-    let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
-    let g = gets(&resp);
+    ]
+}
+
+/// What the answers to [`snapshot_ops`] say.
+fn snapshot_of(resp: &etcd_client::TxnResponse, keys: &Keys) -> Snapshot {
+    let g = gets(resp);
     let slots = keys.slots();
-    Ok(Snapshot {
+    Snapshot {
         revision: revision_of(resp.header()),
         tickets: g.first().and_then(|g| g.kvs().first().cloned()),
         held: g
@@ -773,7 +780,14 @@ async fn read(shared: &Shared, client: &Client, keys: &Keys) -> Result<Snapshot>
                     .collect()
             })
             .unwrap_or_default(),
-    })
+    }
+}
+
+/// Reads the tickets key and the held slots in one revision.
+async fn read(shared: &Shared, client: &Client, keys: &Keys) -> Result<Snapshot> {
+    let txn = Txn::new().and_then(snapshot_ops(keys));
+    let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
+    Ok(snapshot_of(&resp, keys))
 }
 
 /// Makes sure the tickets key says `n`: it does, or nobody is live and it
@@ -841,8 +855,10 @@ fn new_record(req: &Request) -> HolderRecord {
     }
 }
 
-/// One attempt to take a free slot on `lease`, also leaving the line if
-/// `queued`.
+/// Takes a free slot on `lease`, also leaving the line if `queued`, or
+/// finds them all held. It first tries slot `guess` (one round trip when
+/// that slot is free: a release just seen, or the first free slot of a
+/// read); a failed try brings back, in the same round trip, what is held.
 async fn take(
     shared: &Arc<Shared>,
     client: &Client,
@@ -850,16 +866,10 @@ async fn take(
     req: &Request,
     lease: &Arc<Lease>,
     queued: bool,
+    guess: u32,
 ) -> Result<Take> {
+    let mut slot = guess.min(req.tickets - 1);
     loop {
-        let snap = read(shared, client, keys).await?;
-        if !agreed(&snap, req.tickets) {
-            agree(shared, client, keys, req).await?;
-            continue;
-        }
-        let Some(slot) = (0..req.tickets).find(|i| !snap.held.contains(i)) else {
-            return Ok(Take::Full(snap.revision));
-        };
         let key = keys.slot(slot);
         let record = new_record(req);
         let mut ops = vec![TxnOp::put(
@@ -875,10 +885,20 @@ async fn take(
                 Compare::value(keys.tickets(), CompareOp::Equal, req.tickets.to_string()),
                 Compare::create_revision(key.clone(), CompareOp::Equal, 0),
             ])
-            .and_then(ops);
+            .and_then(ops)
+            .or_else(snapshot_ops(keys));
         let resp = call(&shared.cfg, "cannot take a slot", client.clone().txn(txn)).await?;
         if !resp.succeeded() {
-            // Someone else took it, or the tickets key changed: look again.
+            // Held, or the tickets key is not ours: see which.
+            let snap = snapshot_of(&resp, keys);
+            if !agreed(&snap, req.tickets) {
+                agree(shared, client, keys, req).await?;
+                continue;
+            }
+            match (0..req.tickets).find(|i| !snap.held.contains(i)) {
+                Some(free) => slot = free,
+                None => return Ok(Take::Full(snap.revision)),
+            }
             continue;
         }
         let token = u64::try_from(revision_of(resp.header())).unwrap_or(0);
@@ -951,8 +971,9 @@ async fn acquire(
     req: &Request,
     wait: bool,
     lease: &mut Arc<Lease>,
+    guess: u32,
 ) -> Result<Option<EtcdHeld>> {
-    match take(shared, client, keys, req, lease, false).await? {
+    match take(shared, client, keys, req, lease, false, guess).await? {
         Take::Got(held) => return Ok(Some(held)),
         Take::Full(_) if !wait => return Ok(None),
         Take::Full(_) => {}
@@ -1011,15 +1032,30 @@ async fn wait_in_line(
     if pos > 0 {
         // Wait for the one before me to leave.
         let before = line.kvs()[pos - 1].key().to_vec();
-        wait_for_delete(shared, client, before, false, revision, lease).await?;
+        let mut watch = open_watch(shared, client, before, false, revision).await?;
+        next_delete(shared, &mut watch, lease).await?;
         return Ok(None);
     }
-    // Head of the line: take a free slot or wait for one to be released.
-    match take(shared, client, keys, req, lease, true).await? {
-        Take::Got(held) => Ok(Some(held)),
-        Take::Full(at) => {
-            wait_for_delete(shared, client, keys.slots().into_bytes(), true, at, lease).await?;
-            Ok(None)
+    // Head of the line (nobody can come before it now): take a free slot,
+    // or wait on one watch of the slots for a release and try that slot.
+    let mut watch = None;
+    let mut guess = 0;
+    loop {
+        match take(shared, client, keys, req, lease, true, guess).await? {
+            Take::Got(held) => return Ok(Some(held)),
+            Take::Full(at) => {
+                if watch.is_none() {
+                    let slots = keys.slots().into_bytes();
+                    watch = Some(open_watch(shared, client, slots, true, at).await?);
+                }
+                let w = watch.as_mut().expect("opened above");
+                match next_delete(shared, w, lease).await? {
+                    Some(key) => guess = slot_number(&key, &keys.slots()).unwrap_or(0),
+                    // Lost lease, a watch the server ended, or time to read
+                    // everything again: start over.
+                    None => return Ok(None),
+                }
+            }
         }
     }
 }
@@ -1052,46 +1088,63 @@ async fn join(
     }
 }
 
-/// Waits until a key (or, with `prefix`, any key under it) is deleted
-/// after revision `seen`, the lease is lost, or [`REREAD`] passes.
-async fn wait_for_delete(
+/// A watch and the handle that keeps it open.
+type OpenWatch = (
+    etcd_client::Watcher,
+    etcd_client::WatchStream,
+    tokio::time::Instant,
+);
+
+/// Watches a key (or, with `prefix`, every key under it) from just after
+/// revision `seen`, so that nothing since that read is missed.
+async fn open_watch(
     shared: &Arc<Shared>,
     client: &Client,
     key: Vec<u8>,
     prefix: bool,
     seen: i64,
-    lease: &Arc<Lease>,
-) -> Result<()> {
+) -> Result<OpenWatch> {
     let mut options = WatchOptions::new().with_start_revision(seen + 1);
     if prefix {
         options = options.with_prefix();
     }
-    let (_watcher, mut stream) = call(
+    let (watcher, stream) = call(
         &shared.cfg,
         "cannot watch",
         client.clone().watch(key, Some(options)),
     )
     .await?;
-    let deadline = tokio::time::sleep(REREAD);
-    tokio::pin!(deadline);
+    Ok((watcher, stream, tokio::time::Instant::now() + REREAD))
+}
+
+/// Waits for the next deletion the watch reports and returns its key;
+/// `None` if the lease is lost, the server ended the watch, or [`REREAD`]
+/// has passed since the watch was opened.
+async fn next_delete(
+    shared: &Arc<Shared>,
+    (_, stream, reread): &mut OpenWatch,
+    lease: &Arc<Lease>,
+) -> Result<Option<Vec<u8>>> {
     loop {
         let msg = tokio::select! {
             m = stream.message() => m,
-            _ = lease.lost() => return Ok(()),
-            _ = &mut deadline => return Ok(()),
+            _ = lease.lost() => return Ok(None),
+            _ = tokio::time::sleep_until(*reread) => return Ok(None),
         };
         match msg {
             Ok(Some(resp)) => {
-                if resp.canceled()
-                    || resp
-                        .events()
-                        .iter()
-                        .any(|e| e.event_type() == EventType::Delete)
+                if let Some(e) = resp
+                    .events()
+                    .iter()
+                    .find(|e| e.event_type() == EventType::Delete)
                 {
-                    return Ok(());
+                    return Ok(Some(e.kv().map(|kv| kv.key().to_vec()).unwrap_or_default()));
+                }
+                if resp.canceled() {
+                    return Ok(None);
                 }
             }
-            Ok(None) => return Ok(()),
+            Ok(None) => return Ok(None),
             Err(e) => return Err(etcd_error(&shared.cfg, "a watch broke", e)),
         }
     }
