@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -68,7 +68,10 @@ pub(crate) const LOST_AFTER: (u32, u32) = (3, 5);
 pub(crate) const KILL_BY: (u32, u32) = (4, 5);
 
 /// How long one call to etcd may take before it is tried again.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// etcd itself holds a write whose leader died for several seconds before
+/// it gives up; asking another member sooner gets through sooner, and a
+/// write that went through after all is recognised on the next try.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the first connection may take before the obtain fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -318,29 +321,33 @@ fn etcd_error(cfg: &Etcd, what: &str, e: impl std::fmt::Display) -> Error {
     ))
 }
 
-/// `fut` with [`CALL_TIMEOUT`], its error turned into ours.
-async fn call<T>(
-    cfg: &Etcd,
-    what: &str,
-    fut: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(etcd_error(cfg, what, e)),
-        Err(_) => Err(etcd_error(
-            cfg,
-            what,
-            format!("no answer within {CALL_TIMEOUT:?}"),
-        )),
+/// Whether an error says the member did not serve the call (down,
+/// unreachable, without a leader), so another member should be asked,
+/// rather than that the call itself was refused.
+fn is_unavailable(e: &etcd_client::Error) -> bool {
+    // gRPC status codes (tonic::Code, which etcd-client does not
+    // re-export): CANCELLED 1, UNKNOWN 2, DEADLINE_EXCEEDED 4, UNAVAILABLE 14.
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => matches!(s.code() as i32, 1 | 2 | 4 | 14),
+        _ => false,
     }
 }
 
-/// What all clones of one store share: the configuration and, once made,
-/// the client.
+/// What all clones of one store share: the configuration and a client per
+/// endpoint.
+///
+/// The etcd client balances calls over all endpoints, but leaves it to its
+/// user to stop sending them to a member that is down (calls to it hang
+/// until they time out). So elect keeps one client per endpoint, as etcd's
+/// own Go client does: calls go to one member until it fails to answer,
+/// then to the next.
 struct Shared {
     cfg: Etcd,
     location: PathBuf,
-    client: tokio::sync::OnceCell<Client>,
+    clients: Vec<tokio::sync::OnceCell<Client>>,
+    /// The endpoint calls go to.
+    current: AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -352,24 +359,92 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    async fn client(&self) -> Result<Client> {
-        self.client
+    fn new(cfg: Etcd) -> Self {
+        Shared {
+            location: PathBuf::from(cfg.location()),
+            clients: cfg
+                .endpoints
+                .iter()
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
+            current: AtomicUsize::new(0),
+            cfg,
+        }
+    }
+
+    /// The client of the endpoint in use, and which endpoint that is.
+    async fn client(&self) -> Result<(usize, Client)> {
+        let i = self.current.load(Ordering::Acquire) % self.clients.len();
+        let client = self.clients[i]
             .get_or_try_init(|| async {
                 let options = ConnectOptions::new()
                     .with_connect_timeout(CONNECT_TIMEOUT)
                     // HTTP/2 pings find a dead member (a killed leader) in a
                     // second or two rather than at the next TCP timeout.
                     .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-                    .with_keep_alive_while_idle(true);
-                call(
-                    &self.cfg,
-                    "cannot connect",
-                    Client::connect(&self.cfg.endpoints, Some(options)),
-                )
-                .await
+                    .with_keep_alive_while_idle(true)
+                    // A member cut off from the others answers at once that
+                    // it has no leader, instead of waiting for one.
+                    .with_require_leader(true);
+                Client::connect([&self.cfg.endpoints[i]], Some(options))
+                    .await
+                    .map_err(|e| etcd_error(&self.cfg, "cannot connect", e))
             })
-            .await
-            .cloned()
+            .await?;
+        Ok((i, client.clone()))
+    }
+
+    /// Moves calls off endpoint `i`, which failed to answer (unless they
+    /// have moved already).
+    fn failed(&self, i: usize) {
+        let next = (i + 1) % self.clients.len();
+        let _ = self
+            .current
+            .compare_exchange(i, next, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Makes one call with [`CALL_TIMEOUT`], on the endpoint in use; when
+    /// that member does not serve it, on the next, each endpoint once.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut last = None;
+        for _ in 0..self.clients.len() {
+            let (i, client) = match self.client().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    let i = self.current.load(Ordering::Acquire) % self.clients.len();
+                    self.failed(i);
+                    continue;
+                }
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if !is_unavailable(&e) => return Err(etcd_error(&self.cfg, what, e)),
+                Ok(Err(e)) => last = Some(etcd_error(&self.cfg, what, e)),
+                Err(_) => {
+                    last = Some(etcd_error(
+                        &self.cfg,
+                        what,
+                        format!("no answer within {CALL_TIMEOUT:?}"),
+                    ))
+                }
+            }
+            self.failed(i);
+        }
+        Err(last.expect("at least one endpoint"))
+    }
+
+    /// A transaction.
+    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.call(what, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
     }
 }
 
@@ -400,10 +475,6 @@ impl Keys {
     fn waiter(&self, lease: i64) -> String {
         format!("{}queue/{lease:016x}", self.base)
     }
-}
-
-fn prefixed() -> Option<GetOptions> {
-    Some(GetOptions::new().with_prefix())
 }
 
 fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> i64 {
@@ -520,15 +591,14 @@ impl Lease {
     }
 
     /// Grants a lease and starts its keeper.
-    async fn grant(shared: &Arc<Shared>, client: &Client) -> Result<Arc<Lease>> {
+    async fn grant(shared: &Arc<Shared>) -> Result<Arc<Lease>> {
         let sent = Instant::now();
         let secs = i64::try_from(shared.cfg.ttl.as_secs()).unwrap_or(i64::MAX);
-        let resp = call(
-            &shared.cfg,
-            "cannot grant a lease",
-            client.clone().lease_grant(secs, None),
-        )
-        .await?;
+        let resp = shared
+            .call("cannot grant a lease", |mut c| async move {
+                c.lease_grant(secs, None).await
+            })
+            .await?;
         let granted = u64::try_from(resp.ttl()).unwrap_or(0).max(1);
         let lease = Arc::new(Lease {
             id: resp.id(),
@@ -538,31 +608,49 @@ impl Lease {
             gone_notify: Notify::new(),
             stop: Notify::new(),
         });
-        tokio::spawn(keep(client.clone(), Arc::clone(&lease)));
+        tokio::spawn(keep(Arc::clone(shared), Arc::clone(&lease)));
         Ok(lease)
     }
 
     /// Stops the keeper and revokes the lease, deleting every key on it.
-    async fn revoke(&self, shared: &Shared, client: &Client) {
+    async fn revoke(&self, shared: &Shared) {
         self.stop.notify_one();
         if !self.gone.swap(true, Ordering::AcqRel) {
             self.gone_notify.notify_waiters();
         }
-        // A failed revoke leaves the keys to expire with the lease.
-        let _ = call(
-            &shared.cfg,
-            "cannot revoke a lease",
-            client.clone().lease_revoke(self.id),
-        )
-        .await;
+        // Through an etcd outage (a leader election) the revoke is tried
+        // again until it goes through or the lease has expired anyway:
+        // meanwhile nobody else can take the slot.
+        let until = self.renewed() + self.ttl + Duration::from_secs(1);
+        let mut pause = Duration::from_millis(20);
+        while revoke(shared, self.id).await.is_err() && Instant::now() < until {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
 }
 
+/// Revokes lease `id`, deleting every key on it; a lease the server no
+/// longer knows counts as revoked.
+async fn revoke(shared: &Shared, id: i64) -> Result<()> {
+    shared
+        .call("cannot revoke a lease", |mut c| async move {
+            match c.lease_revoke(id).await {
+                // NOT_FOUND: expired or revoked already.
+                Err(etcd_client::Error::GRpcStatus(s)) if s.code() as i32 == 5 => Ok(()),
+                other => other.map(drop),
+            }
+        })
+        .await
+}
+
 /// The keeper of one lease: renews it every TTL/5, retries soon after a
-/// failed renewal, and marks it gone when the server says it expired.
-async fn keep(client: Client, lease: Arc<Lease>) {
+/// failed renewal (on the next member), and marks it gone when the server
+/// says it expired.
+async fn keep(shared: Arc<Shared>, lease: Arc<Lease>) {
     let every = lease.ttl / RENEW_PER_TTL;
     let mut next = tokio::time::Instant::now() + every;
+    // The renewal stream, and the endpoint it goes to.
     let mut stream = None;
     loop {
         tokio::select! {
@@ -573,19 +661,26 @@ async fn keep(client: Client, lease: Arc<Lease>) {
             // Lost by the clock (renewals failed for too long): revoke, in
             // case the server still has it, so the slot is free at once.
             // (After a release this repeats its revoke, which is harmless.)
-            let _ = tokio::time::timeout(CALL_TIMEOUT, client.clone().lease_revoke(lease.id)).await;
+            let _ = revoke(&shared, lease.id).await;
             return;
         }
         let sent = Instant::now();
+        let mut endpoint = None;
         let renewal = tokio::time::timeout(every.max(Duration::from_millis(500)), async {
             if stream.is_none() {
+                let (i, mut client) = shared
+                    .client()
+                    .await
+                    .map_err(|e| etcd_client::Error::LeaseKeepAliveError(e.to_string()))?;
+                endpoint = Some(i);
                 // Opening the stream sends the first renewal and waits for
                 // its answer.
-                let (keeper, answers) = client.clone().lease_keep_alive(lease.id).await?;
-                stream = Some((keeper, answers));
+                let (keeper, answers) = client.lease_keep_alive(lease.id).await?;
+                stream = Some((i, keeper, answers));
                 return Ok(Some(lease.ttl.as_secs() as i64));
             }
-            let (keeper, answers) = stream.as_mut().expect("opened above");
+            let (i, keeper, answers) = stream.as_mut().expect("opened above");
+            endpoint = Some(*i);
             keeper.keep_alive().await?;
             Ok::<_, etcd_client::Error>(answers.message().await?.map(|r| r.ttl()))
         })
@@ -599,7 +694,7 @@ async fn keep(client: Client, lease: Arc<Lease>) {
             // Renewed too late: the holder has already been told its
             // ticket is lost, so let the others have the slot now.
             Ok(Ok(Some(ttl))) if ttl > 0 => {
-                let _ = client.clone().lease_revoke(lease.id).await;
+                let _ = revoke(&shared, lease.id).await;
                 return;
             }
             // The server no longer knows the lease: it expired.
@@ -611,10 +706,13 @@ async fn keep(client: Client, lease: Arc<Lease>) {
                 lease.mark_gone();
                 return;
             }
-            // A broken stream or no answer: open a new one soon, maybe to
-            // another member.
+            // A broken stream or no answer: open a new one soon, on the
+            // next member.
             _ => {
                 stream = None;
+                if let Some(i) = endpoint {
+                    shared.failed(i);
+                }
                 next = tokio::time::Instant::now() + Duration::from_millis(200).min(every);
             }
         }
@@ -653,17 +751,15 @@ struct Snapshot {
     revision: i64,
     tickets: Option<KeyValue>,
     held: Vec<u32>,
+    /// Held slots by lease: (slot, lease, create revision).
+    holders: Vec<(u32, i64, i64)>,
 }
 
 impl EtcdStore {
     /// A store for `cfg`; nothing is contacted until first use.
     pub(crate) fn new(cfg: Etcd) -> Self {
         EtcdStore {
-            shared: Arc::new(Shared {
-                location: PathBuf::from(cfg.location()),
-                cfg,
-                client: tokio::sync::OnceCell::new(),
-            }),
+            shared: Arc::new(Shared::new(cfg)),
         }
     }
 
@@ -721,29 +817,32 @@ async fn obtain(
     wait: bool,
     cancel: Arc<Notify>,
 ) -> Result<Option<EtcdHeld>> {
-    let client = shared.client().await?;
     let keys = Keys::new(&shared.cfg.prefix, &req.name);
-    // A try that finds every slot held costs one read and no lease.
-    let first = read(&shared, &client, &keys).await?;
-    if !wait && first.held.len() >= req.tickets as usize && agreed(&first, req.tickets) {
-        return Ok(None);
-    }
-    let guess = (0..req.tickets)
-        .find(|i| !first.held.contains(i))
-        .unwrap_or(0);
-    let mut lease = Lease::grant(&shared, &client).await?;
+    let mut lease = None;
     let outcome = tokio::select! {
-        r = acquire(&shared, &client, &keys, &req, wait, &mut lease, guess) => r,
+        r = async {
+            // A try that finds every slot held costs one read and no lease.
+            let first = read(&shared, &keys).await?;
+            if !wait && first.held.len() >= req.tickets as usize && agreed(&first, req.tickets) {
+                return Ok(None);
+            }
+            let guess = (0..req.tickets)
+                .find(|i| !first.held.contains(i))
+                .unwrap_or(0);
+            let granted = lease.insert(Lease::grant(&shared).await?);
+            acquire(&shared, &keys, &req, wait, granted, guess).await
+        } => r,
         _ = cancel.notified() => Err(Error::Cancelled),
     };
-    match outcome {
-        Ok(Some(held)) => Ok(Some(held)),
-        other => {
+    match (outcome, lease) {
+        (Ok(Some(held)), _) => Ok(Some(held)),
+        (other, Some(lease)) => {
             // Nothing taken: the lease (and a place in the line on it) goes.
-            let (s, c, l) = (Arc::clone(&shared), client.clone(), Arc::clone(&lease));
-            tokio::spawn(async move { l.revoke(&s, &c).await });
+            let s = Arc::clone(&shared);
+            tokio::spawn(async move { lease.revoke(&s).await });
             other
         }
+        (other, None) => other,
     }
 }
 
@@ -768,31 +867,36 @@ fn snapshot_ops(keys: &Keys) -> [TxnOp; 2] {
 fn snapshot_of(resp: &etcd_client::TxnResponse, keys: &Keys) -> Snapshot {
     let g = gets(resp);
     let slots = keys.slots();
+    let holders: Vec<(u32, i64, i64)> = g
+        .get(1)
+        .map(|g| {
+            g.kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let slot = slot_number(kv.key(), &slots)?;
+                    Some((slot, kv.lease(), kv.create_revision()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Snapshot {
         revision: revision_of(resp.header()),
         tickets: g.first().and_then(|g| g.kvs().first().cloned()),
-        held: g
-            .get(1)
-            .map(|g| {
-                g.kvs()
-                    .iter()
-                    .filter_map(|kv| slot_number(kv.key(), &slots))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        held: holders.iter().map(|h| h.0).collect(),
+        holders,
     }
 }
 
 /// Reads the tickets key and the held slots in one revision.
-async fn read(shared: &Shared, client: &Client, keys: &Keys) -> Result<Snapshot> {
+async fn read(shared: &Shared, keys: &Keys) -> Result<Snapshot> {
     let txn = Txn::new().and_then(snapshot_ops(keys));
-    let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
+    let resp = shared.txn("cannot read", txn).await?;
     Ok(snapshot_of(&resp, keys))
 }
 
 /// Makes sure the tickets key says `n`: it does, or nobody is live and it
 /// is set to `n` now, or a live participant agreed on another number.
-async fn agree(shared: &Shared, client: &Client, keys: &Keys, req: &Request) -> Result<()> {
+async fn agree(shared: &Shared, keys: &Keys, req: &Request) -> Result<()> {
     loop {
         let txn = Txn::new().and_then([
             TxnOp::get(keys.tickets(), None),
@@ -805,7 +909,7 @@ async fn agree(shared: &Shared, client: &Client, keys: &Keys, req: &Request) -> 
                 Some(GetOptions::new().with_prefix().with_count_only()),
             ),
         ]);
-        let resp = call(&shared.cfg, "cannot read", client.clone().txn(txn)).await?;
+        let resp = shared.txn("cannot read", txn).await?;
         let g = gets(&resp);
         let tickets = g.first().and_then(|g| g.kvs().first().cloned());
         let live = g.iter().skip(1).map(|g| g.count()).sum::<i64>();
@@ -840,7 +944,7 @@ async fn agree(shared: &Shared, client: &Client, keys: &Keys, req: &Request) -> 
                 Compare::create_revision(keys.slots(), CompareOp::Equal, 0).with_prefix(),
             ])
             .and_then([TxnOp::put(keys.tickets(), req.tickets.to_string(), None)]);
-        call(&shared.cfg, "cannot write", client.clone().txn(txn)).await?;
+        shared.txn("cannot write", txn).await?;
     }
 }
 
@@ -861,7 +965,6 @@ fn new_record(req: &Request) -> HolderRecord {
 /// read); a failed try brings back, in the same round trip, what is held.
 async fn take(
     shared: &Arc<Shared>,
-    client: &Client,
     keys: &Keys,
     req: &Request,
     lease: &Arc<Lease>,
@@ -887,12 +990,17 @@ async fn take(
             ])
             .and_then(ops)
             .or_else(snapshot_ops(keys));
-        let resp = call(&shared.cfg, "cannot take a slot", client.clone().txn(txn)).await?;
+        let resp = shared.txn("cannot take a slot", txn).await?;
         if !resp.succeeded() {
             // Held, or the tickets key is not ours: see which.
             let snap = snapshot_of(&resp, keys);
+            // A take whose answer was lost (a timeout, a member that died
+            // after the commit) may have gone through: the slot is ours.
+            if let Some(&(mine, _, created)) = snap.holders.iter().find(|h| h.1 == lease.id) {
+                return Ok(Take::Got(held(shared, keys, lease, mine, created, record)));
+            }
             if !agreed(&snap, req.tickets) {
-                agree(shared, client, keys, req).await?;
+                agree(shared, keys, req).await?;
                 continue;
             }
             match (0..req.tickets).find(|i| !snap.held.contains(i)) {
@@ -901,36 +1009,48 @@ async fn take(
             }
             continue;
         }
-        let token = u64::try_from(revision_of(resp.header())).unwrap_or(0);
-        let path = PathBuf::from(format!("etcd:{}/{key}", shared.cfg.endpoints.join(",")));
-        let mut record = record;
-        record.token = token;
-        watch_own_key(shared, client, &key, token, lease);
-        return Ok(Take::Got(EtcdHeld {
-            shared: Arc::clone(shared),
-            lease: Arc::clone(lease),
-            slot,
-            token,
-            key,
-            path,
-            record,
-        }));
+        let created = revision_of(resp.header());
+        return Ok(Take::Got(held(shared, keys, lease, slot, created, record)));
+    }
+}
+
+/// The held slot `slot`, created at revision `created` on `lease`, and the
+/// watch that tells if anyone else deletes it.
+fn held(
+    shared: &Arc<Shared>,
+    keys: &Keys,
+    lease: &Arc<Lease>,
+    slot: u32,
+    created: i64,
+    mut record: HolderRecord,
+) -> EtcdHeld {
+    let key = keys.slot(slot);
+    let token = u64::try_from(created).unwrap_or(0);
+    let path = PathBuf::from(format!("etcd:{}/{key}", shared.cfg.endpoints.join(",")));
+    record.token = token;
+    watch_own_key(shared, &key, token, lease);
+    EtcdHeld {
+        shared: Arc::clone(shared),
+        lease: Arc::clone(lease),
+        slot,
+        token,
+        key,
+        path,
+        record,
     }
 }
 
 /// Marks the lease gone if the slot key is deleted or replaced by anyone
 /// but its holder (an operator wiping the prefix: the run directory
 /// removed, in the local store's terms).
-fn watch_own_key(shared: &Arc<Shared>, client: &Client, key: &str, token: u64, lease: &Arc<Lease>) {
-    let (client, key, lease) = (client.clone(), key.to_string(), Arc::clone(lease));
-    let _ = shared;
+fn watch_own_key(shared: &Arc<Shared>, key: &str, token: u64, lease: &Arc<Lease>) {
+    let (shared, key, lease) = (Arc::clone(shared), key.to_string(), Arc::clone(lease));
     tokio::spawn(async move {
         let from = i64::try_from(token).unwrap_or(i64::MAX) + 1;
         loop {
             let options = WatchOptions::new().with_start_revision(from);
-            let mut c = client.clone();
             let watched = tokio::select! {
-                w = c.watch(key.clone(), Some(options)) => w,
+                w = watch(&shared, key.clone().into_bytes(), options) => w,
                 _ = lease.lost() => return,
             };
             let Ok((_watcher, mut stream)) = watched else {
@@ -966,14 +1086,13 @@ fn watch_own_key(shared: &Arc<Shared>, client: &Client, key: &str, token: u64, l
 /// replaced and the line joined again at its end.
 async fn acquire(
     shared: &Arc<Shared>,
-    client: &Client,
     keys: &Keys,
     req: &Request,
     wait: bool,
     lease: &mut Arc<Lease>,
     guess: u32,
 ) -> Result<Option<EtcdHeld>> {
-    match take(shared, client, keys, req, lease, false, guess).await? {
+    match take(shared, keys, req, lease, false, guess).await? {
         Take::Got(held) => return Ok(Some(held)),
         Take::Full(_) if !wait => return Ok(None),
         Take::Full(_) => {}
@@ -981,11 +1100,11 @@ async fn acquire(
     let mut failures = 0;
     loop {
         if !lease.is_alive() {
-            let (s, c, l) = (Arc::clone(shared), client.clone(), Arc::clone(lease));
-            tokio::spawn(async move { l.revoke(&s, &c).await });
-            *lease = Lease::grant(shared, client).await?;
+            let (s, l) = (Arc::clone(shared), Arc::clone(lease));
+            tokio::spawn(async move { l.revoke(&s).await });
+            *lease = Lease::grant(shared).await?;
         }
-        match wait_in_line(shared, client, keys, req, lease).await {
+        match wait_in_line(shared, keys, req, lease).await {
             Ok(Some(held)) => return Ok(Some(held)),
             Ok(None) => failures = 0,
             // Mismatches and bugs end the wait; etcd trouble is waited out.
@@ -1004,35 +1123,25 @@ async fn acquire(
 /// this waiter. `Ok(None)`: look again.
 async fn wait_in_line(
     shared: &Arc<Shared>,
-    client: &Client,
     keys: &Keys,
     req: &Request,
     lease: &Arc<Lease>,
 ) -> Result<Option<EtcdHeld>> {
     let me = keys.waiter(lease.id);
-    let line = call(
-        &shared.cfg,
-        "cannot read the line",
-        client.clone().get(
-            keys.queue(),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_keys_only()
-                    .with_sort(SortTarget::Create, SortOrder::Ascend),
-            ),
-        ),
-    )
-    .await?;
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    let line = get(shared, "cannot read the line", keys.queue(), options).await?;
     let revision = revision_of(line.header());
     let Some(pos) = line.kvs().iter().position(|kv| kv.key() == me.as_bytes()) else {
-        join(shared, client, keys, req, lease).await?;
+        join(shared, keys, req, lease).await?;
         return Ok(None);
     };
     if pos > 0 {
         // Wait for the one before me to leave.
         let before = line.kvs()[pos - 1].key().to_vec();
-        let mut watch = open_watch(shared, client, before, false, revision).await?;
+        let mut watch = open_watch(shared, before, false, revision).await?;
         next_delete(shared, &mut watch, lease).await?;
         return Ok(None);
     }
@@ -1041,12 +1150,12 @@ async fn wait_in_line(
     let mut watch = None;
     let mut guess = 0;
     loop {
-        match take(shared, client, keys, req, lease, true, guess).await? {
+        match take(shared, keys, req, lease, true, guess).await? {
             Take::Got(held) => return Ok(Some(held)),
             Take::Full(at) => {
                 if watch.is_none() {
                     let slots = keys.slots().into_bytes();
-                    watch = Some(open_watch(shared, client, slots, true, at).await?);
+                    watch = Some(open_watch(shared, slots, true, at).await?);
                 }
                 let w = watch.as_mut().expect("opened above");
                 match next_delete(shared, w, lease).await? {
@@ -1061,15 +1170,9 @@ async fn wait_in_line(
 }
 
 /// Puts this waiter at the end of the line, if the tickets agree.
-async fn join(
-    shared: &Arc<Shared>,
-    client: &Client,
-    keys: &Keys,
-    req: &Request,
-    lease: &Arc<Lease>,
-) -> Result<()> {
+async fn join(shared: &Arc<Shared>, keys: &Keys, req: &Request, lease: &Arc<Lease>) -> Result<()> {
     loop {
-        agree(shared, client, keys, req).await?;
+        agree(shared, keys, req).await?;
         let txn = Txn::new()
             .when([Compare::value(
                 keys.tickets(),
@@ -1081,7 +1184,7 @@ async fn join(
                 new_record(req).to_bytes(),
                 Some(PutOptions::new().with_lease(lease.id)),
             )]);
-        let resp = call(&shared.cfg, "cannot join the line", client.clone().txn(txn)).await?;
+        let resp = shared.txn("cannot join the line", txn).await?;
         if resp.succeeded() {
             return Ok(());
         }
@@ -1099,7 +1202,6 @@ type OpenWatch = (
 /// revision `seen`, so that nothing since that read is missed.
 async fn open_watch(
     shared: &Arc<Shared>,
-    client: &Client,
     key: Vec<u8>,
     prefix: bool,
     seen: i64,
@@ -1108,13 +1210,37 @@ async fn open_watch(
     if prefix {
         options = options.with_prefix();
     }
-    let (watcher, stream) = call(
-        &shared.cfg,
-        "cannot watch",
-        client.clone().watch(key, Some(options)),
-    )
-    .await?;
+    let (watcher, stream) = watch(shared, key, options).await?;
     Ok((watcher, stream, tokio::time::Instant::now() + REREAD))
+}
+
+/// A watch with these options, on the first member that serves it.
+async fn watch(
+    shared: &Shared,
+    key: Vec<u8>,
+    options: WatchOptions,
+) -> Result<(etcd_client::Watcher, etcd_client::WatchStream)> {
+    shared
+        .call("cannot watch", |mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.watch(key, Some(options)).await }
+        })
+        .await
+}
+
+/// A range read with these options.
+async fn get(
+    shared: &Shared,
+    what: &str,
+    key: String,
+    options: GetOptions,
+) -> Result<etcd_client::GetResponse> {
+    shared
+        .call(what, |mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.get(key, Some(options)).await }
+        })
+        .await
 }
 
 /// Waits for the next deletion the watch reports and returns its key;
@@ -1152,18 +1278,12 @@ async fn next_delete(
 
 /// The status of one resource or of all under the prefix.
 async fn status(shared: &Shared, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
-    let client = shared.client().await?;
     let prefix = &shared.cfg.prefix;
     let from = match name {
         Some(n) => Keys::new(prefix, n).base,
         None => prefix.clone(),
     };
-    let resp = call(
-        &shared.cfg,
-        "cannot read",
-        client.clone().get(from, prefixed()),
-    )
-    .await?;
+    let resp = get(shared, "cannot read", from, GetOptions::new().with_prefix()).await?;
     // name → (tickets, slot → record of its holder)
     type Found = BTreeMap<String, (Option<u32>, BTreeMap<u32, Option<HolderRecord>>)>;
     let mut found = Found::new();
@@ -1264,29 +1384,29 @@ impl EtcdHeld {
                 Some(PutOptions::new().with_lease(self.lease.id)),
             )]);
         let shared = Arc::clone(&self.shared);
-        block(async move {
-            let mut client = shared.client().await?;
-            call(&shared.cfg, "cannot write the record", client.txn(txn)).await
-        })?
-        .map(drop)
+        block(async move { shared.txn("cannot write the record", txn).await })?.map(drop)
     }
 }
 
 impl Drop for EtcdHeld {
     fn drop(&mut self) {
         let (s, l) = (Arc::clone(&self.shared), Arc::clone(&self.lease));
-        let revoke = async move {
-            if let Ok(c) = s.client().await {
-                l.revoke(&s, &c).await;
-            }
-        };
+        let revoke = async move { l.revoke(&s).await };
         if on_runtime() {
             tokio::spawn(revoke);
         } else {
             // Wait for the revoke, so that the slot is free when drop
-            // returns, as it is on one host; if etcd cannot be reached the
-            // lease expires by itself.
-            let _ = block(revoke);
+            // returns, as it is on one host. Through an etcd outage it goes
+            // on in the background, and the drop returns after one call's
+            // time; if the process ends first, the lease expires by itself.
+            if let Ok(rt) = runtime() {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                rt.spawn(async move {
+                    revoke.await;
+                    let _ = tx.send(());
+                });
+                let _ = rx.recv_timeout(CALL_TIMEOUT);
+            }
         }
     }
 }
@@ -1310,9 +1430,8 @@ impl EtcdWatch {
         let (tx, rx) = std::sync::mpsc::channel();
         let s = Arc::clone(&shared);
         let (start, task) = block(async move {
-            let client = s.client().await?;
-            let first = read(&s, &client, &keys).await?;
-            let task = tokio::spawn(forward(s, client, keys.slots(), first.revision, tx));
+            let first = read(&s, &keys).await?;
+            let task = tokio::spawn(forward(s, keys.slots(), first.revision, tx));
             Ok::<_, Error>((first.revision, task.abort_handle()))
         })??;
         let w = EtcdWatch {
@@ -1379,7 +1498,6 @@ impl Drop for EtcdWatch {
 /// watches again from where it left off when a watch breaks.
 async fn forward(
     shared: Arc<Shared>,
-    client: Client,
     prefix: String,
     mut seen: i64,
     tx: std::sync::mpsc::Sender<()>,
@@ -1388,12 +1506,8 @@ async fn forward(
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(seen + 1);
-        if let Ok((_watcher, mut stream)) = call(
-            &shared.cfg,
-            "cannot watch",
-            client.clone().watch(prefix.clone(), Some(options)),
-        )
-        .await
+        if let Ok((_watcher, mut stream)) =
+            watch(&shared, prefix.clone().into_bytes(), options).await
         {
             while let Ok(Some(resp)) = stream.message().await {
                 if let Some(last) = resp.events().iter().filter_map(|e| e.kv()).next_back() {
