@@ -1046,7 +1046,8 @@ fn held(
 fn watch_own_key(shared: &Arc<Shared>, key: &str, token: u64, lease: &Arc<Lease>) {
     let (shared, key, lease) = (Arc::clone(shared), key.to_string(), Arc::clone(lease));
     tokio::spawn(async move {
-        let from = i64::try_from(token).unwrap_or(i64::MAX) + 1;
+        let created = i64::try_from(token).unwrap_or(i64::MAX);
+        let mut from = created + 1;
         loop {
             let options = WatchOptions::new().with_start_revision(from);
             let watched = tokio::select! {
@@ -1068,11 +1069,29 @@ fn watch_own_key(shared: &Arc<Shared>, key: &str, token: u64, lease: &Arc<Lease>
                     Ok(Some(resp)) => {
                         let replaced = resp.events().iter().any(|e| {
                             e.event_type() == EventType::Delete
-                                || e.kv().is_some_and(|kv| kv.create_revision() != from - 1)
+                                || e.kv().is_some_and(|kv| kv.create_revision() != created)
                         });
-                        if replaced || resp.canceled() {
+                        if replaced {
                             lease.mark_gone();
                             return;
+                        }
+                        if resp.canceled() {
+                            // History compacted away: look at the key now.
+                            match get(&shared, "cannot read", key.clone(), GetOptions::new()).await
+                            {
+                                Ok(r)
+                                    if r.kvs().first().map(|kv| kv.create_revision())
+                                        == Some(created) =>
+                                {
+                                    from = revision_of(r.header()) + 1;
+                                }
+                                Ok(_) => {
+                                    lease.mark_gone();
+                                    return;
+                                }
+                                Err(_) => {}
+                            }
+                            break;
                         }
                     }
                     _ => break,
@@ -1099,12 +1118,15 @@ async fn acquire(
     }
     let mut failures = 0;
     loop {
-        if !lease.is_alive() {
-            let (s, l) = (Arc::clone(shared), Arc::clone(lease));
-            tokio::spawn(async move { l.revoke(&s).await });
-            *lease = Lease::grant(shared).await?;
-        }
-        match wait_in_line(shared, keys, req, lease).await {
+        let step = async {
+            if !lease.is_alive() {
+                let (s, l) = (Arc::clone(shared), Arc::clone(lease));
+                tokio::spawn(async move { l.revoke(&s).await });
+                *lease = Lease::grant(shared).await?;
+            }
+            wait_in_line(shared, keys, req, lease).await
+        };
+        match step.await {
             Ok(Some(held)) => return Ok(Some(held)),
             Ok(None) => failures = 0,
             // Mismatches and bugs end the wait; etcd trouble is waited out.
