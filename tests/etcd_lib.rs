@@ -461,3 +461,32 @@ fn one_release_wakes_one_waiter() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn a_campaign_ends_with_lost_when_its_lease_cannot_be_renewed() {
+    if !require_etcd("a_campaign_ends_with_lost_when_its_lease_cannot_be_renewed") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(1);
+    let etcd = config(&cluster, "campaign-lost", 3);
+    let e = election(&etcd, "duty", 1);
+    let (won_tx, won_rx) = std::sync::mpsc::channel();
+    let (end_tx, end_rx) = std::sync::mpsc::channel();
+    let campaign = e.campaign().run_blocking(
+        move |t| won_tx.send(t.token()).unwrap(),
+        move |ending| end_tx.send((ending, Instant::now())).unwrap(),
+    );
+    won_rx.recv_timeout(DEADLINE).expect("the campaign wins");
+    cluster.stop(0);
+    let stopped = Instant::now();
+    let (ending, at) = end_rx.recv_timeout(DEADLINE).expect("the campaign ends");
+    assert_eq!(ending, elect::Ending::Lost);
+    // Before the server could let anyone else in (see the partition test).
+    assert!(
+        at < stopped + Duration::from_secs(3) * 4 / 5,
+        "{:?}",
+        at - stopped
+    );
+    cluster.cont(0);
+    drop(campaign);
+}

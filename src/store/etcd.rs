@@ -1413,9 +1413,16 @@ impl EtcdHeld {
 impl Drop for EtcdHeld {
     fn drop(&mut self) {
         let (s, l) = (Arc::clone(&self.shared), Arc::clone(&self.lease));
+        // A lost ticket's lease is gone or cannot be reached: nothing to
+        // wait for, and whoever is told of the loss must be told now.
+        let lost = !l.is_alive();
         let revoke = async move { l.revoke(&s).await };
         if on_runtime() {
             tokio::spawn(revoke);
+        } else if lost {
+            if let Ok(rt) = runtime() {
+                rt.spawn(revoke);
+            }
         } else {
             // Wait for the revoke, so that the slot is free when drop
             // returns, as it is on one host. Through an etcd outage it goes
