@@ -48,6 +48,7 @@ use crate::interrupt::{Interrupter, Reason};
 use crate::record::HolderRecord;
 use crate::status::{ResourceStatus, SlotStatus};
 use crate::store::Request;
+use crate::sys::since_boot;
 
 /// The lease TTL when none is asked for.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
@@ -527,8 +528,9 @@ struct Lease {
     id: i64,
     /// The TTL the server granted.
     ttl: Duration,
-    /// When the last renewal that the server answered was sent.
-    renewed: Mutex<Instant>,
+    /// When the last renewal that the server answered was sent, on the
+    /// clock that counts suspend ([`since_boot`]).
+    renewed: Mutex<Duration>,
     /// The server said the lease is gone, or the slot key was deleted.
     gone: AtomicBool,
     /// Wakes whoever waits for the lease to go.
@@ -542,18 +544,19 @@ fn share(d: Duration, (num, den): (u32, u32)) -> Duration {
 }
 
 impl Lease {
-    fn renewed(&self) -> Instant {
+    fn renewed(&self) -> Duration {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// When the ticket counts as lost if no renewal goes through before.
-    fn lost_at(&self) -> Instant {
+    fn lost_at(&self) -> Duration {
         self.renewed() + share(self.ttl, LOST_AFTER)
     }
 
     /// By when a holder's work must have stopped.
     fn kill_by(&self) -> Instant {
-        self.renewed() + share(self.ttl, KILL_BY)
+        let at = self.renewed() + share(self.ttl, KILL_BY);
+        Instant::now() + at.saturating_sub(since_boot())
     }
 
     /// Whether the lease certainly lives on the server. Once false, false
@@ -563,7 +566,7 @@ impl Lease {
         if self.gone.load(Ordering::Acquire) {
             return false;
         }
-        if Instant::now() >= self.lost_at() {
+        if since_boot() >= self.lost_at() {
             self.mark_gone();
             return false;
         }
@@ -582,7 +585,7 @@ impl Lease {
             if !self.is_alive() {
                 return;
             }
-            let at = tokio::time::Instant::from_std(self.lost_at());
+            let at = tokio::time::Instant::now() + self.lost_at().saturating_sub(since_boot());
             tokio::select! {
                 _ = self.gone_notify.notified() => {}
                 _ = tokio::time::sleep_until(at) => {}
@@ -592,7 +595,7 @@ impl Lease {
 
     /// Grants a lease and starts its keeper.
     async fn grant(shared: &Arc<Shared>) -> Result<Arc<Lease>> {
-        let sent = Instant::now();
+        let sent = since_boot();
         let secs = i64::try_from(shared.cfg.ttl.as_secs()).unwrap_or(i64::MAX);
         let resp = shared
             .call("cannot grant a lease", |mut c| async move {
@@ -623,7 +626,7 @@ impl Lease {
         // meanwhile nobody else can take the slot.
         let until = self.renewed() + self.ttl + Duration::from_secs(1);
         let mut pause = Duration::from_millis(20);
-        while revoke(shared, self.id).await.is_err() && Instant::now() < until {
+        while revoke(shared, self.id).await.is_err() && since_boot() < until {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
@@ -664,7 +667,8 @@ async fn keep(shared: Arc<Shared>, lease: Arc<Lease>) {
             let _ = revoke(&shared, lease.id).await;
             return;
         }
-        let sent = Instant::now();
+        let sent = since_boot();
+        let sent_here = tokio::time::Instant::now();
         let mut endpoint = None;
         let renewal = tokio::time::timeout(every.max(Duration::from_millis(500)), async {
             if stream.is_none() {
@@ -689,7 +693,7 @@ async fn keep(shared: Arc<Shared>, lease: Arc<Lease>) {
             // Renewed, and in time: the ticket was never given up.
             Ok(Ok(Some(ttl))) if ttl > 0 && lease.is_alive() => {
                 *lease.renewed.lock().unwrap_or_else(|p| p.into_inner()) = sent;
-                next = tokio::time::Instant::from_std(sent) + every;
+                next = sent_here + every;
             }
             // Renewed too late: the holder has already been told its
             // ticket is lost, so let the others have the slot now.

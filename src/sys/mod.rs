@@ -4,6 +4,10 @@
 //! Linux has inotify and `/proc/locks`; other Unix systems get a portable
 //! fallback that polls (waking) and briefly tries a shared lock (reading).
 
+mod clock;
+#[cfg(feature = "etcd")]
+pub(crate) use clock::since_boot;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
