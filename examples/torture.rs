@@ -7,6 +7,8 @@
 //! cargo run --release --example torture -- --seconds 20 --workers 12 --tickets 2
 //!     [--dir DIR] [--elect PATH] [--log PATH] [--keep]
 //! cargo run --release --example torture -- --analyse LOG --tickets N
+//! cargo run --release --features etcd --example torture -- --etcd http://127.0.0.1:2379 \
+//!     [--ttl 2s] --seconds 20 --workers 8 --tickets 2
 //! ```
 //!
 //! Worker kinds, assigned round robin: `block` (`Election::obtain`),
@@ -47,6 +49,62 @@
 //!
 //! It prints a one-screen summary and exits 1 on any violation of (a), (b),
 //! (c) or (e), keeping the log for inspection.
+//!
+//! # etcd mode
+//!
+//! `--etcd ENDPOINTS [--ttl DUR]` (default TTL 2 s; needs the `etcd`
+//! feature, and is refused with a message without it) points every worker
+//! at the etcd store under a key prefix of the run's own: library workers
+//! through `ElectionBuilder::etcd`, CLI workers through `elect run --etcd
+//! ENDPOINTS --etcd-prefix P --ttl DUR`. Workers run in process groups of
+//! their own, so a signal to a CLI worker's group reaches `elect run` and its
+//! command together. The TTL the analyser uses is the one etcd grants (the
+//! parent asks for a lease once), which may be more than asked.
+//!
+//! The chaos: SIGKILL of holders and waiters and SIGSTOPs of up to 300 ms as
+//! above, except that stopped workers are not killed; every 1.5 to 3 s a
+//! holder's whole process group is stopped for TTL + 0.3 to 1.3 s (`STOP
+//! holder ms=.. long`), long enough for its lease to expire on the server
+//! and another waiter to take the slot; and every 4 to 8 s, instead of
+//! removing a run directory, all of the run's keys are deleted with the
+//! etcd client (logged as `RMDIR etcd:PREFIX`, handled as a removal).
+//!
+//! Holders act, and each act is logged. A lease can expire under a holder
+//! that is stopped, so a logged holding (`ENTER` to `EXIT`/`LOST`) no longer
+//! means acting. A library holder reads the clock, then calls
+//! `Ticket::is_held()`; if true it acts, logging `ACT` with the clock
+//! reading (`checked=`), which the true answer covers. The command of
+//! `elect run` cannot ask: when its group is continued it may run before
+//! `elect` does, as any command can, so its acts carry `ELECT_TOKEN` to a
+//! downstream that fences off late writers. Every act, library or command,
+//! goes through such a fence: a file per slot holding the largest token that
+//! acted, under flock; a smaller token is refused (`FENCED`; a command then
+//! waits for elect's SIGTERM), the rest are logged `ACT` inside the fence.
+//! The analyser then checks, instead of (a) on logged holdings:
+//!
+//! * (a) never more than N acting at once and never two on one slot, by two
+//!   measures: library holdings from their first to last `checked=` time
+//!   (cut at a removal, as above), which tests the leases themselves; all
+//!   holdings from their first to last accepted act in the fences' order.
+//! * (c) a loss is explained by a removal, or by a stop of the holder's
+//!   group of at least a third of the TTL (renewals go every fifth, the
+//!   ticket counts as lost 3/5 of the TTL after the last), and is noticed
+//!   within 1 s of the removal or of the SIGCONT; for a worker stopped when
+//!   the keys were removed, the second counts from its SIGCONT.
+//! * (f) every holder stopped past its TTL (+ 200 ms) acts no more once
+//!   continued: a library holder logs no act checked after the SIGCONT and
+//!   ends with `LOST` within 1 s of it (handled); the `elect run` of a
+//!   command exits 76 within 1 s of the SIGCONT (handled) after stopping
+//!   its command, and any other exit is a violation; the command's acts
+//!   after the SIGCONT that the fence let through (no newer holder had
+//!   acted yet) are counted. A library act refused by the fence is a
+//!   violation unless the holder was stopped between its check and the
+//!   fence, or the keys were removed within 1 s before.
+//! * (d) a killed or long-stopped holder frees its slot only when its lease
+//!   expires: up to TTL + 0.5 s (etcd looks for expired leases every
+//!   500 ms) after its last renewal, so waits with a slot free within
+//!   TTL + 1 s of such an act are attributed to it.
+//! * (b), (e) as above; tokens are etcd revisions.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -76,10 +134,16 @@ const NOTICE_LIMIT: u64 = SEC;
 const MAX_STOP_MS: u64 = 300;
 /// How long workers may take to finish after the end before they count as hung.
 const DRAIN_LIMIT: u64 = 30 * SEC;
+/// etcd mode: how soon after being continued past its TTL an `elect run`
+/// must have stopped its command and exited 76.
+const CLI_STOP_LIMIT: u64 = SEC;
 /// How long a CLI command that saw its ticket lost waits for elect's SIGTERM.
 const TERM_WAIT: u64 = 3 * SEC;
 
-const USAGE: &str = "usage: torture --seconds S --workers W --tickets N [--dir DIR] [--elect PATH] [--log PATH] [--keep]";
+/// The lease TTL of etcd mode when none is asked for.
+const DEFAULT_ETCD_TTL: Duration = Duration::from_secs(2);
+
+const USAGE: &str = "usage: torture --seconds S --workers W --tickets N [--dir DIR | --etcd ENDPOINTS [--ttl DUR]] [--elect PATH] [--log PATH] [--keep]";
 
 #[allow(dead_code)]
 fn main() {
@@ -135,6 +199,10 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// Keep the log and directory even when everything passed.
     pub keep: bool,
+    /// etcd mode: the cluster every worker uses instead of a run directory.
+    pub etcd: Option<String>,
+    /// etcd mode: the lease TTL of every worker.
+    pub ttl: Duration,
 }
 
 impl Options {
@@ -148,7 +216,10 @@ impl Options {
             elect: None,
             log: None,
             keep: false,
+            etcd: None,
+            ttl: DEFAULT_ETCD_TTL,
         };
+        let mut ttl_given = false;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
@@ -185,9 +256,31 @@ impl Options {
                 "--elect" => o.elect = Some(value(a)?.into()),
                 "--log" => o.log = Some(value(a)?.into()),
                 "--keep" => o.keep = true,
+                "--etcd" => o.etcd = Some(value(a)?),
+                "--ttl" => {
+                    let v = value(a)?;
+                    o.ttl = elect::parse_duration(&v)
+                        .ok()
+                        .filter(|d| *d >= Duration::from_secs(1))
+                        .ok_or_else(|| format!("--ttl {v:?}: want a duration of 1s or more"))?;
+                    ttl_given = true;
+                }
                 "-h" | "--help" => return Err("help".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if o.etcd.is_none() && ttl_given {
+            return Err("--ttl applies only with --etcd ENDPOINTS".into());
+        }
+        if o.etcd.is_some() && o.dir.is_some() {
+            return Err("--dir is for the local store; drop it with --etcd".into());
+        }
+        if o.etcd.is_some() && !cfg!(feature = "etcd") {
+            return Err(
+                "--etcd needs the etcd store: build this example with `--features etcd`, as in \
+                 `cargo run --release --features etcd --example torture -- --etcd http://127.0.0.1:2379`"
+                    .into(),
+            );
         }
         Ok(o)
     }
@@ -412,12 +505,14 @@ impl Kind {
 
 /// Runs a role of a child process; returns its exit status.
 ///
-/// * `__worker KIND WID LOG DIR TICKETS UNTIL SELFEXEC ELECT`
-/// * `__cli-child WID LOG` (the command of `elect run`)
+/// * `__worker KIND WID LOG DIR TICKETS UNTIL SELFEXEC ELECT ENDPOINTS PREFIX TTL_MS`
+///   (the last three `-` in local mode; in etcd mode DIR holds the fences)
+/// * `__cli-child WID LOG FENCES` (the command of `elect run`; FENCES is `-`
+///   in local mode)
 /// * `__cli-probe` (checks that `elect run` works)
 pub fn run_role(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
-        Some("__worker") if args.len() == 9 => {
+        Some("__worker") if args.len() == 12 => {
             let kind = Kind::parse(&args[1]).expect("worker kind");
             let w = Worker {
                 kind,
@@ -429,13 +524,16 @@ pub fn run_role(args: &[String]) -> i32 {
                 how: SelfExec::decode(&args[7]),
                 elect: PathBuf::from(&args[8]),
                 log_path: args[3].clone(),
+                etcd: EtcdMode::decode(&args[9..12]),
             };
             w.run();
             0
         }
-        Some("__cli-child") if args.len() == 3 => {
-            cli_child(args[1].parse().expect("wid"), Path::new(&args[2]))
-        }
+        Some("__cli-child") if args.len() == 4 => cli_child(
+            args[1].parse().expect("wid"),
+            Path::new(&args[2]),
+            (args[3] != "-").then(|| Path::new(&args[3])),
+        ),
         Some("__cli-probe") => {
             println!(
                 "probe slot={} token={}",
@@ -461,6 +559,117 @@ struct Worker {
     until: u64,
     how: SelfExec,
     elect: PathBuf,
+    etcd: Option<EtcdMode>,
+}
+
+/// etcd mode: where the workers' election lives.
+#[derive(Debug, Clone)]
+pub struct EtcdMode {
+    /// Comma-separated `http://host:port`.
+    pub endpoints: String,
+    /// The key prefix of this run, so that runs never meet.
+    pub prefix: String,
+    /// The lease TTL asked for.
+    pub ttl: Duration,
+}
+
+impl EtcdMode {
+    fn encode(m: Option<&EtcdMode>) -> [String; 3] {
+        match m {
+            Some(m) => [
+                m.endpoints.clone(),
+                m.prefix.clone(),
+                m.ttl.as_millis().to_string(),
+            ],
+            None => ["-".into(), "-".into(), "-".into()],
+        }
+    }
+
+    fn decode(a: &[String]) -> Option<EtcdMode> {
+        (a[0] != "-").then(|| EtcdMode {
+            endpoints: a[0].clone(),
+            prefix: a[1].clone(),
+            ttl: Duration::from_millis(a[2].parse().expect("ttl ms")),
+        })
+    }
+
+    #[cfg(feature = "etcd")]
+    fn config(&self) -> elect::Etcd {
+        elect::Etcd::new(&self.endpoints)
+            .and_then(|e| e.prefix(self.prefix.clone()))
+            .and_then(|e| e.ttl(self.ttl))
+            .expect("etcd settings")
+    }
+}
+
+/// etcd mode: a builder on the cluster.
+#[cfg(feature = "etcd")]
+fn on_etcd(b: elect::ElectionBuilder, m: &EtcdMode) -> elect::ElectionBuilder {
+    b.etcd(m.config())
+}
+
+#[cfg(not(feature = "etcd"))]
+fn on_etcd(_: elect::ElectionBuilder, _: &EtcdMode) -> elect::ElectionBuilder {
+    unreachable!("etcd mode is refused without the etcd feature")
+}
+
+/// etcd mode: one act under a fencing token, as a downstream system that
+/// checks `ELECT_TOKEN` would take it. The fence of a slot is a file
+/// holding the largest token that acted on it; under its flock an act
+/// with a smaller token is refused (logged `FENCED`), any other is
+/// accepted, stored and logged `ACT`, so the log shows accepted acts of a
+/// slot in the order the fence took them.
+#[allow(clippy::too_many_arguments)]
+fn fenced_act(
+    log: &Log,
+    fences: &Path,
+    wid: u64,
+    kind: &str,
+    slot: u32,
+    token: u64,
+    extra: &str,
+) -> bool {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(fences.join(format!("fence.{slot}")))
+        .expect("fence file");
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            break;
+        }
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINTR),
+            "flock of a fence"
+        );
+    }
+    let mut buf = [0u8; 20];
+    let n = f.read_at(&mut buf, 0).expect("read fence");
+    let top: u64 = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    if token < top {
+        log.me(
+            wid,
+            kind,
+            "FENCED",
+            Some(slot),
+            Some(token),
+            &format!("{extra} fence={top}"),
+        );
+        return false;
+    }
+    f.write_all_at(format!("{token:020}").as_bytes(), 0)
+        .expect("write fence");
+    log.me(wid, kind, "ACT", Some(slot), Some(token), extra);
+    true
+    // The flock goes with the descriptor.
 }
 
 /// The state of one holding: how long to hold and how often the ticket was
@@ -503,12 +712,15 @@ impl Hold {
 
 impl Worker {
     fn run(&self) {
-        let election = Election::builder(RESOURCE)
+        let builder = Election::builder(RESOURCE)
             .tickets(self.tickets)
-            .dir(&self.dir)
-            .label(format!("torture {} {}", self.kind.name(), self.wid))
-            .build()
-            .expect("election");
+            .label(format!("torture {} {}", self.kind.name(), self.wid));
+        let election = match &self.etcd {
+            None => builder.dir(&self.dir),
+            Some(m) => on_etcd(builder, m),
+        }
+        .build()
+        .expect("election");
         let mut rng = Rng::seeded(self.wid);
         match self.kind {
             Kind::Block | Kind::Timeout => self.run_blocking(&election, &mut rng),
@@ -528,6 +740,26 @@ impl Worker {
             .me(self.wid, self.kind.name(), what, slot, token, extra);
     }
 
+    /// Whether the ticket may still be acted on. In etcd mode this is an
+    /// act: the time is read *before* `is_held()`, so a true answer covers
+    /// that moment, and logged with the act (`checked=`) through the fence.
+    fn check(&self, ticket: &elect::Ticket) -> bool {
+        if self.etcd.is_none() {
+            return ticket.is_held();
+        }
+        let checked = now_ns();
+        ticket.is_held()
+            && fenced_act(
+                &self.log,
+                &self.dir,
+                self.wid,
+                self.kind.name(),
+                ticket.slot(),
+                ticket.token(),
+                &format!("checked={checked}"),
+            )
+    }
+
     fn run_blocking(&self, election: &Election, rng: &mut Rng) {
         while now_ns() < self.until {
             self.log("WAIT", None, None, "");
@@ -542,7 +774,7 @@ impl Worker {
                     self.log("ENTER", slot, token, "");
                     let mut hold = Hold::new(rng);
                     loop {
-                        match hold.step(ticket.is_held(), rng) {
+                        match hold.step(self.check(&ticket), rng) {
                             Step::Lost => {
                                 self.log("LOST", slot, token, &format!("checks={}", hold.checks));
                                 break;
@@ -586,7 +818,7 @@ impl Worker {
                     self.log("ENTER", slot, token, "");
                     let mut hold = Hold::new(rng);
                     loop {
-                        match hold.step(ticket.is_held(), rng) {
+                        match hold.step(self.check(&ticket), rng) {
                             Step::Lost => {
                                 self.log("LOST", slot, token, &format!("checks={}", hold.checks));
                                 break;
@@ -610,19 +842,32 @@ impl Worker {
 
     fn run_cli(&self, rng: &mut Rng) {
         while now_ns() < self.until {
+            let fences = match &self.etcd {
+                Some(_) => self.dir.to_string_lossy().into_owned(),
+                None => "-".into(),
+            };
             let role = vec![
                 "__cli-child".to_string(),
                 self.wid.to_string(),
                 self.log_path.clone(),
+                fences,
             ];
             let (argv, env) = self.how.argv(&role);
             let mut cmd = Command::new(&self.elect);
             cmd.arg("run")
                 .arg("-q")
                 .arg("-t")
-                .arg(self.tickets.to_string())
-                .arg("-d")
-                .arg(&self.dir);
+                .arg(self.tickets.to_string());
+            match &self.etcd {
+                None => cmd.arg("-d").arg(&self.dir),
+                Some(m) => cmd
+                    .arg("--etcd")
+                    .arg(&m.endpoints)
+                    .arg("--etcd-prefix")
+                    .arg(&m.prefix)
+                    .arg("--ttl")
+                    .arg(format!("{}ms", m.ttl.as_millis())),
+            };
             if rng.chance(25) {
                 cmd.arg("-w").arg(format!("{}ms", rng.range(1, 200)));
             }
@@ -670,7 +915,11 @@ extern "C" fn on_sigterm(_: libc::c_int) {
 /// file it inherited a lock on is still the one at the slot's path. If it is
 /// not, it logs `LOST` and waits for elect's SIGTERM (`TERM`), which must
 /// come within a second.
-fn cli_child(wid: u64, log_path: &Path) -> i32 {
+///
+/// In etcd mode (`fences` given) there is no slot file and a command cannot
+/// ask whether its ticket still holds: each step is an act through the
+/// slot's fence with `ELECT_TOKEN`, and a refused act counts as the loss.
+fn cli_child(wid: u64, log_path: &Path, fences: Option<&Path>) -> i32 {
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(
@@ -683,19 +932,31 @@ fn cli_child(wid: u64, log_path: &Path) -> i32 {
     let slot: Option<u32> = env("ELECT_SLOT").and_then(|s| s.parse().ok());
     let token: Option<u64> = env("ELECT_TOKEN").and_then(|s| s.parse().ok());
     let rec = |what: &str, extra: &str| log.me(wid, "cli", what, slot, token, extra);
-    let slot_path = match (env("ELECT_DIR"), env("ELECT_NAME"), slot) {
-        (Some(d), Some(n), Some(s)) => PathBuf::from(d).join(n).join(format!("slot.{s}")),
+    let (slot_path, held) = match (env("ELECT_DIR"), env("ELECT_NAME"), slot, fences) {
+        (_, Some(_), Some(_), Some(_)) if token.is_some() => {
+            rec("ENTER", "");
+            (PathBuf::new(), None)
+        }
+        (Some(d), Some(n), Some(s), None) => {
+            let path = PathBuf::from(d).join(n).join(format!("slot.{s}"));
+            let held = inherited_slot(&path);
+            rec("ENTER", if held.is_some() { "" } else { "nofd" });
+            (path, held)
+        }
         _ => {
             rec("ENTER", "bad-env");
             rec("EXIT", "");
             return 0;
         }
     };
-    let held = inherited_slot(&slot_path);
-    rec("ENTER", if held.is_some() { "" } else { "nofd" });
-    let intact = || match held {
-        Some(id) => std::fs::symlink_metadata(&slot_path).is_ok_and(|m| (m.dev(), m.ino()) == id),
-        None => true,
+    let intact = || match (fences, slot, token) {
+        (Some(f), Some(s), Some(t)) => fenced_act(&log, f, wid, "cli", s, t, "cmd"),
+        _ => match held {
+            Some(id) => {
+                std::fs::symlink_metadata(&slot_path).is_ok_and(|m| (m.dev(), m.ino()) == id)
+            }
+            None => true,
+        },
     };
     let mut rng = Rng::seeded(wid);
     let mut hold = Hold::new(&mut rng);
@@ -766,6 +1027,10 @@ pub struct Outcome {
     pub passed: bool,
     /// The log (kept when the run failed or `--keep` was given).
     pub log: PathBuf,
+    /// etcd mode: holders whose process group was stopped past the TTL.
+    pub long_stops: u64,
+    /// etcd mode: of those, how many acted no more and were stopped in time.
+    pub long_stops_handled: u64,
 }
 
 /// The live workers: wid → (pid, position). Reaping happens only under its
@@ -779,12 +1044,38 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
     let work = tempfile::Builder::new()
         .prefix("elect-torture.")
         .tempdir()?;
-    let run_dir = opts.dir.clone().unwrap_or_else(|| work.path().join("run"));
+    // etcd mode: a prefix of this run's own, and the fences where the run
+    // directory would be.
+    let mode = opts.etcd.as_ref().map(|endpoints| EtcdMode {
+        endpoints: endpoints.clone(),
+        prefix: format!("elect-torture/{}-{}/", std::process::id(), now_ns()),
+        ttl: opts.ttl,
+    });
+    let admin = match &mode {
+        Some(m) => Some(Admin::connect(&m.endpoints).map_err(std::io::Error::other)?),
+        None => None,
+    };
+    // etcd may grant more than asked (its minimum TTL): what counts is the
+    // granted TTL.
+    let ttl = match &admin {
+        Some(a) => a
+            .granted_ttl(opts.ttl)
+            .map_err(std::io::Error::other)?
+            .max(opts.ttl),
+        None => opts.ttl,
+    };
+    let run_dir = match &mode {
+        Some(_) => work.path().join("fences"),
+        None => opts.dir.clone().unwrap_or_else(|| work.path().join("run")),
+    };
+    if mode.is_some() {
+        std::fs::create_dir(&run_dir)?;
+    }
     let log_path = opts
         .log
         .clone()
         .unwrap_or_else(|| work.path().join("torture.log"));
-    let elect = find_elect(opts, how, work.path());
+    let elect = find_elect(opts, how, work.path(), mode.as_ref());
     let mut kinds = vec![Kind::Block, Kind::Timeout, Kind::Async];
     if elect.is_ok() {
         kinds.push(Kind::Cli);
@@ -799,7 +1090,17 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
         "START",
         None,
         None,
-        &format!("tickets={} workers={}", opts.tickets, opts.workers),
+        &match &mode {
+            None => format!("tickets={} workers={}", opts.tickets, opts.workers),
+            Some(m) => format!(
+                "tickets={} workers={} etcd={} prefix={} ttl_ms={}",
+                opts.tickets,
+                opts.workers,
+                m.endpoints,
+                m.prefix,
+                ttl.as_millis()
+            ),
+        },
     );
     let elect_path = elect
         .as_ref()
@@ -811,7 +1112,7 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
     let mut next_wid = 1u64;
     let spawn = |pos: usize, wid: u64, procs: &mut Procs| {
         let kind = positions[pos];
-        let role = vec![
+        let mut role = vec![
             "__worker".to_string(),
             kind.name().into(),
             wid.to_string(),
@@ -822,6 +1123,7 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
             how.encode(),
             elect_path.clone(),
         ];
+        role.extend(EtcdMode::encode(mode.as_ref()));
         let mut cmd = how.command(&role);
         cmd.process_group(0)
             .stdin(Stdio::null())
@@ -846,7 +1148,10 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
     let chaos = {
         let (log, procs, stop) = (Arc::clone(&log), Arc::clone(&procs), Arc::clone(&stop));
         let (log_path, run_dir, workers) = (log_path.clone(), run_dir.clone(), opts.workers);
-        std::thread::spawn(move || chaos(&log, &log_path, &procs, &stop, &run_dir, workers))
+        let on_etcd = admin.map(|a| (a, mode.clone().expect("etcd mode").prefix, ttl));
+        std::thread::spawn(move || {
+            chaos(&log, &log_path, &procs, &stop, &run_dir, workers, on_etcd)
+        })
     };
     // Reap and respawn until the end.
     let mut respawns = 0u64;
@@ -919,6 +1224,16 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
         opts.tickets,
         respawns
     );
+    if let Some(m) = &mode {
+        let _ = writeln!(
+            summary,
+            "store: etcd {} prefix {} lease TTL {} ms (asked {} ms)",
+            m.endpoints,
+            m.prefix,
+            ttl.as_millis(),
+            opts.ttl.as_millis()
+        );
+    }
     if let Err(why) = &elect {
         let _ = writeln!(summary, "CLI workers skipped: {why}");
     }
@@ -943,6 +1258,8 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
         summary,
         passed,
         log: log_path,
+        long_stops: analysis.long_stops,
+        long_stops_handled: analysis.long_stops_handled,
     })
 }
 
@@ -1026,6 +1343,12 @@ impl Tracker {
 
 /// The chaos thread: kills, stops and continues workers, removes the run
 /// directory every 2 to 5 s. Logs each act before it acts.
+///
+/// In etcd mode (`on_etcd`: the parent's client, the run's key prefix and
+/// the granted TTL) it deletes the run's keys instead, every 4 to 8 s, does
+/// not kill stopped workers, and every 1.5 to 3 s stops the whole process
+/// group of one holder for TTL + 0.3 to 1.3 s (`STOP ... long`).
+#[allow(clippy::too_many_arguments)]
 fn chaos(
     log: &Log,
     log_path: &Path,
@@ -1033,6 +1356,7 @@ fn chaos(
     stop: &AtomicBool,
     run_dir: &Path,
     workers: usize,
+    on_etcd: Option<(Admin, String, Duration)>,
 ) {
     let mut rng = Rng::seeded(0xc4a05);
     let mut tracker = Tracker {
@@ -1042,7 +1366,11 @@ fn chaos(
         waiting: HashSet::new(),
     };
     let mut stopped: Vec<(u64, i32, u64)> = Vec::new();
-    let mut next_rmdir = now_ns() + rng.range(2000, 5000) * MS;
+    let etcd = on_etcd.is_some();
+    let (lo, hi) = if etcd { (4000, 8000) } else { (2000, 5000) };
+    let mut next_rmdir = now_ns() + rng.range(lo, hi) * MS;
+    let mut next_long = now_ns() + rng.range(1500, 3000) * MS;
+    let mut long_stopped: Option<u64> = None;
     let max_stopped = (workers / 3).max(1);
     let signal = |wid: u64, what: &str, sig: libc::c_int, extra: &str| -> Option<i32> {
         let p = procs.lock().unwrap();
@@ -1063,6 +1391,28 @@ fn chaos(
                 true
             }
         });
+        if long_stopped.is_some_and(|w| !stopped.iter().any(|s| s.0 == w)) {
+            long_stopped = None;
+        }
+        if let Some((admin, prefix, _)) = &on_etcd
+            && now >= next_rmdir
+        {
+            log.me(0, "chaos", "RMDIR", None, None, &format!("etcd:{prefix}"));
+            let r = admin.delete_prefix(prefix);
+            log.me(
+                0,
+                "chaos",
+                "RMDONE",
+                None,
+                None,
+                &match r {
+                    Ok(n) => format!("ok=true deleted={n}"),
+                    Err(e) => format!("ok=false {e}"),
+                },
+            );
+            next_rmdir = now_ns() + rng.range(4000, 8000) * MS;
+            continue;
+        }
         if now >= next_rmdir {
             log.me(0, "chaos", "RMDIR", None, None, &run_dir.to_string_lossy());
             let mut tries = 0;
@@ -1092,28 +1442,59 @@ fn chaos(
             v.sort_unstable();
             (!v.is_empty()).then(|| v[rng.range(0, v.len() as u64 - 1) as usize])
         };
+        if let Some((_, _, ttl)) = &on_etcd
+            && long_stopped.is_none()
+            && now >= next_long
+        {
+            let free: HashSet<u64> = tracker
+                .holding
+                .iter()
+                .copied()
+                .filter(|w| !stopped.iter().any(|s| s.0 == *w))
+                .collect();
+            if let Some(wid) = pick(&free, &mut rng) {
+                let ms = ttl.as_millis() as u64 + rng.range(300, 1300);
+                if let Some(pid) =
+                    signal(wid, "STOP", libc::SIGSTOP, &format!("holder ms={ms} long"))
+                {
+                    stopped.push((wid, pid, now_ns() + ms * MS));
+                    long_stopped = Some(wid);
+                }
+                next_long = now_ns() + ms * MS + rng.range(1500, 3000) * MS;
+            }
+            continue;
+        }
+        // etcd mode leaves stopped workers alive, to see what they do when
+        // continued.
+        let (holding, waiting): (HashSet<u64>, HashSet<u64>) = if etcd {
+            let alive = |set: &HashSet<u64>| -> HashSet<u64> {
+                set.iter()
+                    .copied()
+                    .filter(|w| !stopped.iter().any(|s| s.0 == *w))
+                    .collect()
+            };
+            (alive(&tracker.holding), alive(&tracker.waiting))
+        } else {
+            (tracker.holding.clone(), tracker.waiting.clone())
+        };
         let roll = rng.range(0, 99);
         if roll < 25 {
-            if let Some(wid) = pick(&tracker.holding, &mut rng) {
+            if let Some(wid) = pick(&holding, &mut rng) {
                 signal(wid, "KILL", libc::SIGKILL, "holder");
                 stopped.retain(|s| s.0 != wid);
             }
         } else if roll < 40 {
-            if let Some(wid) = pick(&tracker.waiting, &mut rng) {
+            if let Some(wid) = pick(&waiting, &mut rng) {
                 signal(wid, "KILL", libc::SIGKILL, "waiter");
                 stopped.retain(|s| s.0 != wid);
             }
         } else if roll < 75 && stopped.len() < max_stopped {
-            let set = if rng.chance(50) {
-                &tracker.holding
-            } else {
-                &tracker.waiting
-            };
+            let set = if rng.chance(50) { &holding } else { &waiting };
             if let Some(wid) = pick(set, &mut rng)
                 && !stopped.iter().any(|s| s.0 == wid)
             {
                 let ms = rng.range(5, MAX_STOP_MS);
-                let role = if tracker.holding.contains(&wid) {
+                let role = if holding.contains(&wid) {
                     "holder"
                 } else {
                     "waiter"
@@ -1129,9 +1510,87 @@ fn chaos(
     }
 }
 
+/// etcd mode: the parent's own client, for what no worker does: learning
+/// the TTL etcd grants, and deleting the run's keys (the chaos).
+#[cfg(feature = "etcd")]
+struct Admin {
+    rt: tokio::runtime::Runtime,
+    client: etcd_client::Client,
+}
+
+#[cfg(feature = "etcd")]
+impl Admin {
+    fn connect(endpoints: &str) -> Result<Admin, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no runtime: {e}"))?;
+        let list: Vec<String> = endpoints.split(',').map(str::to_string).collect();
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(5));
+        let client = rt
+            .block_on(etcd_client::Client::connect(list, Some(options)))
+            .map_err(|e| format!("cannot connect to etcd at {endpoints}: {e}"))?;
+        Ok(Admin { rt, client })
+    }
+
+    /// The TTL etcd grants when `ttl` is asked for.
+    fn granted_ttl(&self, ttl: Duration) -> Result<Duration, String> {
+        let mut c = self.client.clone();
+        self.rt.block_on(async move {
+            let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+            let g = c
+                .lease_grant(secs as i64, None)
+                .await
+                .map_err(|e| format!("cannot grant a lease: {e}"))?;
+            let _ = c.lease_revoke(g.id()).await;
+            Ok(Duration::from_secs(g.ttl().max(1) as u64))
+        })
+    }
+
+    /// Deletes every key under `prefix`; how many there were.
+    fn delete_prefix(&self, prefix: &str) -> Result<i64, String> {
+        let mut c = self.client.clone();
+        let prefix = prefix.to_string();
+        self.rt.block_on(async move {
+            c.delete(
+                prefix,
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+            .map(|r| r.deleted())
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+struct Admin;
+
+#[cfg(not(feature = "etcd"))]
+impl Admin {
+    fn connect(_: &str) -> Result<Admin, String> {
+        Err("etcd mode needs the etcd feature".into())
+    }
+
+    fn granted_ttl(&self, _: Duration) -> Result<Duration, String> {
+        unreachable!()
+    }
+
+    fn delete_prefix(&self, _: &str) -> Result<i64, String> {
+        unreachable!()
+    }
+}
+
 /// Finds the `elect` binary and checks that `elect run` runs a command with
 /// ELECT_SLOT and ELECT_TOKEN; the error says why CLI workers are skipped.
-fn find_elect(opts: &Options, how: &SelfExec, work: &Path) -> Result<PathBuf, String> {
+fn find_elect(
+    opts: &Options,
+    how: &SelfExec,
+    work: &Path,
+    mode: Option<&EtcdMode>,
+) -> Result<PathBuf, String> {
     let path = match &opts.elect {
         Some(p) => p.clone(),
         None => {
@@ -1150,12 +1609,18 @@ fn find_elect(opts: &Options, how: &SelfExec, work: &Path) -> Result<PathBuf, St
     }
     let (argv, env) = how.argv(&["__cli-probe".to_string()]);
     let mut cmd = Command::new(&path);
-    cmd.arg("run")
-        .arg("-t")
-        .arg("1")
-        .arg("-d")
-        .arg(work.join("probe"))
-        .arg("probe")
+    cmd.arg("run").arg("-t").arg("1");
+    match mode {
+        None => cmd.arg("-d").arg(work.join("probe")),
+        Some(m) => cmd
+            .arg("--etcd")
+            .arg(&m.endpoints)
+            .arg("--etcd-prefix")
+            .arg(format!("{}probe/", m.prefix))
+            .arg("--ttl")
+            .arg(format!("{}ms", m.ttl.as_millis())),
+    };
+    cmd.arg("probe")
         .arg("--")
         .args(&argv)
         .stdin(Stdio::null())
@@ -1198,8 +1663,13 @@ fn find_elect(opts: &Options, how: &SelfExec, work: &Path) -> Result<PathBuf, St
         Ok(path)
     } else {
         Err(format!(
-            "`{} run -t 1 -d DIR probe -- CMD` does not work yet ({status}; stdout {:?}; stderr {:?})",
+            "`{} run -t 1 {} probe -- CMD` does not work yet ({status}; stdout {:?}; stderr {:?})",
             path.display(),
+            if mode.is_some() {
+                "--etcd ENDPOINTS"
+            } else {
+                "-d DIR"
+            },
             out.lines().last().unwrap_or(""),
             err.lines().next().unwrap_or("")
         ))
@@ -1294,6 +1764,13 @@ struct Acq {
     nofd: bool,
     /// The logged holding as counted for (a), if counted.
     counted: Option<(u64, u64)>,
+    /// etcd mode: accepted acts, as (time logged under the fence, time read
+    /// before `is_held()` for library holders).
+    acts: Vec<(u64, Option<u64>)>,
+    /// etcd mode: acts the fence refused, likewise.
+    fenced: Vec<(u64, Option<u64>)>,
+    /// etcd mode, CLI: when the `elect run` of this holding exited, and how.
+    cli_exit: Option<(u64, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -1312,6 +1789,10 @@ pub struct Analysis {
     pub violations: usize,
     /// One line per kind of violation found, for tests.
     pub found: Vec<String>,
+    /// etcd mode: stops of a holder's process group past the TTL.
+    pub long_stops: u64,
+    /// etcd mode: of those, how many the holder handled as (f) asks.
+    pub long_stops_handled: u64,
 }
 
 fn checks_of(extra: &str) -> u64 {
@@ -1323,6 +1804,73 @@ fn checks_of(extra: &str) -> u64 {
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / MS as f64
+}
+
+/// One step of a sweep: (time, holders after it, holding, 1 for a start).
+type SweepStep = (u64, usize, usize, u8);
+
+/// Sweeps spans `(start, end, holding)`: the most at once, the steps, and
+/// (kind, detail) of every time more than `n` overlapped or two shared a
+/// slot.
+fn sweep(
+    acqs: &[Acq],
+    spans: &[(u64, u64, usize)],
+    n: usize,
+    what: &str,
+) -> (usize, Vec<SweepStep>, Vec<(String, String)>) {
+    let mut events: Vec<(u64, u8, usize)> = Vec::new();
+    for &(s, e, i) in spans {
+        events.push((s, 1, i));
+        events.push((e, 0, i));
+    }
+    events.sort_unstable();
+    let mut issues = Vec::new();
+    let mut active: Vec<usize> = Vec::new();
+    let mut max_held = 0usize;
+    let mut steps: Vec<SweepStep> = Vec::new();
+    let t0 = events.first().map_or(0, |e| e.0);
+    let at = |t: u64| format!("+{:.3} s", ms(t - t0) / 1000.0);
+    for &(t, start, i) in &events {
+        if start == 1 {
+            if let Some(&j) = active.iter().find(|&&j| acqs[j].slot == acqs[i].slot) {
+                issues.push((
+                    "(a) slot shared".to_string(),
+                    format!(
+                        "{what}: at t={t} ns ({}) wid {} ({}) token {:?} entered slot {} held by wid {} ({}) token {:?}",
+                        at(t),
+                        acqs[i].wid,
+                        acqs[i].kind,
+                        acqs[i].token,
+                        acqs[i].slot,
+                        acqs[j].wid,
+                        acqs[j].kind,
+                        acqs[j].token
+                    ),
+                ));
+            }
+            active.push(i);
+            if active.len() > n {
+                let who: Vec<String> = active
+                    .iter()
+                    .map(|&j| {
+                        format!(
+                            "wid {} {} slot {} token {:?}",
+                            acqs[j].wid, acqs[j].kind, acqs[j].slot, acqs[j].token
+                        )
+                    })
+                    .collect();
+                issues.push((
+                    "(a) too many holders".to_string(),
+                    format!("{what}: {} at t={t} ns: {}", active.len(), who.join("; ")),
+                ));
+            }
+            max_held = max_held.max(active.len());
+        } else {
+            active.retain(|&j| j != i);
+        }
+        steps.push((t, active.len(), i, start));
+    }
+    (max_held, steps, issues)
 }
 
 /// Analyses a log for a resource with `tickets` tickets.
@@ -1350,6 +1898,16 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         _ => (0, 0),
     };
     let rel = |t: u64| ms(t.saturating_sub(t0)) / 1000.0;
+    // etcd mode: the START record gives the granted lease TTL.
+    let ttl: Option<u64> = recs
+        .iter()
+        .find(|r| r.what == "START")
+        .and_then(|r| {
+            r.extra
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("ttl_ms=")?.parse::<u64>().ok())
+        })
+        .map(|t| t * MS);
 
     // Walk the records in time order.
     let mut acqs: Vec<Acq> = Vec::new();
@@ -1422,9 +1980,34 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     noterm: false,
                     nofd: r.extra.contains("nofd"),
                     counted: None,
+                    acts: Vec::new(),
+                    fenced: Vec::new(),
+                    cli_exit: None,
                 });
                 open_acq.entry(r.wid).or_default().push(acqs.len() - 1);
                 by_token.insert((r.wid, r.token), acqs.len() - 1);
+            }
+            "ACT" | "FENCED" => {
+                let Some(&i) = by_token.get(&(r.wid, r.token)) else {
+                    flag(
+                        &mut found,
+                        "log",
+                        format!(
+                            "{} of wid {} token {:?} outside a holding",
+                            r.what, r.wid, r.token
+                        ),
+                    );
+                    continue;
+                };
+                let checked = r
+                    .extra
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("checked=")?.parse().ok());
+                if r.what == "ACT" {
+                    acqs[i].acts.push((r.t, checked));
+                } else {
+                    acqs[i].fenced.push((r.t, checked));
+                }
             }
             "EXIT" | "LOST" | "TERM" | "NOTERM" => {
                 let Some(&i) = by_token.get(&(r.wid, r.token)) else {
@@ -1454,6 +2037,35 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                 if r.what == "ERR" {
                     let key: String = r.extra.chars().take(100).collect();
                     *errors.entry(key).or_default() += 1;
+                }
+                if r.what == "CLIEXIT" && ttl.is_some() {
+                    // The elect run of the last holding of this worker
+                    // ended: its command, maybe SIGKILLed by elect without
+                    // a word, ended no later.
+                    let code = r.extra.split_whitespace().next().unwrap_or("");
+                    let last = open_acq
+                        .get(&r.wid)
+                        .and_then(|v| v.last().copied())
+                        .or_else(|| {
+                            acqs.iter().rposition(|a| {
+                                a.wid == r.wid && a.kind == "cli" && a.cli_exit.is_none()
+                            })
+                        });
+                    if let Some(i) = last {
+                        let a = &mut acqs[i];
+                        a.cli_exit = Some((r.t, code.to_string()));
+                        if a.how == End::Open {
+                            a.end = r.t;
+                            a.how = if code == "code=76" {
+                                End::Lost
+                            } else {
+                                End::Exit
+                            };
+                        }
+                    }
+                    if let Some(v) = open_acq.get_mut(&r.wid) {
+                        v.clear();
+                    }
                 }
                 if r.what == "CLIEXIT" {
                     let code = r.extra.split_whitespace().next().unwrap_or("");
@@ -1523,6 +2135,20 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         (i > 0).then(|| rmdirs[i - 1].0)
     };
 
+    // etcd mode: a worker stopped when the keys were removed can notice
+    // only once continued (stops there last past the TTL); time to notice
+    // counts from then.
+    let awake = |wid: u64, r: u64| -> u64 {
+        if ttl.is_none() {
+            return r;
+        }
+        stops
+            .iter()
+            .filter(|&&(w, st, en)| w == wid && st <= r && en > r)
+            .map(|x| x.2)
+            .max()
+            .unwrap_or(r)
+    };
     // (c) losses, and which holdings count for (a).
     let mut lost = 0u64;
     let mut worst_notice = 0u64;
@@ -1535,7 +2161,39 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             e = e.min(k);
         }
         let mut counted = true;
-        if matches!(a.how, End::Lost | End::Term) {
+        // etcd mode: a stop of this worker during the holding, long enough
+        // for its lease to run short (a third of the TTL; renewals go every
+        // fifth), explains a loss noticed after it was continued.
+        let stopped_out = ttl.and_then(|ttl| {
+            stops
+                .iter()
+                .filter(|&&(w, st, en)| {
+                    w == a.wid && st < a.end && en > a.enter && en <= a.end && en - st >= ttl / 3
+                })
+                .map(|&(_, st, en)| (st, en))
+                .max_by_key(|x| x.1)
+        });
+        if matches!(a.how, End::Lost | End::Term)
+            && let Some((st, cont)) = stopped_out
+            && last_rmdir_before(a.end).is_none_or(|r| r < cont)
+        {
+            lost += 1;
+            let d = a.end - cont;
+            worst_notice = worst_notice.max(d);
+            if d > NOTICE_LIMIT {
+                flag(
+                    &mut found,
+                    "(c) late notice",
+                    format!(
+                        "wid {} ({}) noticed its loss {:.0} ms after it was continued",
+                        a.wid,
+                        a.kind,
+                        ms(d)
+                    ),
+                );
+            }
+            e = e.min(st);
+        } else if matches!(a.how, End::Lost | End::Term) {
             lost += 1;
             match last_rmdir_before(a.end) {
                 None => flag(
@@ -1550,7 +2208,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     ),
                 ),
                 Some(r) => {
-                    let d = a.end - r;
+                    let d = a.end.saturating_sub(awake(a.wid, r));
                     worst_notice = worst_notice.max(d);
                     if d > NOTICE_LIMIT {
                         flag(
@@ -1566,7 +2224,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     }
                     if let Some(term) = a.term.or((a.how == End::Term).then_some(a.end)) {
                         terms += 1;
-                        let d = term - r;
+                        let d = term.saturating_sub(awake(a.wid, r));
                         worst_term = worst_term.max(d);
                         if d > NOTICE_LIMIT {
                             flag(
@@ -1625,7 +2283,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
     for &(r, _) in &rmdirs {
         for a in acqs.iter().filter(|a| a.enter < r && a.end > r) {
             let end = killed_at.get(&a.wid).map_or(a.end, |&k| k.min(a.end));
-            let d = end.saturating_sub(r);
+            let d = end.saturating_sub(awake(a.wid, r));
             worst_gone = worst_gone.max(d);
             if d > NOTICE_LIMIT {
                 flag(
@@ -1643,64 +2301,60 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         }
     }
 
-    // (a) at most N at once, one per slot.
-    let mut events: Vec<(u64, u8, usize)> = Vec::new();
-    for (i, a) in acqs.iter().enumerate() {
-        if let Some((s, e)) = a.counted {
-            events.push((s, 1, i));
-            events.push((e, 0, i));
+    // (a) at most N at once, one per slot. In etcd mode logged holdings may
+    // overlap (a holder stopped past its TTL logs LOST after another
+    // entered), so what counts there is acting: the span from the first to
+    // the last act of a holding, by the time read before `is_held()` for
+    // library holders, and by the fence's order for all.
+    let logged: Vec<(u64, u64, usize)> = acqs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.counted.map(|(s, e)| (s, e, i)))
+        .collect();
+    let (max_held, steps, issues) = sweep(&acqs, &logged, n, "logged holdings");
+    if ttl.is_none() {
+        for (what, detail) in issues {
+            flag(&mut found, &what, detail);
         }
     }
-    events.sort_unstable();
-    let mut active: Vec<usize> = Vec::new();
-    let mut max_held = 0usize;
-    let mut steps: Vec<(u64, usize, usize, u8)> = Vec::new();
-    for &(t, start, i) in &events {
-        if start == 1 {
-            if let Some(&j) = active.iter().find(|&&j| acqs[j].slot == acqs[i].slot) {
-                flag(
-                    &mut found,
-                    "(a) slot shared",
-                    format!(
-                        "at {:.3} s wid {} ({}) token {:?} entered slot {} held by wid {} ({}) token {:?}",
-                        rel(t),
-                        acqs[i].wid,
-                        acqs[i].kind,
-                        acqs[i].token,
-                        acqs[i].slot,
-                        acqs[j].wid,
-                        acqs[j].kind,
-                        acqs[j].token
-                    ),
-                );
+    let mut max_acting = 0;
+    if ttl.is_some() {
+        let cut = |s: u64, e: u64| -> Option<(u64, u64)> {
+            let i = rmdirs.partition_point(|&(_, d)| d < s);
+            match rmdirs.get(i) {
+                Some(&(r, _)) if r <= s => None,
+                Some(&(r, _)) => Some((s, e.min(r))),
+                None => Some((s, e)),
             }
-            active.push(i);
-            if active.len() > n {
-                let who: Vec<String> = active
-                    .iter()
-                    .map(|&j| {
-                        format!(
-                            "wid {} {} slot {} token {:?}",
-                            acqs[j].wid, acqs[j].kind, acqs[j].slot, acqs[j].token
-                        )
-                    })
-                    .collect();
-                flag(
-                    &mut found,
-                    "(a) too many holders",
-                    format!(
-                        "{} holders at {:.3} s: {}",
-                        active.len(),
-                        rel(t),
-                        who.join("; ")
-                    ),
-                );
-            }
-            max_held = max_held.max(active.len());
-        } else {
-            active.retain(|&j| j != i);
+        };
+        let library: Vec<(u64, u64, usize)> = acqs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.kind != "cli")
+            .filter_map(|(i, a)| {
+                let checked: Vec<u64> = a.acts.iter().filter_map(|x| x.1).collect();
+                let (s, e) = (*checked.iter().min()?, *checked.iter().max()?);
+                // An act is an instant: the span includes its last one.
+                cut(s, e + 1).map(|(s, e)| (s, e, i))
+            })
+            .collect();
+        let (m1, _, issues) = sweep(&acqs, &library, n, "acts of library holders");
+        for (what, detail) in issues {
+            flag(&mut found, &what, detail);
         }
-        steps.push((t, active.len(), i, start));
+        let fenced: Vec<(u64, u64, usize)> = acqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let (s, e) = (a.acts.first()?.0, a.acts.last()?.0);
+                Some((s, e + 1, i))
+            })
+            .collect();
+        let (m2, _, issues) = sweep(&acqs, &fenced, n, "acts through the fences");
+        for (what, detail) in issues {
+            flag(&mut found, &what, detail);
+        }
+        max_acting = m1.max(m2);
     }
     let counted_n = acqs.iter().filter(|a| a.counted.is_some()).count();
 
@@ -1755,6 +2409,124 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             );
         }
     }
+
+    // (f) etcd mode: a holder stopped past its TTL acts no more once
+    // continued; a library holder logs LOST within NOTICE_LIMIT, the elect
+    // run of a command exits 76 within CLI_STOP_LIMIT. A library holder's
+    // act refused by the fence means a later ticket acted first: allowed
+    // only when the holder was stopped between its check and the fence, or
+    // just after a removal of the keys.
+    let (mut long_stops, mut long_handled, mut worst_resume) = (0u64, 0u64, 0u64);
+    let (mut late_cmd_acts, mut fenced_lib, mut fenced_cmd) = (0usize, 0usize, 0usize);
+    if let Some(ttl) = ttl {
+        for a in &acqs {
+            for &(t, checked) in &a.fenced {
+                if a.kind == "cli" {
+                    fenced_cmd += 1;
+                    continue;
+                }
+                fenced_lib += 1;
+                let c = checked.unwrap_or(t);
+                let stopped_between = stops
+                    .iter()
+                    .any(|&(w, st, en)| w == a.wid && st < t && en > c);
+                let removed = last_rmdir_before(t).is_some_and(|r| t - r <= NOTICE_LIMIT);
+                if !stopped_between && !removed {
+                    flag(
+                        &mut found,
+                        "(f) fenced off",
+                        format!(
+                            "wid {} ({}) token {:?} checked its ticket at {:.3} s and was refused by the fence of slot {} at {:.3} s: a later ticket had acted",
+                            a.wid,
+                            a.kind,
+                            a.token,
+                            rel(c),
+                            a.slot,
+                            rel(t)
+                        ),
+                    );
+                }
+            }
+        }
+        for &(w, st, cont) in &stops {
+            if cont - st <= ttl + 200 * MS {
+                continue;
+            }
+            let Some(a) = acqs
+                .iter()
+                .find(|a| a.wid == w && a.enter < st && a.end > st)
+            else {
+                continue;
+            };
+            long_stops += 1;
+            if a.kind == "cli" {
+                late_cmd_acts += a.acts.iter().filter(|x| x.0 >= cont).count();
+                match &a.cli_exit {
+                    Some((t, code)) if code == "code=76" => {
+                        let d = t.saturating_sub(cont);
+                        worst_resume = worst_resume.max(d);
+                        if d > CLI_STOP_LIMIT {
+                            flag(
+                                &mut found,
+                                "(f) late stop",
+                                format!(
+                                    "wid {}: elect run exited {:.0} ms after it was continued past its TTL",
+                                    a.wid,
+                                    ms(d)
+                                ),
+                            );
+                        } else {
+                            long_handled += 1;
+                        }
+                    }
+                    Some((t, code)) => flag(
+                        &mut found,
+                        "(f) loss not reported",
+                        format!(
+                            "wid {}: stopped {:.0} ms at {:.3} s, past its TTL, yet elect run exited {code} at {:.3} s",
+                            a.wid,
+                            ms(cont - st),
+                            rel(st),
+                            rel(*t)
+                        ),
+                    ),
+                    None => {}
+                }
+            } else {
+                let late = a.acts.iter().filter(|x| x.1.unwrap_or(x.0) >= cont).count();
+                if late > 0 {
+                    flag(
+                        &mut found,
+                        "(f) acted after its lease ran out",
+                        format!(
+                            "wid {} ({}) token {:?}: stopped {:.0} ms at {:.3} s, past its TTL, then acted {late} time(s)",
+                            a.wid,
+                            a.kind,
+                            a.token,
+                            ms(cont - st),
+                            rel(st)
+                        ),
+                    );
+                }
+                // An EXIT right after SIGCONT ends a holding whose last
+                // check came before the stop: no act, nothing to notice.
+                if a.how == End::Lost {
+                    let d = a.end.saturating_sub(cont);
+                    worst_resume = worst_resume.max(d);
+                    if d <= NOTICE_LIMIT && late == 0 {
+                        long_handled += 1;
+                    }
+                }
+            }
+        }
+    }
+    // etcd mode: a killed or stopped holder frees its slot only when its
+    // lease expires.
+    let on_holders: Vec<u64> = recs
+        .iter()
+        .filter(|r| matches!(r.what.as_str(), "KILL" | "STOP") && r.extra.starts_with("holder"))
+        .map(|r| r.t)
+        .collect();
 
     // (d) waits while a slot stood free.
     let mut stops_of: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
@@ -1893,6 +2665,11 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         {
             why.push("start-up or tear-down of elect run around its command".into());
         }
+        if let Some(ttl) = ttl
+            && on_holders.iter().any(|&x| x <= b && x + ttl + SEC >= a)
+        {
+            why.push("a holder killed or stopped within TTL + 1 s: its lease had to expire".into());
+        }
         if edge(a, 0).is_some_and(|x| matches!(x.how, End::Killed | End::Reaped)) {
             why.push("holder killed".into());
         }
@@ -2017,6 +2794,16 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         );
     }
     let _ = writeln!(out, "(e) no hung worker   [{}]", verdict("(e)"));
+    if let Some(ttl) = ttl {
+        let acts: usize = acqs.iter().map(|a| a.acts.len()).sum();
+        let _ = writeln!(
+            out,
+            "(f) TTL {:.0} ms; {acts} acts, at most {max_acting} acting at once; {long_stops} holders stopped past the TTL, {long_handled} handled, gone within {:.1} ms of SIGCONT; {late_cmd_acts} late acts of commands let through by the fence, {fenced_cmd} fenced off; {fenced_lib} library acts fenced off   [{}]",
+            ms(ttl),
+            ms(worst_resume),
+            verdict("(f)")
+        );
+    }
     for f in &found {
         let _ = writeln!(out, "VIOLATION {f}");
     }
@@ -2027,5 +2814,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         summary: out,
         violations,
         found,
+        long_stops,
+        long_stops_handled: long_handled,
     }
 }
