@@ -39,6 +39,8 @@ fn torture_run(tickets: u32) {
         elect: option_env!("CARGO_BIN_EXE_elect").map(Into::into),
         log: None,
         keep: false,
+        etcd: None,
+        ttl: std::time::Duration::from_secs(2),
     };
     let outcome = torture::run(&opts, &torture::SelfExec::TestEnv("torture_role".into()))
         .expect("torture run");
@@ -59,6 +61,56 @@ fn torture_two_tickets() {
 #[test]
 fn torture_one_ticket() {
     torture_run(1);
+}
+
+#[cfg(feature = "etcd")]
+#[path = "etcd_support/mod.rs"]
+mod etcd_support;
+
+/// The torture pointed at a single-node etcd: 8 workers, 2 tickets, leases
+/// of 2 s (the harness' etcd grants down to 1 s), holders SIGKILLed and a
+/// holder's whole process group SIGSTOPped past its TTL every few seconds.
+/// `ELECT_TORTURE_ETCD_SECONDS` sets the length (default 20).
+#[cfg(feature = "etcd")]
+#[test]
+fn torture_etcd_two_tickets() {
+    if !etcd_support::require_etcd("torture_etcd_two_tickets") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = etcd_support::EtcdCluster::start(1);
+    let seconds = std::env::var("ELECT_TORTURE_ETCD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20.0);
+    let opts = torture::Options {
+        seconds,
+        workers: 8,
+        tickets: 2,
+        dir: None,
+        elect: option_env!("CARGO_BIN_EXE_elect").map(Into::into),
+        log: None,
+        keep: false,
+        etcd: Some(cluster.endpoints()),
+        ttl: std::time::Duration::from_secs(2),
+    };
+    let outcome = torture::run(&opts, &torture::SelfExec::TestEnv("torture_role".into()))
+        .expect("torture run");
+    println!("{}", outcome.summary);
+    assert!(
+        outcome.passed,
+        "torture on etcd found violations; log kept at {}:\n{}\netcd:\n{}",
+        outcome.log.display(),
+        outcome.summary,
+        cluster.logs()
+    );
+    assert!(
+        outcome.long_stops_handled >= 1,
+        "no holder was stopped past its TTL and seen to handle it ({} such stops); log at {}:\n{}",
+        outcome.long_stops,
+        outcome.log.display(),
+        outcome.summary
+    );
 }
 
 const S: u64 = 1_000_000_000;
