@@ -2731,9 +2731,16 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             "ok"
         }
     };
+    // On etcd a logged holding is not an acting one (a stopped holder's
+    // lease expires under it): (a) is judged on acts, reported in (f).
+    let held_what = if ttl.is_some() {
+        "holdings logged (acting: see (f))"
+    } else {
+        "holders at once"
+    };
     let _ = writeln!(
         out,
-        "(a) holders at once: max {max_held} of {tickets}; {counted_n} of {} holdings counted, one per slot   [{}]",
+        "(a) {held_what}: max {max_held} of {tickets}; {counted_n} of {} holdings counted, one per slot   [{}]",
         acqs.len(),
         verdict("(a)")
     );
@@ -2749,7 +2756,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         "(c) {lost} lost ownerships, noticed within {:.1} ms of the removal ({}); old holders gone within {:.1} ms   [{}]",
         ms(worst_notice),
         if terms == 0 {
-            "no elect run lost its ticket".to_string()
+            "no elect run command saw a SIGTERM for it".to_string()
         } else {
             format!(
                 "{terms} elect run SIGTERMs, within {:.1} ms",
