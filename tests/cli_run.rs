@@ -289,6 +289,23 @@ fn lost_ticket_after_rm_rf_stops_the_command_and_exits_76() {
 }
 
 #[test]
+fn a_ticket_lost_just_before_the_command_ends_still_gives_76() {
+    // The command takes the ticket away itself and ends at once, before
+    // elect's next look: the end of its work was not under the ticket.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = output(elect(["run", "-d"]).arg(&dir).args([
+        "job",
+        "sh",
+        "-c",
+        "rm -rf \"$ELECT_DIR/job\"",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(76), "{err}");
+    assert!(err.contains("before the command"), "{err}");
+}
+
+#[test]
 fn lost_ticket_kills_a_command_that_ignores_sigterm_after_the_grace() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");

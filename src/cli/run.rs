@@ -137,6 +137,19 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             killed = true;
         }
     }
+    // The ticket may have gone in the moment before the command ended,
+    // before elect looked (a process group continued after a stop past an
+    // etcd lease runs both at once): the command's end was not under it.
+    if lost.is_none() && !ticket.is_held() {
+        say(format!(
+            "lost the ticket of {:?} (slot {}, token {}) before the command (pid {pid}) ended: {} is no longer held",
+            election.name(),
+            ticket.slot(),
+            ticket.token(),
+            ticket.path().display(),
+        ));
+        lost = Some(Instant::now());
+    }
     let status = child
         .wait()
         .map_err(|e| Failure::internal(format!("cannot reap the command (pid {pid}): {e}")))?;
