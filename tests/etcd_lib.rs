@@ -490,3 +490,32 @@ fn a_campaign_ends_with_lost_when_its_lease_cannot_be_renewed() {
     cluster.cont(0);
     drop(campaign);
 }
+
+#[test]
+fn a_member_down_does_not_fail_obtains() {
+    if !require_etcd("a_member_down_does_not_fail_obtains") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3);
+    // Every endpoint in the list, the dead one first: each new participant
+    // starts there and must move on.
+    let endpoints = cluster.all_endpoints();
+    cluster.kill(0);
+    let etcd = Etcd::new(&endpoints)
+        .unwrap()
+        .prefix(format!("member-down-{}/", std::process::id()))
+        .unwrap();
+    let mut last = 0;
+    for _ in 0..20 {
+        let e = election(&etcd, "job", 1);
+        let t = e.obtain_timeout(DEADLINE).unwrap().expect("a free ticket");
+        assert!(t.token() > last);
+        last = t.token();
+        assert_eq!(
+            e.status().unwrap().slots.iter().filter(|s| s.held).count(),
+            1
+        );
+        drop(t);
+        assert!(e.try_obtain().unwrap().is_some(), "released at once");
+    }
+}
