@@ -7,7 +7,7 @@ mod etcd_support;
 
 use std::os::unix::process::CommandExt;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cli_support::{Proc, code, dead, elect, next_line, output, wait_until};
 use etcd_support::{EtcdCluster, require_etcd};
@@ -376,4 +376,61 @@ fn queue_len(prefix: &str, name: &str) -> usize {
                 .with_count_only();
             c.get(key, Some(opts)).await.unwrap().count() as usize
         })
+}
+
+#[test]
+fn a_release_during_a_leader_election_frees_the_slot_before_the_lease_would_expire() {
+    if !require_etcd(
+        "a_release_during_a_leader_election_frees_the_slot_before_the_lease_would_expire",
+    ) {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3);
+    let leader = cluster.leader();
+    // The leader's endpoint first, so the holder talks to the member that dies.
+    let mut endpoints = vec![cluster.endpoint(leader)];
+    endpoints.extend((0..3).filter(|&i| i != leader).map(|i| cluster.endpoint(i)));
+    let endpoints = endpoints.join(",");
+    let tmp = tempfile::tempdir().unwrap();
+    let go = tmp.path().join("go");
+    let script = format!("while [ ! -e {} ]; do sleep 0.01; done", go.display());
+    let ttl = Duration::from_secs(10);
+    let run = |args: &[&str]| {
+        let mut cmd = elect([
+            "run",
+            "--etcd",
+            &endpoints,
+            "--etcd-prefix",
+            "leader-release/",
+            "--ttl",
+            "10s",
+        ]);
+        cmd.args(args);
+        cmd
+    };
+    let mut holder = Proc::spawn(&mut run(&["r", "--", "sh", "-c", &script]));
+    let status = |c: &EtcdCluster| {
+        let out = output(
+            elect(["status", "--json", "--etcd"])
+                .arg(c.endpoints())
+                .args(["--etcd-prefix", "leader-release/", "r"]),
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    wait_until("the holder holds", || {
+        status(&cluster)["resources"][0]["slots"][0]["held"] == true
+    });
+    let mut waiter = Proc::spawn(&mut run(&["-q", "r", "--", "true"]));
+    cluster.kill(leader);
+    // The holder's command ends now: elect releases through the election.
+    std::fs::write(&go, "").unwrap();
+    let released = Instant::now();
+    assert_eq!(code(holder.wait()), 0);
+    let (st, err) = waiter.finish();
+    assert_eq!(code(st), 0, "{err}");
+    let took = released.elapsed();
+    eprintln!("hand-off through a leader election: {took:?}");
+    // Had the release been lost, the slot would have come free only when
+    // the lease expired, a TTL after its last renewal.
+    assert!(took < ttl * 4 / 5, "{took:?}");
 }

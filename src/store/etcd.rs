@@ -1429,17 +1429,12 @@ impl Drop for EtcdHeld {
             }
         } else {
             // Wait for the revoke, so that the slot is free when drop
-            // returns, as it is on one host. Through an etcd outage it goes
-            // on in the background, and the drop returns after one call's
-            // time; if the process ends first, the lease expires by itself.
-            if let Ok(rt) = runtime() {
-                let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                rt.spawn(async move {
-                    revoke.await;
-                    let _ = tx.send(());
-                });
-                let _ = rx.recv_timeout(CALL_TIMEOUT);
-            }
+            // returns, as it is on one host. Through an etcd outage (a
+            // leader election) that takes until the revoke goes through or
+            // the lease has expired anyway, at most about the TTL: a
+            // process that exited sooner would leave the slot taken until
+            // the lease expired, while a new leader could have freed it.
+            let _ = block(revoke);
         }
     }
 }
