@@ -825,8 +825,8 @@ impl Bench {
              the time from a holder's stamp to the next owner's return from `obtain()`, \
              counted only if that owner was already waiting when the slot was released. \
              On etcd the drop revokes the lease (one round-trip, waited for), etcd deletes \
-             the slot key, the head of the line sees the delete on its watch, reads the \
-             line, reads the slots and takes one in a transaction. Anchor: the put \
+             the slot key, the head of the line sees the delete on the watch it keeps and \
+             takes that slot in one transaction. Anchor: the put \
              round-trip of the same cluster (mean of the medians before and after).\n",
             hold_us() / 1000,
             THINK_US / 1000
@@ -1069,9 +1069,8 @@ impl Bench {
             "\n### Uncontended try_obtain + release, one process\n\n\
              `election.try_obtain()` then drop, back to back, after 10 warm-up calls (the \
              first connects). On etcd one call is: a read (tickets and slots in one txn), a \
-             lease grant, a read and a put-if-free txn, a watch on the own slot key, and at \
-             the drop a lease revoke: three writes and two reads, against one put as the \
-             anchor.\n"
+             lease grant, a put-if-free txn, a watch on the own slot key, and at the drop a \
+             lease revoke: three writes and one read, against one put as the anchor.\n"
         );
         let _ = writeln!(
             s,
