@@ -30,7 +30,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use super::fsx::{self, Access, fd_borrow};
@@ -191,7 +191,10 @@ pub(crate) struct LocalHeld {
     record_fd: OwnedFd,
     /// Always present; taken out only by `Drop`.
     dir: Option<OwnedFd>,
-    home: Arc<Opened>,
+    /// Where to keep the descriptors for reuse once released, if the
+    /// resource is still open in this process then: a held ticket does not
+    /// keep it open (a process may hold thousands of tickets).
+    home: Weak<Opened>,
     id: FileId,
     slot_path: PathBuf,
     slot: u32,
@@ -739,7 +742,7 @@ impl LocalStore {
             lock: Some(lock),
             record_fd,
             dir: member.fd.take(),
-            home: Arc::clone(o),
+            home: Arc::downgrade(o),
             id,
             slot_path,
             slot,
@@ -906,13 +909,18 @@ impl Drop for LocalHeld {
         if self.inherited {
             return;
         }
+        let home = self.home.upgrade();
         if let Some(lock) = self.lock.take() {
             unlock(lock.as_fd());
-            self.home.pool_lock(self.slot, lock, self.id);
+            if let Some(home) = &home {
+                home.pool_lock(self.slot, lock, self.id);
+            }
         }
         if let Some(dir) = self.dir.take() {
             unlock(dir.as_fd());
-            self.home.pool_member(dir);
+            if let Some(home) = &home {
+                home.pool_member(dir);
+            }
         }
     }
 }
