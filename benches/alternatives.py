@@ -47,7 +47,7 @@ What is measured, and why this way:
 * Idle cost: 20 waiters for 10 s while the lock is held, for portalocker,
   elect run and flock(1) (the kernel-wait anchor). CPU from utime+stime of
   /proc/PID/task/*/stat (clock ticks) and, more precisely, from
-  /proc/PID/task/*/schedstat (ns); wake-ups from voluntary+nonvoluntary
+  /proc/PID/task/*/schedstat (ns); wake-ups from voluntary
   context switches of all threads.
 """
 
@@ -121,7 +121,9 @@ def tasks_cost(pid):
                 ns += int(f.read().split()[0])
             with open(base + "/status") as f:
                 for ln in f:
-                    if ln.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    # Going back to sleep ends each wake-up; involuntary
+                    # switches are preemptions of a thread already awake.
+                    if ln.startswith("voluntary_ctxt_switches:"):
                         switches += int(ln.split(":")[1])
         except (OSError, ValueError, IndexError):
             pass

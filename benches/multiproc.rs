@@ -423,7 +423,10 @@ fn failover(base: &Path, quick: bool) {
     );
 }
 
-/// CPU ticks and context switches of a process and all its threads.
+/// CPU ticks and wake-ups of a process and all its threads. A wake-up is
+/// counted when the thread goes back to sleep (a voluntary context switch);
+/// involuntary switches are preemptions of a thread already awake, which a
+/// busy machine adds to any process, and are left out.
 fn proc_cost(pid: u32) -> (u64, u64) {
     let mut ticks = 0;
     let mut switches = 0;
@@ -440,9 +443,6 @@ fn proc_cost(pid: u32) -> (u64, u64) {
         if let Ok(status) = std::fs::read_to_string(p.join("status")) {
             for line in status.lines() {
                 if let Some(v) = line.strip_prefix("voluntary_ctxt_switches:") {
-                    switches += v.trim().parse::<u64>().unwrap();
-                }
-                if let Some(v) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
                     switches += v.trim().parse::<u64>().unwrap();
                 }
             }

@@ -450,7 +450,10 @@ def main():
     w("`/proc/PID/task/*/stat` (utime + stime, clock ticks of "
       f"{mp.get('tick_ms', 10)} ms, so a figure under one tick reads 0) and, in")
     w("alternatives.py, also from `/proc/PID/task/*/schedstat` (ns on CPU);")
-    w("wake-ups are voluntary + involuntary context switches of all threads.")
+    w("wake-ups are the voluntary context switches of all threads (each wake-up")
+    w("ends in one, when the thread sleeps again; involuntary switches are")
+    w("preemptions of a thread already awake, which a busy machine adds, and are")
+    w("not counted).")
     w("")
     w("| waiters | what | CPU, all waiters together (ticks) | CPU (schedstat) | wake-ups/s of one waiter | issue 5 figure |")
     w("| --- | --- | --- | --- | --- | --- |")
