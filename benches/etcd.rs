@@ -718,6 +718,20 @@ impl Bench {
     }
 
     /// The put round-trip of `members` (1 or 3), median of before and after.
+    /// The two ratio cells of a row: p50 over the put round-trip of its
+    /// cluster, and over the local store's p50 (the local row is the anchor).
+    fn ratios(&self, d: &Dist, is_local: bool, anchor: &str, local: f64) -> String {
+        if is_local {
+            "– | anchor".into()
+        } else {
+            format!(
+                "{} | {}",
+                ratio(d.p50(), self.put_anchor(anchor)),
+                ratio(d.p50(), local)
+            )
+        }
+    }
+
     fn put_anchor(&self, members: &str) -> f64 {
         let v: Vec<f64> = self
             .rtt
@@ -844,21 +858,12 @@ impl Bench {
             let is_local = store == "local";
             let _ = writeln!(
                 s,
-                "| {store} | {what} | {} | {} | {} | {} | {} | {} | {free} |",
+                "| {store} | {what} | {} | {} | {} | {} | {} | {free} |",
                 d.0.len(),
                 fmt_ns(d.p50()),
                 fmt_ns(d.pct(0.9)),
                 fmt_ns(d.pct(0.99)),
-                if is_local {
-                    "–".into()
-                } else {
-                    ratio(d.p50(), self.put_anchor(anchor))
-                },
-                if is_local {
-                    "anchor".into()
-                } else {
-                    ratio(d.p50(), local)
-                },
+                self.ratios(d, is_local, anchor, local),
             );
         }
         self.sections.push(s);
@@ -1088,21 +1093,12 @@ impl Bench {
             let is_local = *label == "local";
             let _ = writeln!(
                 s,
-                "| {label} | {} | {} | {} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} | {} |",
                 d.0.len(),
                 fmt_ns(d.p50()),
                 fmt_ns(d.pct(0.9)),
                 fmt_ns(d.pct(0.99)),
-                if is_local {
-                    "–".into()
-                } else {
-                    ratio(d.p50(), self.put_anchor(anchor))
-                },
-                if is_local {
-                    "anchor".into()
-                } else {
-                    ratio(d.p50(), local)
-                }
+                self.ratios(d, is_local, anchor, local),
             );
         }
         self.sections.push(s);
