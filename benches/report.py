@@ -320,8 +320,8 @@ def main():
     )
     ok3 = un1["median_us"] < 5 and un4["median_us"] < 5
     sf = (
-        f"; elect's own 16 system calls made raw {us(sfloor['median_us'])}: N=1 "
-        f"{ratio(un1['median_us'], sfloor['median_us'])} of that"
+        f"N=1 {ratio(un1['median_us'], sfloor['median_us'])}, N=4 {ratio(un4['median_us'], sfloor['median_us'])} "
+        "of the 16 calls made raw; "
         if sfloor
         else ""
     )
@@ -329,8 +329,8 @@ def main():
         f"| 3 | uncontended try_obtain + release < 5 µs median | N=1 {us(un1['median_us'])}, N=4 {us(un4['median_us'])} | "
         f"floors: open + flock + close of one file {us(floor['median_us'])}"
         + (f"; the 16 system calls elect's semantics need, made raw, {us(sfloor['median_us'])}" if sfloor else "")
-        + f" | N=1 {ratio(un1['median_us'], floor['median_us'])}, "
-        f"N=4 {ratio(un4['median_us'], floor['median_us'])} of open+flock+close{sf} | {verdict(ok3)} |"
+        + f" | {sf}N=1 {ratio(un1['median_us'], floor['median_us'])}, "
+        f"N=4 {ratio(un4['median_us'], floor['median_us'])} of open+flock+close | {verdict(ok3)} |"
     )
     r4a = pc["elect run"]["median_ms"] / pc["flock(1)"]["median_ms"]
     r4b = hc["elect run"]["p50_us"] / hc["flock(1)"]["p50_us"]
@@ -391,7 +391,7 @@ def main():
     w("  `exec date +%s%N`, waiter is `TOOL date +%s%N`; the difference covers")
     w("  command exit → tool releases → waiter tool wakes → fork + exec of date.")
     w(f"  `date` alone (exit → fork + exec → clock) costs p50 {us(so['p50_us'])}; it is")
-    w("  part of every CLI figure and can be subtracted. Rounds of the three CLIs")
+    w("  part of every CLI figure and can be subtracted. Rounds of the CLIs")
     w("  are interleaved. Anchor: flock(1).")
     w("")
     w("| tool | method | n | p50 | p90 | p99 | p50 ÷ anchor | issue 5 figure (p50) |")
@@ -526,8 +526,15 @@ def main():
                 "calls its contract needs and raw flock(2) does not: check the slot's path (a waiter's slot "
                 "may have been replaced while it slept), take the token (flock, read, write, unlock: tokens "
                 "must increase across every acquisition), write the record (write, fstat of the old length) "
-                "and one futex wake of the interruptible wait's bookkeeping: 8 calls, on a CPU that has just "
-                "woken from idle, where each costs several times what it does in a hot loop. With several "
+                "and one futex wake of the interruptible wait's bookkeeping: 8 calls, made by a process that "
+                "has just woken"
+                + (
+                    f" (they add {us(e1['p50_us'] - anchor50)} here; in the hot loop of the in-process benchmark 8 "
+                    f"such calls take about {us(8 * sfloor['median_us'] / 16)})"
+                    if sfloor
+                    else ""
+                )
+                + ". Each is needed by the contract; fewer would mean no path check, no token or no record. With several "
                 "tickets no kernel lock can be waited on: the head of the line is woken by inotify when the "
                 "holder closes its record descriptor (after unlocking), then tries the slot the event names; "
                 "that chain, with 20 processes on 2 CPUs, is what the N=4 figure measures."
@@ -563,7 +570,10 @@ def main():
                 f" The same elect linked statically, measured in this run beside it, costs {spc['median_ms']:.2f} ms "
                 f"per call ({r4sa:.2f}× flock(1)) and hands off in {us(shc['p50_us'])} ({r4sb:.2f}×): start-up is the "
                 "difference. Building the default binary that way is a packaging decision (Cargo.toml or the "
-                "release build's flags), not made here."
+                "release build's flags), not made here. A further part, measured by hand outside this run: the "
+                "command is started with fork, not vfork, because the standard library uses posix_spawn only "
+                "without a pre_exec hook, and the ticket is handed to the command through one "
+                "(Ticket::share_with clears close-on-exec in the child); without it a call took about 0.18 ms less."
                 if spc and shc
                 else ""
             )
