@@ -28,7 +28,8 @@ echo "raw outputs go to $RUN"
 if [ "${ELECT_BENCH_SKIP_INSTALL:-}" != 1 ]; then
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO apt-get update
-    $SUDO apt-get install -y hyperfine parallel util-linux python3 python3-venv
+    $SUDO apt-get install -y hyperfine parallel util-linux python3 python3-venv \
+        etcd-server protobuf-compiler
 fi
 VENV=target/bench-venv
 [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
@@ -40,6 +41,7 @@ PY="$VENV/bin/python3"
 # ---- build everything first, so no compiler runs while we measure.
 cargo build --release
 cargo bench --no-run --bench multiproc --bench obtain
+cargo bench --no-run --features etcd --bench etcd
 # The same elect linked statically, measured beside the usual build in the
 # CLI sections: a call of `elect run` is mostly process start-up, and this
 # shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
@@ -87,6 +89,12 @@ cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.tx
 # ---- the alternatives, side by side with their own anchors.
 "$PY" benches/alternatives.py "$RUN" --elect target/release/elect "${STATIC[@]}" | tee "$RUN/alternatives.txt"
 
+# ---- elections on etcd (issue 6): starts its own etcd servers and measures
+# the local store again beside them, so its section stands on its own.
+ELECT_BENCH_OUT="$RUN/etcd.md" cargo bench --features etcd --bench etcd -- quick \
+    2> >(tee "$RUN/etcd.err" >&2) | tee "$RUN/etcd.txt"
+
 machine load_after
 "$PY" benches/report.py "$RUN" --out BENCHMARKS.md --svg benches/handoff.svg
+{ echo; cat "$RUN/etcd.md"; } >> BENCHMARKS.md
 echo "wrote BENCHMARKS.md and benches/handoff.svg (raw outputs in $RUN)"
