@@ -24,6 +24,8 @@
 //! not a number is taken, as by multiproc.rs, as a directory in which to
 //! keep every latency sample (little-endian u64 nanoseconds).
 
+mod support;
+
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -33,6 +35,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::{fresh, keep_samples, now_ns, wait_for};
+
 use elect::{Election, Etcd};
 use etcd_client::{Client, ConnectOptions, GetOptions, LeaseTimeToLiveOptions};
 
@@ -40,16 +44,6 @@ const ROLE: &str = "ELECT_ETCD_BENCH_ROLE";
 
 /// The TTL asked for in the fail-over rows.
 const FAILOVER_TTL: u64 = 2;
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
@@ -306,24 +300,6 @@ fn spawn(role: &str, spec: &Spec, work: &Path, rest: &[String]) -> Child {
         .unwrap()
 }
 
-fn fresh(base: &Path, name: &str) -> PathBuf {
-    let d = base.join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wait_for(path: &Path, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    true
-}
-
 fn read_u64s(path: &Path) -> Vec<u64> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -565,19 +541,7 @@ impl Dist {
 
     /// Keeps the samples when ELECT_BENCH_SAMPLES names a directory.
     fn keep(&self, what: &str) {
-        let Some(dir) = std::env::var_os("ELECT_BENCH_SAMPLES") else {
-            return;
-        };
-        if dir.to_string_lossy().parse::<usize>().is_ok() {
-            return;
-        }
-        let name: String = what
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let bytes: Vec<u8> = self.0.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(Path::new(&dir).join(format!("etcd_{name}.u64")), bytes);
+        keep_samples("etcd_", what, &self.0);
     }
 }
 

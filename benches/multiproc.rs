@@ -15,6 +15,8 @@
 //! re-executes itself for the worker processes; times are CLOCK_MONOTONIC,
 //! which all processes of the host share.
 
+mod support;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -22,19 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use support::{fresh, keep_samples, now_ns};
+
 use elect::Election;
 
 const ROLE: &str = "ELECT_BENCH_ROLE";
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
@@ -245,23 +239,12 @@ fn wait_asleep(pid: u32) {
     std::thread::sleep(Duration::from_millis(5));
 }
 
-fn fresh(base: &Path, name: &str) -> PathBuf {
-    let d = base.join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    assert!(
+        support::wait_for(path, Duration::from_secs(30)),
+        "timed out waiting for {}",
+        path.display()
+    );
 }
 
 // ---------------------------------------------------------------- figures
@@ -278,15 +261,7 @@ impl Dist {
     /// directory, every sample (nanoseconds, little-endian u64) in
     /// `<dir>/<what>.u64` for plotting.
     fn line(&self, what: &str) -> String {
-        if let Some(dir) = std::env::var_os("ELECT_BENCH_SAMPLES") {
-            let name: String = what
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            let bytes: Vec<u8> = self.0.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(Path::new(&dir).join(format!("{name}.u64")), bytes);
-        }
+        keep_samples("", what, &self.0);
         format!(
             "{what:<44} n={:>6}  p50={:>8.1} µs  p90={:>8.1} µs  p99={:>8.1} µs",
             self.0.len(),
