@@ -10,15 +10,38 @@
 //!
 //! While it runs, `elect status demo-student.echo` in another terminal shows
 //! who holds the tickets.
+//!
+//! The same on an etcd cluster (the take-over then waits for the killed
+//! owner's lease to expire, a TTL of 5 s):
+//!
+//! ```text
+//! ELECT_ETCD=http://127.0.0.1:2379 cargo run --features etcd --example echo
+//! ```
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use elect::{Election, Ending};
+use elect::{Election, ElectionBuilder, Ending};
 
 const RESOURCE: &str = "demo-student.echo";
 const TICKETS: u32 = 2;
 const WORKERS: usize = 4;
+
+/// The demo's election: on the etcd cluster in `ELECT_ETCD` when it is set
+/// (and elect was built with the `etcd` feature), else in the default run
+/// directory.
+fn builder() -> Result<ElectionBuilder, Box<dyn std::error::Error>> {
+    let builder = Election::builder(RESOURCE).tickets(TICKETS);
+    match std::env::var("ELECT_ETCD") {
+        #[cfg(feature = "etcd")]
+        Ok(endpoints) if !endpoints.is_empty() => Ok(builder.etcd(elect::Etcd::new(&endpoints)?)),
+        #[cfg(not(feature = "etcd"))]
+        Ok(endpoints) if !endpoints.is_empty() => {
+            Err(format!("ELECT_ETCD={endpoints} needs --features etcd").into())
+        }
+        _ => Ok(builder),
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("worker") {
@@ -31,7 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
 
     std::thread::sleep(Duration::from_secs(5));
-    let election = Election::builder(RESOURCE).tickets(TICKETS).build()?;
+    let election = builder()?.build()?;
+    // On etcd a killed owner's slot is free when its lease expires.
+    let takeover = if election.dir().to_string_lossy().starts_with("etcd:") {
+        Duration::from_secs(8)
+    } else {
+        Duration::from_secs(2)
+    };
     let owner = election
         .status()?
         .slots
@@ -45,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         // Watch the slot change hands.
         let mut watcher = election.watch()?;
-        while killed_at.elapsed() < Duration::from_secs(2) {
+        while killed_at.elapsed() < takeover {
             match watcher.next_event_timeout(Duration::from_millis(200))? {
                 Some(ev) if ev.kind == elect::EventKind::Acquired => {
                     println!(
@@ -81,10 +110,7 @@ fn worker() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     rt.block_on(async {
         let pid = std::process::id();
-        let election = Election::builder(RESOURCE)
-            .tickets(TICKETS)
-            .label(format!("echo worker {pid}"))
-            .build()?;
+        let election = builder()?.label(format!("echo worker {pid}")).build()?;
         let campaign = election.campaign().run(
             move |ticket| async move {
                 println!(
