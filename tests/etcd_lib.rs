@@ -519,3 +519,59 @@ fn a_member_down_does_not_fail_obtains() {
         assert!(e.try_obtain().unwrap().is_some(), "released at once");
     }
 }
+
+#[test]
+fn an_async_campaign_with_requeue_takes_turns_on_etcd() {
+    if !require_etcd("an_async_campaign_with_requeue_takes_turns_on_etcd") {
+        return;
+    }
+    let node = shared_node();
+    let etcd = config(node, "async-campaign", 5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.block_on(async {
+        // Two campaigners (own clients), each owning for 50 ms at a time.
+        let campaigns: Vec<_> = (0..2)
+            .map(|i| {
+                let tx = tx.clone();
+                election(&etcd, "turns", 1).campaign().requeue(true).run(
+                    move |t| {
+                        let tx = tx.clone();
+                        async move {
+                            tx.send((i, t.token())).unwrap();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    },
+                    |_| async {},
+                )
+            })
+            .collect();
+        let mut seen = Vec::new();
+        while seen.len() < 10 {
+            let got = tokio::time::timeout(DEADLINE, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push(got);
+        }
+        for c in campaigns {
+            c.resign().await.unwrap();
+        }
+        assert!(
+            seen.windows(2).all(|w| w[0].1 < w[1].1),
+            "tokens increase: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s.0 == 0) && seen.iter().any(|s| s.0 == 1),
+            "both won: {seen:?}"
+        );
+    });
+    assert!(
+        election(&etcd, "turns", 1).try_obtain().unwrap().is_some(),
+        "all resigned"
+    );
+}
