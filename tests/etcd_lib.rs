@@ -575,3 +575,44 @@ fn an_async_campaign_with_requeue_takes_turns_on_etcd() {
         "all resigned"
     );
 }
+
+#[test]
+fn a_participant_waits_out_a_cluster_without_quorum_but_not_a_wrong_endpoint() {
+    if !require_etcd("a_participant_waits_out_a_cluster_without_quorum_but_not_a_wrong_endpoint") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(3);
+    let etcd = Etcd::new(&cluster.all_endpoints())
+        .unwrap()
+        .prefix(format!("quorum-{}/", std::process::id()))
+        .unwrap();
+    // Two of three gone: the last member answers, but has no leader.
+    cluster.kill(1);
+    cluster.kill(2);
+    wait_until("the last member knows it has no leader", DEADLINE, || {
+        !cluster.is_healthy(0)
+    });
+    let e = election(&etcd, "job", 1);
+    let waiter = std::thread::spawn(move || e.obtain().map(|t| t.token()));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !waiter.is_finished(),
+        "a wait on a cluster that answers \"no leader\" goes on, it does not fail"
+    );
+    // Quorum again: the wait ends with a ticket.
+    cluster.restart(1);
+    let token = waiter
+        .join()
+        .unwrap()
+        .expect("a ticket once there is a leader");
+    assert!(token > 0);
+    // A cluster that never answers is reported at once.
+    let nobody = Etcd::new("http://127.0.0.1:9").unwrap();
+    let started = Instant::now();
+    assert!(election(&nobody, "job", 1).obtain().is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOpResponse, WatchOptions};
@@ -100,6 +100,13 @@ pub(super) struct Shared {
     clients: Vec<tokio::sync::OnceCell<Client>>,
     /// The endpoint calls go to.
     current: AtomicUsize,
+    /// Some member has answered, if only to say it has no leader: the
+    /// endpoints are right and the cluster is there, so a failure is worth
+    /// waiting out rather than reporting at once.
+    answered: AtomicBool,
+    /// The last call failed because no member could serve it (down, no
+    /// leader, no answer), not because it was refused: worth trying again.
+    unavailable: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -120,6 +127,8 @@ impl Shared {
                 .map(|_| tokio::sync::OnceCell::new())
                 .collect(),
             current: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
+            unavailable: AtomicBool::new(false),
             cfg,
         }
     }
@@ -173,9 +182,26 @@ impl Shared {
                     continue;
                 }
             };
-            match tokio::time::timeout(CALL_TIMEOUT, f(client)).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if !is_unavailable(&e) => return Err(etcd_error(&self.cfg, what, e)),
+            let answer = tokio::time::timeout(CALL_TIMEOUT, f(client)).await;
+            if let Ok(Ok(_)) = &answer {
+                self.answered.store(true, Ordering::Release);
+            }
+            // A status the server sent (etcd's all begin "etcdserver:"),
+            // not one the client made of a failed connection.
+            if let Ok(Err(etcd_client::Error::GRpcStatus(st))) = &answer
+                && st.message().starts_with("etcdserver:")
+            {
+                self.answered.store(true, Ordering::Release);
+            }
+            match answer {
+                Ok(Ok(v)) => {
+                    self.unavailable.store(false, Ordering::Release);
+                    return Ok(v);
+                }
+                Ok(Err(e)) if !is_unavailable(&e) => {
+                    self.unavailable.store(false, Ordering::Release);
+                    return Err(etcd_error(&self.cfg, what, e));
+                }
                 Ok(Err(e)) => last = Some(etcd_error(&self.cfg, what, e)),
                 Err(_) => {
                     last = Some(etcd_error(
@@ -187,7 +213,15 @@ impl Shared {
             }
             self.failed(i);
         }
+        self.unavailable.store(true, Ordering::Release);
         Err(last.expect("at least one endpoint"))
+    }
+
+    /// Whether the last failure is worth waiting out: the cluster has
+    /// answered before (the endpoints are right), and the call failed for
+    /// want of a member that could serve it, not because it was refused.
+    pub(super) fn worth_retrying(&self) -> bool {
+        self.answered.load(Ordering::Acquire) && self.unavailable.load(Ordering::Acquire)
     }
 
     /// A transaction.

@@ -66,14 +66,14 @@ pub(super) async fn obtain(
     let outcome = tokio::select! {
         r = async {
             // A try that finds every slot held costs one read and no lease.
-            let first = read(&shared, &keys).await?;
+            let first = patiently(&shared, wait, || read(&shared, &keys)).await?;
             if !wait && first.held.len() >= req.tickets as usize && agreed(&first, req.tickets) {
                 return Ok(None);
             }
             let guess = (0..req.tickets)
                 .find(|i| !first.held.contains(i))
                 .unwrap_or(0);
-            let granted = lease.insert(Lease::grant(&shared).await?);
+            let granted = lease.insert(patiently(&shared, wait, || Lease::grant(&shared)).await?);
             acquire(&shared, &keys, &req, wait, granted, guess).await
         } => r,
         _ = cancel.notified() => Err(Error::Cancelled),
@@ -87,6 +87,35 @@ pub(super) async fn obtain(
             other
         }
         (other, None) => other,
+    }
+}
+
+/// How long a try (not a wait) waits out a cluster that answers but cannot
+/// serve (no leader, a member gone) before it reports the failure.
+const TRY_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Runs `step` again, with backoff, while it fails with etcd trouble worth
+/// waiting out (see [`Shared::worth_retrying`]): for ever when `wait` (the
+/// wait is cancellable), for [`TRY_PATIENCE`] otherwise. A cluster that
+/// never answered (a wrong endpoint, nothing listening) or a refused call
+/// fails at once, so that a mistake is reported at once.
+async fn patiently<T, F, Fut>(shared: &Shared, wait: bool, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut failures = 0;
+    loop {
+        match step().await {
+            Err(Error::Store(_))
+                if shared.worth_retrying() && (wait || start.elapsed() < TRY_PATIENCE) =>
+            {
+                tokio::time::sleep(BACKOFF[failures.min(BACKOFF.len() - 1)]).await;
+                failures += 1;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -268,7 +297,11 @@ async fn acquire(
     lease: &mut Arc<Lease>,
     guess: u32,
 ) -> Result<Option<EtcdHeld>> {
-    match take(shared, keys, req, lease, false, guess).await? {
+    let first = patiently(shared, wait, || {
+        take(shared, keys, req, lease, false, guess)
+    })
+    .await?;
+    match first {
         Take::Got(held) => return Ok(Some(held)),
         Take::Full(_) if !wait => return Ok(None),
         Take::Full(_) => {}
