@@ -210,9 +210,10 @@ fn a_holder_stopped_past_its_ttl_finds_its_ticket_lost_and_stops_its_command() {
     // Resumed, the old holder finds the ticket lost and stops its command.
     let resumed = Instant::now();
     cli_support::kill(-holder.pid(), libc::SIGCONT);
-    assert_eq!(code(holder.wait()), 76);
-    assert!(dead(command));
+    let st = code(holder.wait());
     let said: Vec<String> = errors.try_iter().collect();
+    assert_eq!(st, 76, "{said:?}");
+    assert!(dead(command));
     assert!(
         said.iter()
             .any(|l| l.contains("lost the ticket") && l.contains("lease")),
