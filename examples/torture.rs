@@ -760,6 +760,28 @@ impl Worker {
             )
     }
 
+    /// One step of holding `ticket`: how long to sleep before the next,
+    /// or `None` once the hold ended (logged as `LOST` or `EXIT`).
+    fn hold_step(
+        &self,
+        hold: &mut Hold,
+        ticket: &elect::Ticket,
+        rng: &mut Rng,
+    ) -> Option<Duration> {
+        let (slot, token) = (Some(ticket.slot()), Some(ticket.token()));
+        match hold.step(self.check(ticket), rng) {
+            Step::Lost => {
+                self.log("LOST", slot, token, &format!("checks={}", hold.checks));
+                None
+            }
+            Step::Done => {
+                self.log("EXIT", slot, token, "");
+                None
+            }
+            Step::Sleep(d) => Some(d),
+        }
+    }
+
     fn run_blocking(&self, election: &Election, rng: &mut Rng) {
         while now_ns() < self.until {
             self.log("WAIT", None, None, "");
@@ -770,21 +792,10 @@ impl Worker {
             };
             match got {
                 Ok(Some(ticket)) => {
-                    let (slot, token) = (Some(ticket.slot()), Some(ticket.token()));
-                    self.log("ENTER", slot, token, "");
+                    self.log("ENTER", Some(ticket.slot()), Some(ticket.token()), "");
                     let mut hold = Hold::new(rng);
-                    loop {
-                        match hold.step(self.check(&ticket), rng) {
-                            Step::Lost => {
-                                self.log("LOST", slot, token, &format!("checks={}", hold.checks));
-                                break;
-                            }
-                            Step::Done => {
-                                self.log("EXIT", slot, token, "");
-                                break;
-                            }
-                            Step::Sleep(d) => std::thread::sleep(d),
-                        }
+                    while let Some(d) = self.hold_step(&mut hold, &ticket, rng) {
+                        std::thread::sleep(d);
                     }
                     drop(ticket);
                 }
@@ -814,21 +825,10 @@ impl Worker {
             };
             match got {
                 Ok(ticket) => {
-                    let (slot, token) = (Some(ticket.slot()), Some(ticket.token()));
-                    self.log("ENTER", slot, token, "");
+                    self.log("ENTER", Some(ticket.slot()), Some(ticket.token()), "");
                     let mut hold = Hold::new(rng);
-                    loop {
-                        match hold.step(self.check(&ticket), rng) {
-                            Step::Lost => {
-                                self.log("LOST", slot, token, &format!("checks={}", hold.checks));
-                                break;
-                            }
-                            Step::Done => {
-                                self.log("EXIT", slot, token, "");
-                                break;
-                            }
-                            Step::Sleep(d) => tokio::time::sleep(d).await,
-                        }
+                    while let Some(d) = self.hold_step(&mut hold, &ticket, rng) {
+                        tokio::time::sleep(d).await;
                     }
                     drop(ticket);
                 }
