@@ -25,21 +25,29 @@ fn torture_role() {
     }
 }
 
-fn torture_run(tickets: u32) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let seconds = std::env::var("ELECT_TORTURE_SECONDS")
+/// Runs the torture with `workers` and `tickets`, for the seconds in the
+/// variable `seconds_var` (default `default_seconds`), on `etcd` if given;
+/// asserts the analyser passed, printing `extra` with the summary.
+fn run_torture(
+    workers: usize,
+    tickets: u32,
+    etcd: Option<String>,
+    (seconds_var, default_seconds): (&str, f64),
+    extra: impl FnOnce() -> String,
+) -> torture::Outcome {
+    let seconds = std::env::var(seconds_var)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10.0);
+        .unwrap_or(default_seconds);
     let opts = torture::Options {
         seconds,
-        workers: 12,
+        workers,
         tickets,
         dir: None,
         elect: option_env!("CARGO_BIN_EXE_elect").map(Into::into),
         log: None,
         keep: false,
-        etcd: None,
+        etcd,
         ttl: std::time::Duration::from_secs(2),
     };
     let outcome = torture::run(&opts, &torture::SelfExec::TestEnv("torture_role".into()))
@@ -47,9 +55,22 @@ fn torture_run(tickets: u32) {
     println!("{}", outcome.summary);
     assert!(
         outcome.passed,
-        "torture with {tickets} ticket(s) found violations; log kept at {}:\n{}",
+        "torture with {tickets} ticket(s) found violations; log kept at {}:\n{}{}",
         outcome.log.display(),
-        outcome.summary
+        outcome.summary,
+        extra()
+    );
+    outcome
+}
+
+fn torture_run(tickets: u32) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    run_torture(
+        12,
+        tickets,
+        None,
+        ("ELECT_TORTURE_SECONDS", 10.0),
+        String::new,
     );
 }
 
@@ -79,30 +100,12 @@ fn torture_etcd_two_tickets() {
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = etcd_support::EtcdCluster::start(1);
-    let seconds = std::env::var("ELECT_TORTURE_ETCD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20.0);
-    let opts = torture::Options {
-        seconds,
-        workers: 8,
-        tickets: 2,
-        dir: None,
-        elect: option_env!("CARGO_BIN_EXE_elect").map(Into::into),
-        log: None,
-        keep: false,
-        etcd: Some(cluster.endpoints()),
-        ttl: std::time::Duration::from_secs(2),
-    };
-    let outcome = torture::run(&opts, &torture::SelfExec::TestEnv("torture_role".into()))
-        .expect("torture run");
-    println!("{}", outcome.summary);
-    assert!(
-        outcome.passed,
-        "torture on etcd found violations; log kept at {}:\n{}\netcd:\n{}",
-        outcome.log.display(),
-        outcome.summary,
-        cluster.logs()
+    let outcome = run_torture(
+        8,
+        2,
+        Some(cluster.endpoints()),
+        ("ELECT_TORTURE_ETCD_SECONDS", 20.0),
+        || format!("\netcd:\n{}", cluster.logs()),
     );
     assert!(
         outcome.long_stops_handled >= 1,
