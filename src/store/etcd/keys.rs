@@ -49,12 +49,8 @@ pub(super) fn slot_number(key: &[u8], slots_prefix: &str) -> Option<u32> {
 
 /// What the `tickets` key holds: a number from 1 to the maximum, or junk.
 pub(super) fn parse_tickets(kv: &KeyValue) -> Option<u32> {
-    std::str::from_utf8(kv.value())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| (1..=crate::election::MAX_TICKETS).contains(n))
+    // The same format as the `tickets` file of a run directory.
+    crate::store::local::parse_tickets(kv.value())
 }
 
 /// The record a slot key holds, its token taken from etcd, not the value.
