@@ -81,18 +81,22 @@ impl Lease {
     pub(super) fn mark_gone(&self) {
         self.gone.store(true, Ordering::Release);
         self.gone_notify.notify_waiters();
-        self.gone_notify.notify_one();
     }
 
     /// Waits until the lease is gone or counts as lost.
     pub(super) async fn lost(&self) {
         loop {
+            // Registered before the look, so that a mark_gone between the
+            // two still wakes this waiter (notify_waiters keeps no permit).
+            let notified = self.gone_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if !self.is_alive() {
                 return;
             }
             let at = tokio::time::Instant::now() + self.lost_at().saturating_sub(since_boot());
             tokio::select! {
-                _ = self.gone_notify.notified() => {}
+                _ = notified => {}
                 _ = tokio::time::sleep_until(at) => {}
             }
         }
@@ -123,9 +127,7 @@ impl Lease {
     /// Stops the keeper and revokes the lease, deleting every key on it.
     pub(super) async fn revoke(&self, shared: &Shared) {
         self.stop.notify_one();
-        if !self.gone.swap(true, Ordering::AcqRel) {
-            self.gone_notify.notify_waiters();
-        }
+        self.mark_gone();
         // Through an etcd outage (a leader election) the revoke is tried
         // again until it goes through or the lease has expired anyway:
         // meanwhile nobody else can take the slot.
