@@ -243,7 +243,11 @@ fn a_campaign_runs_owned_code_on_etcd() {
             c.fetch_add(1, Ordering::SeqCst);
         },
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // The campaign stands in line: it saw the ticket held and waits.
+    let queue = format!("{}duty/queue/", etcd.key_prefix());
+    wait_until("the campaign stands in line", DEADLINE, || {
+        keys_under(&node.endpoints(), &queue).len() == 1
+    });
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,
