@@ -229,28 +229,17 @@ impl Options {
             };
             match a.as_str() {
                 "--seconds" => {
-                    let v = value(a)?;
-                    o.seconds = v
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                        .ok_or_else(|| format!("--seconds {v:?}: want a positive number"))?;
+                    o.seconds = checked(a, &value(a)?, "a positive number", |s: &f64| {
+                        s.is_finite() && *s > 0.0
+                    })?
                 }
                 "--workers" => {
-                    let v = value(a)?;
-                    o.workers = v
-                        .parse()
-                        .ok()
-                        .filter(|w| (1..=512).contains(w))
-                        .ok_or_else(|| format!("--workers {v:?}: want 1 to 512"))?;
+                    o.workers = checked(a, &value(a)?, "1 to 512", |w| (1..=512).contains(w))?
                 }
                 "--tickets" => {
-                    let v = value(a)?;
-                    o.tickets = v
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=elect::MAX_TICKETS).contains(n))
-                        .ok_or_else(|| format!("--tickets {v:?}: want 1 to 4096"))?;
+                    o.tickets = checked(a, &value(a)?, "1 to 4096", |n| {
+                        (1..=elect::MAX_TICKETS).contains(n)
+                    })?
                 }
                 "--dir" => o.dir = Some(value(a)?.into()),
                 "--elect" => o.elect = Some(value(a)?.into()),
@@ -284,6 +273,20 @@ impl Options {
         }
         Ok(o)
     }
+}
+
+/// `v`, the value of `option`, parsed and accepted by `ok`; else an error
+/// saying what is wanted.
+fn checked<T: std::str::FromStr>(
+    option: &str,
+    v: &str,
+    want: &str,
+    ok: impl Fn(&T) -> bool,
+) -> Result<T, String> {
+    v.parse()
+        .ok()
+        .filter(|x| ok(x))
+        .ok_or_else(|| format!("{option} {v:?}: want {want}"))
 }
 
 // ---------------------------------------------------------- self re-exec
