@@ -3,7 +3,8 @@
 //! `requeue(true)` competes again after each release while one without
 //! ends; resigning a campaign, blocking or async, while it waits for a slot
 //! held by another process returns promptly, runs no owned code or cleanup
-//! and leaves no lock behind.
+//! and leaves no lock behind. A release is an inotify event for those who
+//! wait on one, even though the holder keeps its descriptors for next time.
 
 mod support;
 
@@ -292,4 +293,63 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
         assert_no_lock_of_ours(run, &name);
         drop(holders);
     }
+}
+
+/// The names of slot files in the inotify events waiting on `fd`.
+fn slot_events(fd: libc::c_int) -> Vec<String> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: buf is valid for its length; the descriptor is non-blocking.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    let mut names = Vec::new();
+    let mut rest = &buf[..n.max(0) as usize];
+    let header = std::mem::size_of::<libc::inotify_event>();
+    while rest.len() >= header {
+        // SAFETY: at least one header's worth of bytes, read unaligned.
+        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
+        let name = &rest[header..header + ev.len as usize];
+        let name = String::from_utf8_lossy(name)
+            .trim_end_matches('\0')
+            .to_string();
+        if name.starts_with("slot.") {
+            names.push(name);
+        }
+        rest = &rest[header + ev.len as usize..];
+    }
+    names
+}
+
+#[test]
+fn every_release_is_an_inotify_event_for_those_waiting_on_one() {
+    // The head of the line for several tickets, and `elect watch`, sleep
+    // on inotify. A holder keeps its descriptors open for its next
+    // acquisition, so no close can be the event: the release must make one
+    // of its own, the first time and every time after.
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let e = election(tmp.path(), "events", 2);
+    drop(e.obtain().unwrap());
+    let dir = std::ffi::CString::new(tmp.path().join("events").as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain system calls; the results are checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
+    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), mask) } >= 0);
+    for round in 0..3 {
+        let t = e.obtain().unwrap();
+        let slot = format!("slot.{}", t.slot());
+        slot_events(fd);
+        drop(t);
+        let seen = slot_events(fd);
+        assert!(
+            seen.contains(&slot),
+            "round {round}: no event for {slot} on release (saw {seen:?})"
+        );
+        // And the slot is free by the time the event can be read.
+        let other = election(tmp.path(), "events", 2);
+        let again = other.try_obtain().unwrap().expect("a slot is free");
+        drop(again);
+        slot_events(fd);
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
 }

@@ -260,22 +260,31 @@ pub(crate) fn open_file_sized(
     let fd =
         open_raw(Some(dir), &c, flags, mode).map_err(|e| open_error("cannot open", &path, e))?;
     let st = fstat(fd_borrow(&fd)).map_err(|e| Error::io("cannot inspect", &path, e))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    refuse_unsafe_file(&path, st.st_mode as u32, st.st_nlink as u64)?;
+    Ok((fd, FileId::of(&st), st.st_size as u64))
+}
+
+/// Refuses a file elect would write that is not a regular file with one
+/// name: a hard link could point a write at a file elsewhere.
+// The casts are no-ops on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn refuse_unsafe_file(path: &Path, mode: u32, links: u64) -> Result<()> {
+    if mode & libc::S_IFMT as u32 != libc::S_IFREG as u32 {
         return Err(Error::unsafe_path(
-            &path,
+            path,
             format!(
                 "it is {}, not a regular file; remove it",
-                file_type_name(st.st_mode)
+                file_type_name(mode as libc::mode_t)
             ),
         ));
     }
-    if st.st_nlink > 1 {
+    if links > 1 {
         return Err(Error::unsafe_path(
-            &path,
+            path,
             "it has more than one hard link, so writing it could change a file elsewhere; remove it",
         ));
     }
-    Ok((fd, FileId::of(&st), st.st_size as u64))
+    Ok(())
 }
 
 /// Writes `bytes` at offset 0 and cuts the file to that length. A single

@@ -15,18 +15,21 @@
 //!   the holder closes it or dies. Nothing is faster or cheaper.
 //! * With more tickets no single lock can be waited on, so waiters line up
 //!   in `flock(queue, LOCK_EX)`, and only the head of the line watches the
-//!   directory with inotify for a slot file being closed. A release wakes
+//!   directory with inotify for a slot file being released. A release wakes
 //!   one process, not every waiter: no thundering herd. When the head gets a
 //!   slot it closes `queue`, and the kernel wakes the next in line.
+//! * A holder keeps two descriptors on its slot: the lock is on a read-only
+//!   one, and the record is written through a write-only one. Releasing
+//!   unlocks, then touches the file's times through the record descriptor
+//!   (an IN_ATTRIB event, after the lock is gone); both descriptors are kept
+//!   for this process's next acquisition, which then opens nothing. A
+//!   holder that dies wakes the head by the close of its record descriptor
+//!   (IN_CLOSE_WRITE). Probing a slot uses read-only descriptors, whose
+//!   closing wakes nobody.
 //! * The inotify close event is queued before the kernel drops the closed
 //!   file's lock, so a head that finds every slot still locked after an
 //!   event tries again after 0.1, 0.5, 2, 10 and 50 ms, and once a second
 //!   while idle, which also covers anything inotify cannot see.
-//! * A holder keeps two descriptors on its slot: the lock is on a read-only
-//!   one, and the record is written through a write-only one. Releasing
-//!   closes the lock first, so the close-after-write event that wakes the
-//!   head comes after the lock is gone. Probing a slot uses read-only
-//!   descriptors, whose closing wakes nobody.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -92,12 +95,15 @@ struct Opened {
     /// period (milliseconds), which must not stand between a waiter and its
     /// ticket, nor hold up the next in line.
     watch: Mutex<Option<DirWatch>>,
-    /// Slot descriptors this process opened and does not hold a lock
-    /// through, at most one per slot, for the next probe: opening and
-    /// checking a slot file costs three system calls. A descriptor is taken
-    /// out while it is used, so that two threads never lock through the
-    /// same open file description (flock would let both have it).
-    locks: Mutex<Vec<(u32, OwnedFd, FileId)>>,
+    /// Read-only slot descriptors this process opened and does not hold a
+    /// lock through, for the next probe: opening and checking a slot file
+    /// costs three system calls. A descriptor is taken out while it is used,
+    /// so that two threads never lock through the same open file
+    /// description (flock would let both have it).
+    locks: SlotPool,
+    /// Write-only slot descriptors of released tickets, for the next
+    /// holder's record.
+    records: SlotPool,
     /// Descriptors of the resource directory with no lock through them,
     /// for the next participant of this process to join with.
     members: Mutex<Vec<OwnedFd>>,
@@ -112,25 +118,42 @@ struct Opened {
 /// tickets at once opens the others, as before there was a pool.
 const MEMBER_POOL: usize = 1;
 
-impl Opened {
-    /// A kept descriptor of slot `slot`, if there is one.
-    fn pooled_lock(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
-        let mut pool = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+/// Descriptors of slot files kept for reuse, at most one per slot.
+#[derive(Debug, Default)]
+struct SlotPool(Mutex<Vec<(u32, OwnedFd, FileId)>>);
+
+impl SlotPool {
+    /// The kept descriptor of slot `slot`, if there is one, taken out.
+    fn take(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let i = pool.iter().position(|e| e.0 == slot)?;
         let (_, fd, id) = pool.swap_remove(i);
         Some((fd, id))
     }
 
-    /// Keeps the unlocked descriptor `fd` of slot `slot` for the next probe
-    /// (or closes it, if one is kept already or this is a fork child).
-    fn pool_lock(&self, slot: u32, fd: OwnedFd, id: FileId) {
-        if self.generation != sys::fork_generation() || slot as usize >= PROBE_CACHE {
+    /// Keeps descriptor `fd` of slot `slot`, opened by fork generation
+    /// `generation` (or closes it, if one is kept already, the slot number
+    /// is large or this process is a fork child of the one that opened it).
+    fn put(&self, generation: u64, slot: u32, fd: OwnedFd, id: FileId) {
+        if generation != sys::fork_generation() || slot as usize >= PROBE_CACHE {
             return;
         }
-        let mut pool = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if !pool.iter().any(|e| e.0 == slot) {
             pool.push((slot, fd, id));
         }
+    }
+}
+
+impl Opened {
+    /// A kept read-only descriptor of slot `slot`, if there is one.
+    fn pooled_lock(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
+        self.locks.take(slot)
+    }
+
+    /// Keeps the unlocked descriptor `fd` of slot `slot` for the next probe.
+    fn pool_lock(&self, slot: u32, fd: OwnedFd, id: FileId) {
+        self.locks.put(self.generation, slot, fd, id);
     }
 
     /// Keeps the unlocked directory descriptor `fd` for the next join.
@@ -177,10 +200,10 @@ pub(crate) struct Request {
 }
 
 /// A held slot. Field order is release order: the lock goes first, then the
-/// record descriptor (whose close wakes the head of the line), then the
-/// shared lock on the directory. Releasing unlocks both locks first (see
-/// `Drop`); the unlocked descriptors are kept for this process's next
-/// obtain unless a child was given them.
+/// record descriptor (whose touch, or close, wakes the head of the line),
+/// then the shared lock on the directory. Releasing unlocks both locks first
+/// (see `Drop`); the descriptors are kept for this process's next obtain
+/// unless a child was given them.
 #[derive(Debug)]
 pub(crate) struct LocalHeld {
     /// Set when a child process was given the descriptors: then only
@@ -188,7 +211,8 @@ pub(crate) struct LocalHeld {
     inherited: bool,
     /// Always present; taken out only by `Drop`.
     lock: Option<OwnedFd>,
-    record_fd: OwnedFd,
+    /// Always present; taken out only by `Drop`.
+    record_fd: Option<OwnedFd>,
     /// Always present; taken out only by `Drop`.
     dir: Option<OwnedFd>,
     /// Where to keep the descriptors for reuse once released, if the
@@ -220,16 +244,10 @@ enum Attempt {
 
 /// How a wait ended.
 enum Waited {
-    /// A slot, its lock descriptor and file, if already open a descriptor
-    /// to write its record through (and the file's length then), and the
-    /// place in line to give up once the ticket is complete.
-    Got(
-        u32,
-        OwnedFd,
-        FileId,
-        Option<(OwnedFd, u64)>,
-        Option<OwnedFd>,
-    ),
+    /// A slot, its lock descriptor and file, if already open a write-only
+    /// descriptor to write its record through, and the place in line to
+    /// give up once the ticket is complete.
+    Got(u32, OwnedFd, FileId, Option<OwnedFd>, Option<OwnedFd>),
     Restart,
 }
 
@@ -376,7 +394,7 @@ impl LocalStore {
             return Ok(Attempt::Done(None));
         }
         let waited = if req.tickets == 1 {
-            self.wait_single(res, intr)?
+            self.wait_single(&opened, intr)?
         } else {
             self.wait_in_line(&opened, req.tickets, intr)?
         };
@@ -430,7 +448,8 @@ impl LocalStore {
             token,
             in_process: Mutex::new(()),
             watch: Mutex::new(None),
-            locks: Mutex::new(Vec::new()),
+            locks: SlotPool::default(),
+            records: SlotPool::default(),
             members: Mutex::new(Vec::new()),
             generation,
         });
@@ -591,15 +610,21 @@ impl LocalStore {
     /// One ticket: sleep in the kernel's own line for slot 0. The record
     /// descriptor is opened before sleeping, so that less work stands
     /// between the kernel's hand-off and the caller owning the ticket.
-    fn wait_single(&self, res: &ResourceDir, intr: &Interrupter) -> Result<Waited> {
+    fn wait_single(&self, o: &Opened, intr: &Interrupter) -> Result<Waited> {
+        let res = &o.res;
         let name = slot_name(0);
         let mode = self.file_mode();
-        // The record descriptor first, so that the lock's is numbered above
-        // it (see `lock_above`) without a duplicate.
-        let (record, rid) =
-            fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::WriteCreate, mode)?;
-        let (lock, id) =
-            fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::ReadCreate, mode)?;
+        // The record descriptor first, so that a freshly opened lock
+        // descriptor is numbered above it (see `lock_above`) without a
+        // duplicate.
+        let (record, rid) = match o.records.take(0) {
+            Some(kept) => kept,
+            None => fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::WriteCreate, mode)?,
+        };
+        let (lock, id) = match o.pooled_lock(0) {
+            Some(kept) => kept,
+            None => fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::ReadCreate, mode)?,
+        };
         if rid != id {
             return Ok(Waited::Restart);
         }
@@ -611,9 +636,7 @@ impl LocalStore {
         let locked = intr.lock_exclusive(lock.as_fd());
         drop(recheck);
         match locked {
-            // The holders before us rewrote the record while we slept, so
-            // its length then says nothing now: always cut after writing.
-            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some((record, u64::MAX)), None)),
+            Ok(Ok(())) => Ok(Waited::Got(0, lock, id, Some(record), None)),
             Ok(Err(e)) => Err(Error::io("cannot lock", res.path.join(name), e)),
             Err(Reason::Nudged) => Ok(Waited::Restart),
             Err(_) => Err(Error::Cancelled),
@@ -702,29 +725,39 @@ impl LocalStore {
         slot: u32,
         lock: OwnedFd,
         id: FileId,
-        record_fd: Option<(OwnedFd, u64)>,
+        record_fd: Option<OwnedFd>,
         req: &Request,
         intr: &Interrupter,
     ) -> Result<Option<LocalHeld>> {
         let res = &o.res;
         let name = slot_name(slot);
         let slot_path = res.path.join(&name);
-        if !same_file(&slot_path, id) {
-            return Ok(None);
-        }
+        // The file locked must still be the one at the slot's path, and may
+        // have changed since its descriptors were opened: a second name
+        // given to it, garbage written into it.
+        let look = match sys::look_at(None, &slot_path) {
+            Ok(look) if look.id == id => look,
+            _ => return Ok(None),
+        };
+        fsx::refuse_unsafe_file(&slot_path, look.mode, look.links)?;
         let token = {
             let _one_thread = o.in_process.lock().unwrap_or_else(|p| p.into_inner());
             token::next_token(o.token.as_fd(), &res.path, intr)?
         };
-        let (record_fd, old_len) = match record_fd {
-            Some(opened) => opened,
+        let kept = || {
+            o.records
+                .take(slot)
+                .filter(|(_, rid)| *rid == id)
+                .map(|(fd, _)| fd)
+        };
+        let record_fd = match record_fd.or_else(kept) {
+            Some(fd) => fd,
             None => {
-                let (fd, rid, len) =
-                    fsx::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
+                let (fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
                 if rid != id {
                     return Ok(None);
                 }
-                (fd, len)
+                fd
             }
         };
         let lock = lock_above(lock, &record_fd)
@@ -736,11 +769,13 @@ impl LocalStore {
             token,
             command_pid: None,
         };
-        fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), old_len)?;
+        // Records all have the same length: the file needs cutting only if
+        // something else made it longer.
+        fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), look.size)?;
         Ok(Some(LocalHeld {
             inherited: false,
             lock: Some(lock),
-            record_fd,
+            record_fd: Some(record_fd),
             dir: member.fd.take(),
             home: Arc::downgrade(o),
             id,
@@ -916,6 +951,21 @@ impl Drop for LocalHeld {
                 home.pool_lock(self.slot, lock, self.id);
             }
         }
+        if let Some(record) = self.record_fd.take() {
+            match &home {
+                Some(home) => {
+                    // The record descriptor is kept, so no close tells the
+                    // head of the line and watchers that the slot is free:
+                    // touching the file's times does (IN_ATTRIB), and,
+                    // unlike a close event, only after the lock is gone.
+                    touch(record.as_fd());
+                    home.records
+                        .put(home.generation, self.slot, record, self.id);
+                }
+                // Closing it tells them (IN_CLOSE_WRITE).
+                None => drop(record),
+            }
+        }
         if let Some(dir) = self.dir.take() {
             unlock(dir.as_fd());
             if let Some(home) = &home {
@@ -957,18 +1007,16 @@ impl LocalHeld {
     /// Adds the pid of the command run under the ticket to the record.
     pub(crate) fn set_command_pid(&mut self, pid: u32) -> Result<()> {
         self.record.command_pid = Some(pid);
-        fsx::overwrite(
-            self.record_fd.as_fd(),
-            &self.slot_path,
-            &self.record.to_bytes(),
-        )
+        let fd = self.record_fd.as_ref().expect("present until dropped");
+        // All records have the same length: nothing is left to cut off.
+        fsx::overwrite_from(fd.as_fd(), &self.slot_path, &self.record.to_bytes(), 0)
     }
 
     /// The descriptors that carry the ticket: a process that inherits all
     /// of them keeps the slot held (and the resource live) while it runs.
     pub(crate) fn descriptors(&self) -> [std::os::fd::RawFd; 3] {
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        [raw(&self.lock), self.record_fd.as_raw_fd(), raw(&self.dir)]
+        [raw(&self.lock), raw(&self.record_fd), raw(&self.dir)]
     }
 
     /// The record written for this holder.
@@ -998,6 +1046,15 @@ fn reopen_dir(res: &ResourceDir) -> Result<OwnedFd> {
     }
     // SAFETY: fd is fresh and owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets a slot file's times to now through its write descriptor `fd`: an
+/// inotify IN_ATTRIB event for those watching the directory. A failure only
+/// costs them a moment (they look again on their own), so it is ignored.
+fn touch(fd: BorrowedFd<'_>) {
+    // SAFETY: plain syscall on a borrowed descriptor; a null `times` means
+    // "now".
+    unsafe { libc::futimens(fd.as_raw_fd(), std::ptr::null()) };
 }
 
 /// Releases a flock held through `fd`.
@@ -1036,7 +1093,7 @@ fn lock_above(lock: OwnedFd, record: &OwnedFd) -> std::io::Result<OwnedFd> {
 
 /// True when `path` (not following a final symbolic link) is the file `id`.
 fn same_file(path: &Path, id: FileId) -> bool {
-    fsx::lstat_at(None, path).is_ok_and(|st| FileId::of(&st) == id)
+    sys::look_at(None, path).is_ok_and(|look| look.id == id)
 }
 
 /// Parses the `tickets` file: a number from 1 to 4096 and a newline.

@@ -6,9 +6,11 @@ use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
-use super::{FileId, Seen};
+use super::{FileId, Look, Seen};
 
 /// An inotify watch on one directory, held by its descriptor so that a
 /// rename of the path cannot redirect it.
@@ -23,15 +25,19 @@ pub(crate) struct DirWatch {
     fd: Option<OwnedFd>,
 }
 
+/// The events that say a slot may have been released.
+const RELEASED: u32 = libc::IN_CLOSE_WRITE | libc::IN_ATTRIB;
+
 /// How often a watch without inotify looks again.
 const POLL: Duration = Duration::from_millis(10);
 
 impl DirWatch {
-    /// Watches the directory open at `dir` for slot files closed after
-    /// writing (a holder released) and for the directory going away: what a
-    /// waiter needs.
+    /// Watches the directory open at `dir` for releases and for the
+    /// directory going away: what a waiter needs. A holder that releases
+    /// touches its slot file's times (IN_ATTRIB); one that dies closes its
+    /// record descriptor (IN_CLOSE_WRITE).
     pub(crate) fn releases(dir: BorrowedFd<'_>) -> io::Result<Self> {
-        Self::new(dir, libc::IN_CLOSE_WRITE)
+        Self::new(dir, RELEASED)
     }
 
     /// Watches for releases, and also for slot files written (a holder
@@ -39,7 +45,7 @@ impl DirWatch {
     pub(crate) fn changes(dir: BorrowedFd<'_>) -> io::Result<Self> {
         Self::new(
             dir,
-            libc::IN_CLOSE_WRITE | libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO,
+            RELEASED | libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO,
         )
     }
 
@@ -161,6 +167,52 @@ impl DirWatch {
     }
 }
 
+/// What the file at `path` (relative to `dir`, or to the working directory)
+/// is, not following a final symbolic link.
+///
+/// It asks `statx` for type, links, inode and size, not for times. Asking
+/// for a file's times marks them as seen (multigrain timestamps, Linux 6.13
+/// and later), and then the next write to the file must store a fresh
+/// modification time in its inode: a holder that checks its slot's path and
+/// then writes its record paid 2.5 µs for the pair on ext4 instead of
+/// 1.6 µs. Kernels without `statx` get `fstatat`.
+pub(crate) fn look_at(dir: Option<BorrowedFd<'_>>, path: &Path) -> io::Result<Look> {
+    const WANTED: u32 = libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: c is a valid C string; stx is written before it is read.
+    let (r, stx) = unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        let r = libc::statx(
+            dirfd,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+            WANTED,
+            &mut stx,
+        );
+        (r, stx)
+    };
+    if r == 0 && stx.stx_mask & WANTED == WANTED {
+        return Ok(Look {
+            id: FileId {
+                dev: libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+                ino: stx.stx_ino,
+            },
+            mode: u32::from(stx.stx_mode),
+            links: u64::from(stx.stx_nlink),
+            size: stx.stx_size,
+        });
+    }
+    let err = io::Error::last_os_error();
+    // A kernel (or a seccomp filter) without statx, or a file system that
+    // cannot tell all of it: the old call.
+    if r == 0 || matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+        return super::look_by_stat(dirfd, &c);
+    }
+    Err(err)
+}
+
 /// Folds a buffer of `inotify_event` records into `seen`.
 fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
     let header = size_of::<libc::inotify_event>();
@@ -174,7 +226,7 @@ fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
         let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
         let is_slot = name.starts_with(b"slot.");
         let mask = ev.mask;
-        if mask & libc::IN_CLOSE_WRITE != 0 && is_slot {
+        if mask & RELEASED != 0 && is_slot {
             seen.slot_closed = true;
             if seen.first_closed.is_none() {
                 seen.first_closed = std::str::from_utf8(&name[5..])
@@ -290,7 +342,38 @@ pub(crate) fn parse_proc_locks(text: &str) -> HashSet<FileId> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::look_by_stat;
     use super::*;
+
+    #[test]
+    fn look_at_agrees_with_stat_and_does_not_follow_links() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        std::fs::hard_link(&file, dir.path().join("h")).unwrap();
+        let look = look_at(None, &file).unwrap();
+        assert_eq!((look.id.dev, look.id.ino), (meta.dev(), meta.ino()));
+        assert_eq!((look.mode, look.links, look.size), (meta.mode(), 2, 0));
+        let lmeta = std::fs::symlink_metadata(&link).unwrap();
+        let l = look_at(None, &link).unwrap();
+        assert_eq!((l.id.ino, l.mode), (lmeta.ino(), lmeta.mode()));
+        let d = std::fs::File::open(dir.path()).unwrap();
+        use std::os::fd::AsFd;
+        assert_eq!(look_at(Some(d.as_fd()), Path::new("f")).unwrap(), look);
+        let stat = look_by_stat(
+            libc::AT_FDCWD,
+            &CString::new(file.to_str().unwrap()).unwrap(),
+        );
+        assert_eq!(stat.unwrap(), look);
+        assert_eq!(
+            look_at(None, &dir.path().join("nope")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 
     #[test]
     fn a_watch_polls_when_inotify_is_refused() {

@@ -11,18 +11,50 @@ pub(crate) use clock::since_boot;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{DirWatch, locked_files, parse_proc_locks};
+pub(crate) use linux::{DirWatch, locked_files, look_at, parse_proc_locks};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{DirWatch, locked_files};
+pub(crate) use portable::{DirWatch, locked_files, look_at};
+
+/// What a look at a path found (see `look_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Look {
+    /// Device and inode.
+    pub(crate) id: FileId,
+    /// Type and permission bits, as `st_mode`.
+    pub(crate) mode: u32,
+    /// How many names the file has.
+    pub(crate) links: u64,
+    /// Its length in bytes.
+    pub(crate) size: u64,
+}
+
+/// [`look_at`] by `fstatat`, for where `statx` is missing.
+// The casts are no-ops on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
+fn look_by_stat(dirfd: libc::c_int, path: &std::ffi::CStr) -> std::io::Result<Look> {
+    // SAFETY: path is a valid C string; st is written before it is read.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstatat(dirfd, path.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Look {
+            id: FileId::of(&st),
+            mode: st.st_mode as u32,
+            links: st.st_nlink as u64,
+            size: st.st_size as u64,
+        })
+    }
+}
 
 /// What a [`DirWatch`] saw while waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Seen {
-    /// A file whose name starts with `slot.` was closed after writing: a
-    /// holder may have released.
+    /// A file whose name starts with `slot.` was closed after writing or
+    /// had its times touched: a holder may have released.
     pub(crate) slot_closed: bool,
     /// The number of the first slot file seen closed, if its name said it:
     /// the slot most likely free now, to try first.
