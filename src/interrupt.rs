@@ -95,6 +95,10 @@ struct State {
     recheck: Option<u64>,
     nudged: bool,
     sleeper: Option<libc::pthread_t>,
+    /// Threads waiting on `changed`: when there are none, a sleeper
+    /// leaving its system call has nobody to tell (which saves a system
+    /// call between a waiter's wake-up and its ticket).
+    watchers: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -104,6 +108,7 @@ impl std::fmt::Debug for State {
             .field("recheck", &self.recheck)
             .field("nudged", &self.nudged)
             .field("sleeper", &self.sleeper)
+            .field("watchers", &self.watchers)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,22 @@ impl Interrupter {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on `changed` for up to `d`, counted in `watchers`.
+    fn wait_changed<'a>(
+        &self,
+        mut state: std::sync::MutexGuard<'a, State>,
+        d: Duration,
+    ) -> std::sync::MutexGuard<'a, State> {
+        state.watchers += 1;
+        let (mut state, _) = self
+            .inner
+            .changed
+            .wait_timeout(state, d)
+            .unwrap_or_else(|p| p.into_inner());
+        state.watchers -= 1;
+        state
     }
 
     /// Triggers the interrupter and waits until the registered sleeper, if
@@ -207,12 +228,7 @@ impl Interrupter {
             if start.elapsed() > GIVE_UP {
                 break;
             }
-            state = self
-                .inner
-                .changed
-                .wait_timeout(state, pause)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.wait_changed(state, pause);
             pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
@@ -245,7 +261,9 @@ impl Interrupter {
             let mut state = self.lock();
             state.sleeper = None;
             let nudged = std::mem::take(&mut state.nudged);
-            self.inner.changed.notify_all();
+            if state.watchers > 0 {
+                self.inner.changed.notify_all();
+            }
             match result {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     if let Some(reason) = state.reason {
@@ -266,11 +284,7 @@ impl Interrupter {
         if let Some(r) = state.reason {
             return Err(r);
         }
-        let (state, _) = self
-            .inner
-            .changed
-            .wait_timeout(state, d)
-            .unwrap_or_else(|p| p.into_inner());
+        let state = self.wait_changed(state, d);
         match state.reason {
             Some(r) => Err(r),
             None => Ok(()),
