@@ -707,6 +707,14 @@ impl LocalStore {
             }
         };
         *kept = Some(watch);
+        // The descriptors of slots still busy go back to the pool for the
+        // next probe: closing them here would put system calls between the
+        // release that woke us and our ticket.
+        for (i, entry) in cache.into_iter().enumerate() {
+            if let Some((fd, id)) = entry {
+                o.pool_lock(i as u32, fd, id);
+            }
+        }
         Ok(match got {
             // The caller lets the next in line go once it owns the slot.
             Some((slot, lock, id)) => Waited::Got(slot, lock, id, None, Some(queue)),
