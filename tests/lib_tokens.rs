@@ -146,3 +146,62 @@ fn a_damaged_token_file_is_an_error_never_a_reset() {
     assert!(matches!(e.try_obtain(), Err(Error::TokenExhausted { .. })));
     assert!(!holds(me, &slot, true));
 }
+
+#[test]
+fn tokens_stay_distinct_while_the_slot_file_is_replaced_under_its_holders() {
+    // Removing slot 0 under a holder lets a second one lock the new file
+    // while the first still holds the old: the one moment two processes can
+    // hold "the" slot. Even then no two acquisitions may get the same token
+    // (a holder of a replaced file still writes the counter: only the
+    // counter's own lock keeps it from writing over a newer number).
+    for tickets in [1, 2] {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().to_path_buf();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let remover = {
+            let (done, slot) = (done.clone(), run.join("swap").join("slot.0"));
+            std::thread::spawn(move || {
+                let mut removed = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    removed += u32::from(std::fs::remove_file(&slot).is_ok());
+                    std::thread::yield_now();
+                }
+                removed
+            })
+        };
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let run = run.clone();
+                std::thread::spawn(move || {
+                    let e = Election::builder("swap")
+                        .tickets(tickets)
+                        .dir(&run)
+                        .build()
+                        .unwrap();
+                    (0..1500)
+                        .map(|_| e.obtain().unwrap().token())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let removed = remover.join().unwrap();
+        assert!(
+            removed > 0,
+            "the slot file was never removed: nothing was tried"
+        );
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(
+            all.len(),
+            n,
+            "{} duplicate tokens with {tickets} ticket(s)",
+            n - all.len()
+        );
+    }
+}
