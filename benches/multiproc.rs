@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use support::{fresh, keep_samples, now_ns};
+use support::{ElectCalls, fresh, keep_samples, now_ns};
 
 use elect::Election;
 
@@ -82,7 +82,7 @@ enum Kind {
     /// number of processes as elect with n tickets.
     RawLocks(u32),
     /// Raw flock(2) on one file, with the system calls elect makes around
-    /// it (see [`Calls`]): the floor of elect's one-ticket hand-off.
+    /// it (see [`ElectCalls`]): the floor of elect's one-ticket hand-off.
     RawCalls,
     /// elect with N tickets.
     Elect(u32),
@@ -120,100 +120,12 @@ enum Guard {
     Elect(elect::Ticket),
 }
 
-/// The descriptors elect keeps open for one resource with one ticket, for
-/// [`Kind::RawCalls`].
-struct Calls {
-    member: File,
-    tickets: File,
-    token: File,
-    lock: File,
-    record: File,
-    slot: std::ffi::CString,
-}
-
-impl Calls {
-    fn open(dir: &Path) -> std::rc::Rc<Self> {
-        use std::os::unix::ffi::OsStrExt;
-        let res = dir.join("calls");
-        std::fs::create_dir_all(&res).unwrap();
-        let open = |name: &str, read: bool, write: bool| {
-            OpenOptions::new()
-                .read(read)
-                .write(write)
-                .create(write)
-                .truncate(false)
-                .open(res.join(name))
-                .unwrap()
-        };
-        let tickets = open("tickets", true, true);
-        tickets.write_all_at(b"1\n", 0).unwrap();
-        let token = open("token", true, true);
-        let record = open("slot.0", false, true);
-        std::rc::Rc::new(Calls {
-            member: File::open(&res).unwrap(),
-            tickets,
-            token,
-            lock: open("slot.0", true, false),
-            record,
-            slot: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
-        })
-    }
-
-    /// What elect does to obtain, with the same system calls: join (read
-    /// `tickets`, shared lock on the directory, read again), wait in
-    /// flock(2), check the slot's path, take a token under its lock, write
-    /// the padded record.
-    fn acquire(self: &std::rc::Rc<Self>) -> CallsHeld {
-        use std::os::fd::AsRawFd;
-        let mut buf = [0u8; 64];
-        let mut record = [b' '; 2304];
-        record[2303] = b'\n';
-        // SAFETY: plain system calls on descriptors this struct owns, with
-        // buffers that live across each call.
-        unsafe {
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
-            libc::flock(self.member.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB);
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
-            assert_eq!(libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX), 0);
-            let mut stx: libc::statx = std::mem::zeroed();
-            libc::statx(
-                libc::AT_FDCWD,
-                self.slot.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
-                libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE,
-                &mut stx,
-            );
-            let t = self.token.as_raw_fd();
-            libc::flock(t, libc::LOCK_EX | libc::LOCK_NB);
-            libc::pread(t, buf.as_mut_ptr().cast(), 64, 0);
-            libc::pwrite(t, b"00000000000000000002\n".as_ptr().cast(), 21, 0);
-            libc::flock(t, libc::LOCK_UN);
-            let json = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"multiproc","token":1795443104041151}"#;
-            record[..json.len()].copy_from_slice(json);
-            libc::pwrite(
-                self.record.as_raw_fd(),
-                record.as_ptr().cast(),
-                record.len(),
-                0,
-            );
-        }
-        CallsHeld(std::rc::Rc::clone(self))
-    }
-}
-
-/// A lock taken by [`Calls::acquire`]; dropping releases as elect does:
-/// unlock the slot, touch its times, unlock the directory.
-struct CallsHeld(std::rc::Rc<Calls>);
+/// A lock taken by [`ElectCalls::obtain`]; dropping releases as elect does.
+struct CallsHeld(std::rc::Rc<ElectCalls>);
 
 impl Drop for CallsHeld {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: plain system calls on descriptors the Calls owns.
-        unsafe {
-            libc::flock(self.0.lock.as_raw_fd(), libc::LOCK_UN);
-            libc::futimens(self.0.record.as_raw_fd(), std::ptr::null());
-            libc::flock(self.0.member.as_raw_fd(), libc::LOCK_UN);
-        }
+        self.0.release();
     }
 }
 
@@ -284,10 +196,14 @@ fn cycler(args: &[String]) {
     let me = std::process::id() as u64;
     let mut buf = Vec::new();
     let e = election(kind, &dir);
-    let calls = matches!(kind, Kind::RawCalls).then(|| Calls::open(&dir));
+    let calls = matches!(kind, Kind::RawCalls)
+        .then(|| std::rc::Rc::new(ElectCalls::open(&dir.join("calls"))));
     while !dir.join("stop").exists() {
         let (slot, guard) = match &calls {
-            Some(c) => (0, Guard::Calls(c.acquire())),
+            Some(c) => {
+                assert!(c.obtain(true));
+                (0, Guard::Calls(CallsHeld(std::rc::Rc::clone(c))))
+            }
             None => acquire(e.as_ref(), &dir, lock),
         };
         let got = now_ns();

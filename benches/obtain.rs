@@ -7,6 +7,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+mod support;
 use elect::Election;
 
 fn uncontended(c: &mut Criterion) {
@@ -33,99 +35,16 @@ fn uncontended(c: &mut Criterion) {
         })
     });
     // The floor of elect's semantics: the same 13 system calls that an
-    // uncontended try_obtain + release makes (see `Floor::iteration`), made
-    // directly, without elect's own code around them.
-    let floor = Floor::new(dir.path());
+    // uncontended try_obtain + release makes, made directly, without elect's
+    // own code around them.
+    let floor = support::ElectCalls::open(&dir.path().join("floor"));
     g.bench_function("raw: the 13 system calls of elect's obtain+release", |b| {
-        b.iter(|| floor.iteration())
+        b.iter(|| {
+            assert!(floor.obtain(false));
+            floor.release();
+        })
     });
     g.finish();
-}
-
-/// Descriptors for the floor benchmark, kept open as elect keeps them.
-struct Floor {
-    member: std::fs::File,
-    tickets: std::fs::File,
-    token: std::fs::File,
-    lock: std::fs::File,
-    record: std::fs::File,
-    slot_path: std::ffi::CString,
-}
-
-impl Floor {
-    fn new(base: &std::path::Path) -> Self {
-        use std::os::unix::ffi::OsStrExt;
-        let res = base.join("floor");
-        std::fs::create_dir_all(&res).unwrap();
-        std::fs::write(res.join("tickets"), "1\n").unwrap();
-        std::fs::write(res.join("token"), format!("{:020}\n", 1)).unwrap();
-        std::fs::write(res.join("slot.0"), "").unwrap();
-        let rw = |p: &str| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(res.join(p))
-                .unwrap()
-        };
-        Floor {
-            member: std::fs::File::open(&res).unwrap(),
-            tickets: rw("tickets"),
-            token: rw("token"),
-            lock: std::fs::File::open(res.join("slot.0")).unwrap(),
-            record: std::fs::OpenOptions::new()
-                .write(true)
-                .open(res.join("slot.0"))
-                .unwrap(),
-            slot_path: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
-        }
-    }
-
-    /// join: read `tickets`, shared lock on the directory, read again;
-    /// lock the slot; check its path (statx asking for the inode only);
-    /// token: lock, read, write, unlock; record: one write of the padded
-    /// record; release: unlock the slot, touch its times (the event that
-    /// wakes the head of the line), unlock the directory.
-    fn iteration(&self) {
-        use std::os::fd::AsRawFd;
-        let mut buf = [0u8; 64];
-        let mut record = [b' '; 2304];
-        let json = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"target/release/deps/obtain --bench","token":1795443104041151}"#;
-        record[..json.len()].copy_from_slice(json);
-        record[2303] = b'\n';
-        // SAFETY: plain system calls on descriptors this struct owns, with
-        // buffers that live across each call.
-        unsafe {
-            let mut stx: libc::statx = std::mem::zeroed();
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
-            libc::flock(self.member.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB);
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
-            assert_eq!(
-                libc::flock(self.lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB),
-                0
-            );
-            libc::statx(
-                libc::AT_FDCWD,
-                self.slot_path.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
-                libc::STATX_INO,
-                &mut stx,
-            );
-            let t = self.token.as_raw_fd();
-            libc::flock(t, libc::LOCK_EX | libc::LOCK_NB);
-            libc::pread(t, buf.as_mut_ptr().cast(), 64, 0);
-            libc::pwrite(t, b"00000000000000000002\n".as_ptr().cast(), 21, 0);
-            libc::flock(t, libc::LOCK_UN);
-            libc::pwrite(
-                self.record.as_raw_fd(),
-                record.as_ptr().cast(),
-                record.len(),
-                0,
-            );
-            libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN);
-            libc::futimens(self.record.as_raw_fd(), std::ptr::null());
-            libc::flock(self.member.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
 }
 
 /// One thread holds and releases; another waits in obtain(). Measures

@@ -1,6 +1,7 @@
-//! What the multi-process benchmarks share: a clock that means the same in
-//! every process, fresh work directories, waiting for a file a worker
-//! writes, and keeping raw samples for the plot.
+//! What the benchmarks share: a clock that means the same in every process,
+//! fresh work directories, waiting for a file a worker writes, keeping raw
+//! samples for the plot, and elect's system calls made directly (the floor
+//! elect's own figures are compared with).
 
 #![allow(dead_code)]
 
@@ -58,4 +59,114 @@ pub fn keep_samples(prefix: &str, what: &str, samples: &[u64]) {
     let bytes: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(Path::new(&dir).join(format!("{prefix}{name}.u64")), bytes);
+}
+
+/// The descriptors elect keeps open for a resource with one ticket, and the
+/// system calls it makes through them to obtain and release, made directly
+/// without elect's code: the floor of elect's semantics, which `strace` of
+/// an obtain and release shows.
+pub struct ElectCalls {
+    member: std::fs::File,
+    tickets: std::fs::File,
+    token: std::fs::File,
+    lock: std::fs::File,
+    record: std::fs::File,
+    slot: std::ffi::CString,
+    padded: Vec<u8>,
+}
+
+impl ElectCalls {
+    /// Opens (creating) the resource directory `res` and its files.
+    pub fn open(res: &Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileExt;
+        std::fs::create_dir_all(res).unwrap();
+        let open = |name: &str, read: bool, write: bool| {
+            std::fs::OpenOptions::new()
+                .read(read)
+                .write(write)
+                .create(write)
+                .truncate(false)
+                .open(res.join(name))
+                .unwrap()
+        };
+        let tickets = open("tickets", true, true);
+        tickets.write_all_at(b"1\n", 0).unwrap();
+        let token = open("token", true, true);
+        token
+            .write_all_at(format!("{:020}\n", 1).as_bytes(), 0)
+            .unwrap();
+        let record = open("slot.0", false, true);
+        let json = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"bench","token":1795443104041151}"#;
+        let mut padded = vec![b' '; 2304];
+        padded[..json.len()].copy_from_slice(json);
+        padded[2303] = b'\n';
+        ElectCalls {
+            member: std::fs::File::open(res).unwrap(),
+            tickets,
+            token,
+            lock: open("slot.0", true, false),
+            record,
+            slot: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
+            padded,
+        }
+    }
+
+    /// Obtains as elect does: join (read `tickets`, shared flock on the
+    /// directory, read again), lock the slot (waiting in flock(2) if
+    /// `wait`), check its path (statx without times), take a token (flock,
+    /// read, write, unlock) and write the padded record. False if the slot
+    /// was busy and `wait` is false (the directory lock is then kept, as
+    /// elect keeps it for a wait).
+    pub fn obtain(&self, wait: bool) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 64];
+        let how = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
+        // SAFETY: plain system calls on descriptors this struct owns, with
+        // buffers that live across each call.
+        unsafe {
+            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
+            libc::flock(self.member.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB);
+            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
+            if libc::flock(self.lock.as_raw_fd(), how) != 0 {
+                return false;
+            }
+            let mut stx: libc::statx = std::mem::zeroed();
+            libc::statx(
+                libc::AT_FDCWD,
+                self.slot.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
+                libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE,
+                &mut stx,
+            );
+            let t = self.token.as_raw_fd();
+            libc::flock(t, libc::LOCK_EX | libc::LOCK_NB);
+            libc::pread(t, buf.as_mut_ptr().cast(), 64, 0);
+            libc::pwrite(t, b"00000000000000000002\n".as_ptr().cast(), 21, 0);
+            libc::flock(t, libc::LOCK_UN);
+            libc::pwrite(
+                self.record.as_raw_fd(),
+                self.padded.as_ptr().cast(),
+                self.padded.len(),
+                0,
+            );
+        }
+        true
+    }
+
+    /// Releases as elect does: unlock the slot, touch its times (the event
+    /// that wakes the head of the line), unlock the directory.
+    pub fn release(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain system calls on descriptors this struct owns.
+        unsafe {
+            libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN);
+            libc::futimens(self.record.as_raw_fd(), std::ptr::null());
+            libc::flock(self.member.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
 }
