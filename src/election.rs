@@ -150,7 +150,8 @@ impl ElectionBuilder {
                 max: MAX_TICKETS,
             });
         }
-        let label = self.label.unwrap_or_else(default_label);
+        // Cleaned once here rather than on every acquisition.
+        let label = crate::record::clean_label(&self.label.unwrap_or_else(default_label));
         #[cfg(feature = "etcd")]
         let etcd = self.etcd;
         #[cfg(not(feature = "etcd"))]

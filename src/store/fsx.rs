@@ -338,6 +338,15 @@ pub(crate) fn overwrite_from(
 /// unless the file is longer than the first read returned.
 pub(crate) fn read_prefix(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; max];
+    let got = read_into(fd, &mut buf)?.len();
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// [`read_prefix`] into `buf`, for the small files read on every
+/// acquisition (`tickets`, `token`): no allocation.
+pub(crate) fn read_into<'a>(fd: BorrowedFd<'_>, buf: &'a mut [u8]) -> io::Result<&'a [u8]> {
+    let max = buf.len();
     let mut got = 0;
     while got < max {
         // SAFETY: buf[got..] is writable.
@@ -365,8 +374,7 @@ pub(crate) fn read_prefix(fd: BorrowedFd<'_>, max: usize) -> io::Result<Vec<u8>>
             break;
         }
     }
-    buf.truncate(got);
-    Ok(buf)
+    Ok(&buf[..got])
 }
 
 /// Tries to take an exclusive (or shared) flock without waiting. `Ok(false)`

@@ -196,6 +196,7 @@ impl Drop for Member {
 pub(crate) struct Request {
     pub(crate) name: String,
     pub(crate) tickets: u32,
+    /// Already cleaned (see `record::clean_label`).
     pub(crate) label: String,
 }
 
@@ -556,9 +557,10 @@ impl LocalStore {
 
     /// The number in `tickets`, if it holds one.
     fn agreed(&self, o: &Opened) -> Result<Option<u32>> {
-        let bytes = fsx::read_prefix(o.tickets.as_fd(), 32)
+        let mut buf = [0u8; 32];
+        let bytes = fsx::read_into(o.tickets.as_fd(), &mut buf)
             .map_err(|e| Error::io("cannot read", o.res.path.join(TICKETS_FILE), e))?;
-        Ok(parse_tickets(&bytes))
+        Ok(parse_tickets(bytes))
     }
 
     /// Tries each slot once without waiting, from slot `first` on and round
@@ -773,7 +775,7 @@ impl LocalStore {
         let record = HolderRecord {
             pid: sys::pid(),
             since: crate::time::rfc3339(SystemTime::now()),
-            label: crate::record::clean_label(&req.label),
+            label: req.label.clone(),
             token,
             command_pid: None,
         };

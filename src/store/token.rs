@@ -9,6 +9,7 @@
 //! set back or more than a million tokens a second were issued), so a
 //! downstream system fencing on them is not locked out by a reset.
 
+use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,14 +73,18 @@ pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter
         }
     }
     let _unlock = Unlock(fd);
-    let bytes = fsx::read_prefix(fd, 64).map_err(|e| Error::io("cannot read", path(), e))?;
-    let last = match parse_token_file(&bytes) {
+    // On the stack, like the text written below: this runs between the
+    // kernel's hand-off and the new holder's ticket. A file of 64 bytes or
+    // more is no counter of ours, and its first 64 bytes show that.
+    let mut buf = [0u8; 64];
+    let bytes = fsx::read_into(fd, &mut buf).map_err(|e| Error::io("cannot read", path(), e))?;
+    let last = match parse_token_file(bytes) {
         Ok(Some(n)) => n,
         Ok(None) => clock_seed(),
         Err(_) => {
             return Err(Error::TokenDamaged {
                 path: path(),
-                content: String::from_utf8_lossy(&bytes).into_owned(),
+                content: String::from_utf8_lossy(bytes).into_owned(),
             });
         }
     };
@@ -88,7 +93,8 @@ pub(crate) fn next_token(fd: BorrowedFd<'_>, dir_path: &Path, intr: &Interrupter
         .ok_or_else(|| Error::TokenExhausted { path: path() })?;
     // Always 21 bytes at offset 0: the file keeps its length (a shorter,
     // hand-repaired number is simply overwritten by the longer form).
-    let text = format!("{next:0WIDTH$}\n");
+    let mut text = [0u8; WIDTH + 1];
+    writeln!(&mut text[..], "{next:0WIDTH$}").expect("a u64 has at most 20 digits");
     // SAFETY: text is valid for its length.
     let n = unsafe { libc::pwrite(fd.as_raw_fd(), text.as_ptr().cast(), text.len(), 0) };
     if n != text.len() as isize {

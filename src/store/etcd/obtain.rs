@@ -226,7 +226,7 @@ fn new_record(req: &Request) -> HolderRecord {
     HolderRecord {
         pid: std::process::id(),
         since: crate::time::rfc3339(SystemTime::now()),
-        label: crate::record::clean_label(&req.label),
+        label: req.label.clone(),
         token: 0,
         command_pid: None,
     }
