@@ -90,3 +90,23 @@ fn ignore_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
+
+// The unwinder (`_Unwind_*`, which std's panics and backtraces use) linked
+// into the binary from libgcc_eh.a instead of loaded from libgcc_s.so.1.
+// Loading libgcc_s costs every call about 150 us here, for a library used
+// only by a panic: one more object to open, map and relocate, and its
+// constructor (`__cpu_indicator_init`) executes cpuid several times, which
+// traps to the hypervisor on a virtual machine. The binary's own code
+// (with fat LTO, the whole program) already needs the unwinder when the
+// linker reaches this archive, so the linker takes all of it from here,
+// and `--as-needed` (which rustc passes) then drops libgcc_s, in release
+// and debug builds alike (tests/cli_startup.rs checks). libgcc_eh.a comes
+// with gcc, the linker rustc uses on this target; a static (crt-static)
+// build links it anyway.
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(target_feature = "crt-static")
+))]
+#[link(name = "gcc_eh", kind = "static")]
+unsafe extern "C" {}
