@@ -352,3 +352,66 @@ fn no_inherit_command_dies_with_elect_and_does_not_hold() {
     let out = output(elect(["run", "-n", "-d"]).arg(&dir).args(["job", "true"]));
     assert_eq!(out.status.code(), Some(0), "the slot is free");
 }
+
+/// The nice value and scheduling policy of the command that `elect run`,
+/// itself started with `nice` and under `policy`, runs.
+fn command_scheduling(dir: &Path, nice: i32, policy: i32) -> (i32, i32) {
+    let mut cmd = elect(["run", "-d"]);
+    cmd.arg(dir).args(["job", "--", "cat", "/proc/self/stat"]);
+    // SAFETY: the closure calls only setpriority and sched_setscheduler,
+    // system calls (async-signal-safe), with a sched_param on its stack.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            let param = libc::sched_param { sched_priority: 0 };
+            if libc::setpriority(libc::PRIO_PROCESS, 0, nice) != 0
+                || libc::sched_setscheduler(0, policy, &param) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = output(&mut cmd);
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stat = String::from_utf8(out.stdout).unwrap();
+    // "pid (comm) state ...": field 19 is the nice value, 41 the policy.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    (
+        fields[19 - 3].parse().unwrap(),
+        fields[41 - 3].parse().unwrap(),
+    )
+}
+
+#[test]
+fn the_command_runs_with_elects_nice_value_and_scheduling_policy() {
+    // elect steps back to SCHED_BATCH while it starts the command; the
+    // command must not inherit that, nor lose elect's nice value.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    // SAFETY: getpriority has no preconditions (errno is not needed: the
+    // value is only compared).
+    let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let lower = (own + 5).min(19);
+    for (nice, policy) in [
+        (own, libc::SCHED_OTHER),
+        (lower, libc::SCHED_OTHER),
+        (lower, libc::SCHED_BATCH),
+        (lower, libc::SCHED_IDLE),
+    ] {
+        assert_eq!(
+            command_scheduling(&dir, nice, policy),
+            (nice, policy),
+            "elect under nice {nice} and policy {policy}"
+        );
+    }
+}

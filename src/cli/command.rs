@@ -138,7 +138,13 @@ pub(crate) fn spawn(
         die_with_parent(&mut cmd);
     }
     unblock_signals(&mut cmd);
-    cmd.spawn().map_err(|e| {
+    let step_back = StepBack::begin();
+    if step_back.active {
+        restore_sched_other(&mut cmd);
+    }
+    let started = cmd.spawn();
+    drop(step_back);
+    started.map_err(|e| {
         let shown = argv[0].to_string_lossy();
         let code = match e.raw_os_error() {
             Some(libc::ENOENT) => exit::NOT_FOUND,
@@ -163,6 +169,72 @@ fn unblock_signals(cmd: &mut Command) {
             if r != 0 {
                 return Err(std::io::Error::from_raw_os_error(r));
             }
+            Ok(())
+        });
+    }
+}
+
+/// The calling thread under `SCHED_BATCH` while it starts the command,
+/// back under `SCHED_OTHER` when dropped.
+///
+/// The standard library's spawn waits until the command has executed its
+/// program, so elect wakes up at the very moment the command begins, and a
+/// `SCHED_OTHER` thread that wakes preempts the one running on its CPU:
+/// the command's start waited for elect's bookkeeping (recording the
+/// command's pid, opening a pidfd), about 60 us of every call and of every
+/// hand-off (ftrace: the command's first system call came 80 us after its
+/// exec, against 25 us under flock(1)). A `SCHED_BATCH` thread does not
+/// preempt on waking; it runs when the CPU is free, on another CPU, or at
+/// the next scheduler tick. Once it runs, the policy no longer matters
+/// until it sleeps again, so it goes back to `SCHED_OTHER` at once: every
+/// later wake-up (the command's end, to release the ticket; a signal to
+/// forward) must be answered at once.
+///
+/// Only a thread under `SCHED_OTHER` (the default) steps back: one that
+/// the user put under another policy (chrt) keeps it, and so does its
+/// command.
+#[derive(Debug)]
+struct StepBack {
+    active: bool,
+}
+
+impl StepBack {
+    /// Puts the calling thread under `SCHED_BATCH` if it is under
+    /// `SCHED_OTHER`.
+    fn begin() -> StepBack {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system calls on the calling thread (0), with a live
+        // sched_param; a failure leaves the policy as it was.
+        let active = unsafe {
+            libc::sched_getscheduler(0) == libc::SCHED_OTHER
+                && libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
+        };
+        StepBack { active }
+    }
+}
+
+impl Drop for StepBack {
+    fn drop(&mut self) {
+        if self.active {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `begin`.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        }
+    }
+}
+
+/// Puts the command back under `SCHED_OTHER`, which it would otherwise
+/// inherit from a [`StepBack`] as `SCHED_BATCH`. Its nice value is kept.
+fn restore_sched_other(cmd: &mut Command) {
+    // SAFETY: the closure calls only sched_setscheduler, a system call
+    // (async-signal-safe), with a sched_param on its own stack.
+    unsafe {
+        cmd.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // A failure leaves the command under SCHED_BATCH, which only
+            // makes it wait for a tick instead of preempting: not worth
+            // refusing to run it.
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
             Ok(())
         });
     }
