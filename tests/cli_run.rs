@@ -415,3 +415,60 @@ fn the_command_runs_with_elects_nice_value_and_scheduling_policy() {
         );
     }
 }
+
+#[test]
+fn a_command_started_after_a_wait_holds_the_ticket_even_with_elect_gone() {
+    // Without a display to clear, the waiting thread starts the command the
+    // moment the ticket comes: the command must get its variables, be
+    // recorded, and hold the ticket itself, as one started after no wait.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let first = holder(&dir, "job", &[]);
+    let first_token = status_json(&dir, "job")["resources"][0]["slots"][0]["token"]
+        .as_u64()
+        .unwrap();
+    let vars = tmp.path().join("vars");
+    let marker = tmp.path().join("second.ready");
+    let script = format!(
+        "printf '%s %s\\n' \"$ELECT_SLOT\" \"$ELECT_TOKEN\" > '{}'; {}",
+        vars.display(),
+        hold_script(&marker)
+    );
+    let mut waiter = Proc::spawn(
+        elect(["run", "-q", "-d"])
+            .arg(&dir)
+            .args(["job", "--", "sh", "-c"])
+            .arg(script),
+    );
+    wait_until("the waiter to wait", || {
+        has_thread(waiter.pid(), "elect-obtain")
+    });
+    drop(first);
+    wait_file(&marker);
+    let got = read_when_written(&vars);
+    let (slot, token) = got.trim().split_once(' ').unwrap();
+    assert_eq!(slot, "0");
+    let token: u64 = token.parse().unwrap();
+    assert!(token > first_token, "{token} after {first_token}");
+    let slot0 = || status_json(&dir, "job")["resources"][0]["slots"][0].clone();
+    wait_until("the command's pid in the record", || {
+        slot0()["command_pid"].is_u64()
+    });
+    assert_eq!(slot0()["token"].as_u64(), Some(token));
+    assert_eq!(slot0()["pid"].as_i64(), Some(i64::from(waiter.pid())));
+    let command = slot0()["command_pid"].as_i64().unwrap() as i32;
+    // elect gone, its command still holds the ticket.
+    kill(waiter.pid(), libc::SIGKILL);
+    waiter.wait();
+    assert!(alive(command));
+    assert!(held(&dir, "job", 0), "the command holds the ticket");
+    let busy = output(
+        elect(["run", "-n", "-q", "-d"])
+            .arg(&dir)
+            .args(["job", "true"]),
+    );
+    assert_eq!(code(busy.status), 75);
+    kill(command, libc::SIGTERM);
+    wait_until("the command to end", || dead(command));
+    wait_until("the ticket to be free", || !held(&dir, "job", 0));
+}

@@ -8,9 +8,18 @@
 //! when no ticket is free), and the end of the command (a pidfd, which
 //! leaves the child unreaped, so its pid cannot be reused, until the main
 //! thread reaps it). The common case, a free ticket, starts no thread.
+//!
+//! When elect waits and nothing needs the main thread between the ticket
+//! and the command (no display to clear, a command that inherits the
+//! ticket), the waiting thread starts the command itself the moment it has
+//! the ticket: handing over to the main thread first meant waking another
+//! (often idle) CPU between the release and the command.
 
+use std::ffi::OsString;
 use std::os::fd::AsFd;
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use elect::{Election, ResourceStatus, Ticket};
@@ -55,8 +64,18 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
         (false, Some(t)) => Wait::For(t),
         (false, None) => Wait::Forever,
     };
-    let ticket = match obtain(&election, wait, args.quiet, &signals)? {
-        Ok(ticket) => ticket,
+    let launch = Launch {
+        argv: args.command.clone(),
+        found: found.clone(),
+    };
+    let (ticket, started) = match obtain(
+        &election,
+        wait,
+        args.quiet,
+        &signals,
+        (!args.no_inherit).then_some(launch),
+    )? {
+        Ok(obtained) => obtained,
         Err(()) => {
             if !args.quiet {
                 say(no_ticket(&election, wait));
@@ -68,13 +87,16 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     // A ticket that can expire (an etcd lease, renewed by elect alone)
     // cannot be inherited: the command dies with elect instead.
     let expires = ticket.deadline().is_some();
-    let mut child = command::spawn(
-        &args.command,
-        found.as_deref(),
-        &election,
-        &ticket,
-        !args.no_inherit && !expires,
-    )?;
+    let mut child = match started {
+        Some(child) => child,
+        None => command::spawn(
+            &args.command,
+            found.as_deref(),
+            &election,
+            &ticket,
+            !args.no_inherit && !expires,
+        )?,
+    };
     let pid = child.id() as libc::pid_t;
     if let Err(e) = ticket.set_command_pid(child.id())
         && !args.quiet
@@ -160,28 +182,53 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     Ok(command::exit_code(status))
 }
 
+/// The command, for a waiting thread to start the moment it has a ticket.
+struct Launch {
+    argv: Vec<OsString>,
+    found: Option<PathBuf>,
+}
+
+/// A ticket, and the command if the waiting thread already started it.
+type Obtained = (Ticket, Option<Child>);
+
+/// Where the wait stands, between the waiting thread and a signal: once
+/// the main thread gives up, the waiting thread starts nothing; once the
+/// command is started, a signal is the command's to handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Waiting,
+    GaveUp,
+    Started,
+}
+
 /// Waits for a ticket as `wait` says, showing progress, and gives up on a
-/// signal. `Ok(Err(()))` means no ticket came in time.
+/// signal. `Ok(Err(()))` means no ticket came in time. With `launch`, a
+/// command that inherits the ticket, the waiting thread starts it as soon
+/// as it has the ticket, unless a display must be cleared first.
 fn obtain(
     election: &Election,
     wait: Wait,
     quiet: bool,
     signals: &Signals,
-) -> Result<Result<Ticket, ()>, Failure> {
+    launch: Option<Launch>,
+) -> Result<Result<Obtained, ()>, Failure> {
     // The common case first, on this thread: a free ticket needs no waiting
     // thread and no display.
     if let Some(ticket) = election.try_obtain()? {
-        return Ok(Ok(ticket));
+        return Ok(Ok((ticket, None)));
     }
     if let Wait::No = wait {
         return Ok(Err(()));
     }
+    let mut progress = Progress::new(election, quiet);
+    let launch = launch.filter(|_| !progress.is_enabled());
+    let phase = Arc::new(Mutex::new(Phase::Waiting));
     let e = election.clone();
-    let (done, rx) = mpsc::channel();
-    let bell = std::sync::Arc::new(
-        Bell::new().map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?,
-    );
-    let ring = std::sync::Arc::clone(&bell);
+    let (done, rx) = mpsc::channel::<Result<Option<Obtained>, Failure>>();
+    let bell =
+        Arc::new(Bell::new().map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?);
+    let ring = Arc::clone(&bell);
+    let their_phase = Arc::clone(&phase);
     std::thread::Builder::new()
         .name("elect-obtain".into())
         .spawn(move || {
@@ -192,11 +239,36 @@ fn obtain(
                 Wait::For(t) => e.obtain_timeout(t),
                 Wait::Forever => e.obtain().map(Some),
             };
+            let result = match (result, &launch) {
+                (Err(err), _) => Err(err.into()),
+                (Ok(None), _) => Ok(None),
+                // An expiring ticket (etcd) is never inherited: its command
+                // must be started by the thread that outlives it.
+                (Ok(Some(ticket)), Some(l)) if ticket.deadline().is_none() => {
+                    let mut phase = their_phase.lock().unwrap_or_else(|p| p.into_inner());
+                    if *phase == Phase::GaveUp {
+                        // elect is exiting on a signal: dropping the ticket
+                        // releases it, and no command starts.
+                        Ok(None)
+                    } else {
+                        *phase = Phase::Started;
+                        command::spawn(&l.argv, l.found.as_deref(), &e, &ticket, true)
+                            .map(|child| Some((ticket, Some(child))))
+                    }
+                }
+                (Ok(Some(ticket)), _) => Ok(Some((ticket, None))),
+            };
             let _ = done.send(result);
         })
         .map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?;
+    let answer = || {
+        rx.recv().unwrap_or_else(|_| {
+            Err(Failure::internal(
+                "the wait for a ticket ended without an answer; this is a bug",
+            ))
+        })
+    };
 
-    let mut progress = Progress::new(election, quiet);
     // Without a display there is nothing to redraw: sleep until something
     // happens, so that an idle `elect run` costs nothing while it waits.
     let tick = if progress.is_enabled() {
@@ -208,17 +280,25 @@ fn obtain(
         match signals.wait(Some(bell.as_fd()), tick) {
             Woke::Other => {
                 progress.clear();
-                let Ok(result) = rx.recv() else {
-                    return Err(Failure::internal(
-                        "the wait for a ticket ended without an answer; this is a bug",
-                    ));
-                };
-                return match result? {
-                    Some(ticket) => Ok(Ok(ticket)),
-                    None => Ok(Err(())),
-                };
+                return Ok(answer()?.ok_or(()));
             }
             Woke::Signal(sig) => {
+                let started = {
+                    let mut phase = phase.lock().unwrap_or_else(|p| p.into_inner());
+                    if *phase == Phase::Waiting {
+                        *phase = Phase::GaveUp;
+                    }
+                    *phase == Phase::Started
+                };
+                if started {
+                    // The command started in the same moment: it runs under
+                    // the ticket, and the signal is its to handle.
+                    let obtained = answer()?;
+                    if let Some((_, Some(child))) = &obtained {
+                        signals::forward(sig, child.id() as libc::pid_t);
+                    }
+                    return Ok(obtained.ok_or(()));
+                }
                 progress.clear();
                 if !quiet {
                     say(format!(
