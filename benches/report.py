@@ -529,7 +529,7 @@ def main():
     if not ok1:
         t = (
             f"- **1, library hand-off**: N=1 p50 {us(e1['p50_us'])} against raw {us(anchor50)} ({ratio(e1['p50_us'], anchor50)}), "
-            f"p99 {us(e1['p99_us'])}; N=4 p50 {us(e4['p50_us'])} ({ratio(e4['p50_us'], anchor50)}), p99 {us(e4['p99_us'])}. "
+            f"p99 {us(e1['p99_us'])}; N=4 p50 {us(e4['p50_us'])} ({ratio(e4['p50_us'], anchor4)}), p99 {us(e4['p99_us'])}. "
             "The p50 ratio is elect's own: the raw anchor ran with the same workers just before and after. "
         )
         if max(raw1["p99_us"], raw2["p99_us"]) > 500:
