@@ -420,40 +420,24 @@ fn handoff(base: &Path, quick: bool) {
 fn failover(base: &Path, quick: bool) {
     let rounds = if quick { 20 } else { 100 };
     println!("\n## Fail-over: holder SIGKILLed → waiting process owns ({rounds} rounds each)");
-    let mut results = Vec::new();
-    for kind in [Kind::Raw, Kind::Elect(1), Kind::Elect(3)] {
-        let mut v = Vec::new();
-        for r in 0..rounds {
-            let dir = fresh(base, &format!("fo-{}-{r}", kind.arg()));
-            let args = vec![kind.arg(), dir.to_str().unwrap().into()];
-            let mut holders: Vec<Child> = Vec::new();
-            // With N tickets, N holders, so the waiter must wait.
-            let n = match kind {
-                Kind::Raw | Kind::RawLocks(_) | Kind::RawCalls => 1,
-                Kind::Elect(n) => n,
-            };
-            for _ in 0..n {
-                let _ = std::fs::remove_file(dir.join("ready"));
-                holders.push(spawn("holder", &args));
-                wait_for(&dir.join("ready"));
-            }
-            let mut waiter = spawn("failover-waiter", &args);
-            wait_asleep(waiter.id());
-            let t0 = now_ns();
-            // SAFETY: plain syscall.
-            unsafe { libc::kill(holders[0].id() as i32, libc::SIGKILL) };
-            waiter.wait().unwrap();
-            let got =
-                u64::from_le_bytes(std::fs::read(dir.join("got")).unwrap().try_into().unwrap());
-            v.push(got.saturating_sub(t0));
-            for mut h in holders {
-                let _ = h.kill();
-                let _ = h.wait();
-            }
+    let kinds = [Kind::Raw, Kind::Elect(1), Kind::Elect(3)];
+    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); kinds.len()];
+    // Rounds of the three kinds interleaved, so that the machine's drift
+    // (a fail-over moved by 100 µs between blocks run one after another)
+    // falls on all alike.
+    for r in 0..rounds {
+        for (kind, v) in kinds.iter().zip(&mut samples) {
+            v.push(failover_round(base, *kind, r));
         }
-        v.sort_unstable();
-        results.push((kind, Dist(v)));
     }
+    let results: Vec<(Kind, Dist)> = kinds
+        .into_iter()
+        .zip(samples)
+        .map(|(kind, mut v)| {
+            v.sort_unstable();
+            (kind, Dist(v))
+        })
+        .collect();
     for (kind, d) in &results {
         println!("{}", d.line(&format!("fail-over {kind:?}")));
     }
@@ -463,6 +447,36 @@ fn failover(base: &Path, quick: bool) {
         results[1].1.pct(0.5) / raw,
         results[2].1.pct(0.5) / raw
     );
+}
+
+/// One fail-over of `kind`: N holders (N tickets, so the waiter must
+/// wait), a waiter asleep, the first holder SIGKILLed; returns the time from
+/// the kill until the waiter owns, in ns.
+fn failover_round(base: &Path, kind: Kind, round: u32) -> u64 {
+    let dir = fresh(base, &format!("fo-{}-{round}", kind.arg()));
+    let args = vec![kind.arg(), dir.to_str().unwrap().into()];
+    let mut holders: Vec<Child> = Vec::new();
+    let n = match kind {
+        Kind::Raw | Kind::RawLocks(_) | Kind::RawCalls => 1,
+        Kind::Elect(n) => n,
+    };
+    for _ in 0..n {
+        let _ = std::fs::remove_file(dir.join("ready"));
+        holders.push(spawn("holder", &args));
+        wait_for(&dir.join("ready"));
+    }
+    let mut waiter = spawn("failover-waiter", &args);
+    wait_asleep(waiter.id());
+    let t0 = now_ns();
+    // SAFETY: plain syscall.
+    unsafe { libc::kill(holders[0].id() as i32, libc::SIGKILL) };
+    waiter.wait().unwrap();
+    let got = u64::from_le_bytes(std::fs::read(dir.join("got")).unwrap().try_into().unwrap());
+    for mut h in holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    got.saturating_sub(t0)
 }
 
 /// CPU ticks and wake-ups of a process and all its threads. A wake-up is

@@ -132,31 +132,19 @@ fn an_error_with_closed_standard_descriptors_goes_to_no_file() {
     wait_file(&ready);
     let cases: [&'static [i32]; 2] = [&[0, 1, 2], &[2]];
     for closed in cases {
-        // No ticket is free: elect says so on stderr and exits 75.
-        let out = run_closed(
-            elect(["run", "-n", "-d"])
-                .arg(&dir)
-                .args(["job", "--", "true"]),
-            closed,
-        );
-        assert_eq!(code(out.status), 75, "closed {closed:?}");
-        // A wait that times out: the message comes after the waiting
-        // thread opened its files.
-        let out = run_closed(
-            elect(["run", "-w", "50ms", "-d"])
-                .arg(&dir)
-                .args(["job", "--", "true"]),
-            closed,
-        );
-        assert_eq!(code(out.status), 75, "closed {closed:?}");
-        // A command that cannot run, found out before any ticket.
-        let out = run_closed(
-            elect(["run", "-d"])
-                .arg(&dir)
-                .args(["other", "--", "/nonexistent/command"]),
-            closed,
-        );
-        assert_eq!(code(out.status), 127, "closed {closed:?}");
+        let runs: [(&[&str], i32); 3] = [
+            // No ticket is free: elect says so on stderr and exits 75.
+            (&["-n", "job", "--", "true"], 75),
+            // A wait that times out: the message comes after the waiting
+            // thread opened its files.
+            (&["-w", "50ms", "job", "--", "true"], 75),
+            // A command that cannot run, found out before any ticket.
+            (&["other", "--", "/nonexistent/command"], 127),
+        ];
+        for (args, want) in runs {
+            let out = run_closed(elect(["run", "-d"]).arg(&dir).args(args), closed);
+            assert_eq!(code(out.status), want, "closed {closed:?}, {args:?}");
+        }
         let leaked = files_containing(&dir, &["elect:", "no ticket", "cannot run"]);
         assert!(leaked.is_empty(), "closed {closed:?}: {leaked:#?}");
         assert_only_records(&dir, "job");
