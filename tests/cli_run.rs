@@ -9,22 +9,6 @@ use std::time::{Duration, Instant};
 
 use cli_support::*;
 
-/// Starts `elect run` holding `name` in `dir` until stopped; returns once
-/// its command runs.
-fn holder(dir: &Path, name: &str, extra: &[&str]) -> Proc {
-    let marker = dir.with_extension(format!("{name}.ready"));
-    let _ = std::fs::remove_file(&marker);
-    let p = Proc::spawn(
-        elect(["run", "-d"])
-            .arg(dir)
-            .args(extra)
-            .args([name, "--", "sh", "-c"])
-            .arg(hold_script(&marker)),
-    );
-    wait_file(&marker);
-    p
-}
-
 #[test]
 fn exit_status_is_the_commands() {
     let tmp = tempfile::tempdir().unwrap();

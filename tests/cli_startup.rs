@@ -74,6 +74,15 @@ fn assert_only_records(dir: &Path, name: &str) {
     }
 }
 
+/// No file under the run directory holds any of `markers` (what was
+/// printed with the standard descriptors in `closed` closed), and the slot
+/// files of `job` hold records and nothing else.
+fn assert_nothing_leaked(dir: &Path, markers: &[&str], closed: &[i32]) {
+    let leaked = files_containing(dir, markers);
+    assert!(leaked.is_empty(), "closed {closed:?}: {leaked:#?}");
+    assert_only_records(dir, "job");
+}
+
 #[test]
 fn run_with_closed_standard_descriptors_gives_the_command_dev_null() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,9 +120,7 @@ fn run_with_closed_standard_descriptors_gives_the_command_dev_null() {
                 "closed {closed:?}: {seen:?}"
             );
         }
-        let leaked = files_containing(&dir, &["out-42", "err-56"]);
-        assert!(leaked.is_empty(), "closed {closed:?}: {leaked:#?}");
-        assert_only_records(&dir, "job");
+        assert_nothing_leaked(&dir, &["out-42", "err-56"], closed);
     }
 }
 
@@ -121,15 +128,7 @@ fn run_with_closed_standard_descriptors_gives_the_command_dev_null() {
 fn an_error_with_closed_standard_descriptors_goes_to_no_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let ready = tmp.path().join("ready");
-    let _holder = Proc::spawn(elect(["run", "-d"]).arg(&dir).args([
-        "job",
-        "--",
-        "sh",
-        "-c",
-        &hold_script(&ready),
-    ]));
-    wait_file(&ready);
+    let _holder = holder(&dir, "job", &[]);
     let cases: [&'static [i32]; 2] = [&[0, 1, 2], &[2]];
     for closed in cases {
         let runs: [(&[&str], i32); 3] = [
@@ -145,9 +144,7 @@ fn an_error_with_closed_standard_descriptors_goes_to_no_file() {
             let out = run_closed(elect(["run", "-d"]).arg(&dir).args(args), closed);
             assert_eq!(code(out.status), want, "closed {closed:?}, {args:?}");
         }
-        let leaked = files_containing(&dir, &["elect:", "no ticket", "cannot run"]);
-        assert!(leaked.is_empty(), "closed {closed:?}: {leaked:#?}");
-        assert_only_records(&dir, "job");
+        assert_nothing_leaked(&dir, &["elect:", "no ticket", "cannot run"], closed);
     }
 }
 
@@ -210,15 +207,7 @@ fn elect_does_not_load_libgcc_s() {
     // Loading it costs every call more than elect's own work (see the
     // end of src/main.rs); the unwinder is linked in instead.
     let tmp = tempfile::tempdir().unwrap();
-    let ready = tmp.path().join("ready");
-    let holder = Proc::spawn(elect(["run", "-d"]).arg(tmp.path().join("run")).args([
-        "job",
-        "--",
-        "sh",
-        "-c",
-        &hold_script(&ready),
-    ]));
-    wait_file(&ready);
+    let holder = holder(&tmp.path().join("run"), "job", &[]);
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", holder.pid())).unwrap();
     assert!(maps.contains("libc.so"), "the maps of elect: {maps}");
     assert!(!maps.contains("libgcc_s"), "the maps of elect: {maps}");

@@ -285,3 +285,19 @@ pub fn hold_script(marker: &Path) -> String {
         marker.display()
     )
 }
+
+/// Starts `elect run` (with `extra` options) holding `name` in `dir` until
+/// stopped; returns once its command runs.
+pub fn holder(dir: &Path, name: &str, extra: &[&str]) -> Proc {
+    let marker = dir.with_extension(format!("{name}.ready"));
+    let _ = std::fs::remove_file(&marker);
+    let p = Proc::spawn(
+        elect(["run", "-d"])
+            .arg(dir)
+            .args(extra)
+            .args([name, "--", "sh", "-c"])
+            .arg(hold_script(&marker)),
+    );
+    wait_file(&marker);
+    p
+}
