@@ -118,27 +118,38 @@ struct Opened {
 /// tickets at once opens the others, as before there was a pool.
 const MEMBER_POOL: usize = 1;
 
-/// Descriptors of slot files kept for reuse, at most one per slot.
-#[derive(Debug, Default)]
-struct SlotPool(Mutex<Vec<(u32, OwnedFd, FileId)>>);
+/// Descriptors of slot files kept for reuse, at most one per slot, by the
+/// process of fork generation `generation`.
+#[derive(Debug)]
+struct SlotPool {
+    generation: u64,
+    kept: Mutex<Vec<(u32, OwnedFd, FileId)>>,
+}
 
 impl SlotPool {
+    fn new(generation: u64) -> Self {
+        SlotPool {
+            generation,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
     /// The kept descriptor of slot `slot`, if there is one, taken out.
     fn take(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
-        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let i = pool.iter().position(|e| e.0 == slot)?;
         let (_, fd, id) = pool.swap_remove(i);
         Some((fd, id))
     }
 
-    /// Keeps descriptor `fd` of slot `slot`, opened by fork generation
-    /// `generation` (or closes it, if one is kept already, the slot number
-    /// is large or this process is a fork child of the one that opened it).
-    fn put(&self, generation: u64, slot: u32, fd: OwnedFd, id: FileId) {
-        if generation != sys::fork_generation() || slot as usize >= PROBE_CACHE {
+    /// Keeps descriptor `fd` of slot `slot` (or closes it, if one is kept
+    /// already, the slot number is large or this process is a fork child of
+    /// the one that opened it).
+    fn put(&self, slot: u32, fd: OwnedFd, id: FileId) {
+        if self.generation != sys::fork_generation() || slot as usize >= PROBE_CACHE {
             return;
         }
-        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if !pool.iter().any(|e| e.0 == slot) {
             pool.push((slot, fd, id));
         }
@@ -146,16 +157,6 @@ impl SlotPool {
 }
 
 impl Opened {
-    /// A kept read-only descriptor of slot `slot`, if there is one.
-    fn pooled_lock(&self, slot: u32) -> Option<(OwnedFd, FileId)> {
-        self.locks.take(slot)
-    }
-
-    /// Keeps the unlocked descriptor `fd` of slot `slot` for the next probe.
-    fn pool_lock(&self, slot: u32, fd: OwnedFd, id: FileId) {
-        self.locks.put(self.generation, slot, fd, id);
-    }
-
     /// Keeps the unlocked directory descriptor `fd` for the next join.
     fn pool_member(&self, fd: OwnedFd) {
         if self.generation != sys::fork_generation() {
@@ -449,8 +450,8 @@ impl LocalStore {
             token,
             in_process: Mutex::new(()),
             watch: Mutex::new(None),
-            locks: SlotPool::default(),
-            records: SlotPool::default(),
+            locks: SlotPool::new(generation),
+            records: SlotPool::new(generation),
             members: Mutex::new(Vec::new()),
             generation,
         });
@@ -580,7 +581,7 @@ impl LocalStore {
                 .as_deref_mut()
                 .and_then(|c| c.get_mut(i as usize))
                 .and_then(Option::take)
-                .or_else(|| o.pooled_lock(i));
+                .or_else(|| o.locks.take(i));
             let (fd, id) = match cached {
                 Some(entry) => entry,
                 None => fsx::open_file(
@@ -603,7 +604,7 @@ impl LocalStore {
                     c[i as usize] = Some((fd, id));
                 }
                 Some(_) => {}
-                None => o.pool_lock(i, fd, id),
+                None => o.locks.put(i, fd, id),
             }
         }
         Ok(None)
@@ -623,7 +624,7 @@ impl LocalStore {
             Some(kept) => kept,
             None => fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::WriteCreate, mode)?,
         };
-        let (lock, id) = match o.pooled_lock(0) {
+        let (lock, id) = match o.locks.take(0) {
             Some(kept) => kept,
             None => fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::ReadCreate, mode)?,
         };
@@ -714,7 +715,7 @@ impl LocalStore {
         // release that woke us and our ticket.
         for (i, entry) in cache.into_iter().enumerate() {
             if let Some((fd, id)) = entry {
-                o.pool_lock(i as u32, fd, id);
+                o.locks.put(i as u32, fd, id);
             }
         }
         Ok(match got {
@@ -958,7 +959,7 @@ impl Drop for LocalHeld {
         if let Some(lock) = self.lock.take() {
             unlock(lock.as_fd());
             if let Some(home) = &home {
-                home.pool_lock(self.slot, lock, self.id);
+                home.locks.put(self.slot, lock, self.id);
             }
         }
         if let Some(record) = self.record_fd.take() {
@@ -969,8 +970,7 @@ impl Drop for LocalHeld {
                     // touching the file's times does (IN_ATTRIB), and,
                     // unlike a close event, only after the lock is gone.
                     touch(record.as_fd());
-                    home.records
-                        .put(home.generation, self.slot, record, self.id);
+                    home.records.put(self.slot, record, self.id);
                 }
                 // Closing it tells them (IN_CLOSE_WRITE).
                 None => drop(record),
