@@ -17,7 +17,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -65,8 +65,8 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
         (false, None) => Wait::Forever,
     };
     let launch = Launch {
-        argv: args.command.clone(),
-        found: found.clone(),
+        argv: &args.command,
+        found: found.as_deref(),
     };
     let (ticket, started) = match obtain(
         &election,
@@ -183,9 +183,9 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
 }
 
 /// The command, for a waiting thread to start the moment it has a ticket.
-struct Launch {
-    argv: Vec<OsString>,
-    found: Option<PathBuf>,
+struct Launch<'a> {
+    argv: &'a [OsString],
+    found: Option<&'a Path>,
 }
 
 /// A ticket, and the command if the waiting thread already started it.
@@ -210,7 +210,7 @@ fn obtain(
     wait: Wait,
     quiet: bool,
     signals: &Signals,
-    launch: Option<Launch>,
+    launch: Option<Launch<'_>>,
 ) -> Result<Result<Obtained, ()>, Failure> {
     // The common case first, on this thread: a free ticket needs no waiting
     // thread and no display.
@@ -221,7 +221,10 @@ fn obtain(
         return Ok(Err(()));
     }
     let mut progress = Progress::new(election, quiet);
-    let launch = launch.filter(|_| !progress.is_enabled());
+    // Copied for the waiting thread only when it will start the command.
+    let launch = launch
+        .filter(|_| !progress.is_enabled())
+        .map(|l| (l.argv.to_vec(), l.found.map(Path::to_path_buf)));
     let phase = Arc::new(Mutex::new(Phase::Waiting));
     let e = election.clone();
     let (done, rx) = mpsc::channel::<Result<Option<Obtained>, Failure>>();
@@ -244,7 +247,7 @@ fn obtain(
                 (Ok(None), _) => Ok(None),
                 // An expiring ticket (etcd) is never inherited: its command
                 // must be started by the thread that outlives it.
-                (Ok(Some(ticket)), Some(l)) if ticket.deadline().is_none() => {
+                (Ok(Some(ticket)), Some((argv, found))) if ticket.deadline().is_none() => {
                     let mut phase = their_phase.lock().unwrap_or_else(|p| p.into_inner());
                     if *phase == Phase::GaveUp {
                         // elect is exiting on a signal: dropping the ticket
@@ -252,7 +255,7 @@ fn obtain(
                         Ok(None)
                     } else {
                         *phase = Phase::Started;
-                        command::spawn(&l.argv, l.found.as_deref(), &e, &ticket, true)
+                        command::spawn(argv, found.as_deref(), &e, &ticket, true)
                             .map(|child| Some((ticket, Some(child))))
                     }
                 }
