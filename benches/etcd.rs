@@ -59,12 +59,9 @@ fn main() {
         }
         return;
     }
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let quick = args.iter().any(|a| a == "quick");
-    let only = |name: &str| args.iter().all(|a| a == "quick") || args.iter().any(|a| a == name);
+    let selection = support::Selection::from_args();
+    let quick = selection.quick;
+    let only = |name: &str| selection.only(name);
     let samples = match std::env::var("ELECT_BENCH_SAMPLES").map(|v| v.parse::<usize>()) {
         Ok(Ok(n)) if n >= 20 => n,
         _ if quick => 200,

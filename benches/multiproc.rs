@@ -41,13 +41,9 @@ fn main() {
         }
         return;
     }
-    // `cargo bench` passes `--bench`; anything else selects what to run.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let quick = args.iter().any(|a| a == "quick");
-    let only = |name: &str| args.iter().all(|a| a == "quick") || args.iter().any(|a| a == name);
+    let selection = support::Selection::from_args();
+    let quick = selection.quick;
+    let only = |name: &str| selection.only(name);
     let tmp = tempfile::tempdir().unwrap();
     println!(
         "# elect multi-process benchmarks ({} mode)",

@@ -8,6 +8,32 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// What the command line of a multi-process bench asks for: `quick` for a
+/// short run, and section names to run only those (none: all). `cargo
+/// bench` adds `--bench`, which is left out.
+pub struct Selection {
+    pub quick: bool,
+    names: Vec<String>,
+}
+
+impl Selection {
+    pub fn from_args() -> Self {
+        let names: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench" && a != "quick")
+            .collect();
+        Selection {
+            quick: std::env::args().skip(1).any(|a| a == "quick"),
+            names,
+        }
+    }
+
+    /// Whether section `name` runs.
+    pub fn only(&self, name: &str) -> bool {
+        self.names.is_empty() || self.names.iter().any(|n| n == name)
+    }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: one clock for all processes of a run,
 /// so a stamp taken by one process can be compared with another's.
 pub fn now_ns() -> u64 {
