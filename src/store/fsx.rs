@@ -36,23 +36,6 @@ pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     }
 }
 
-/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`, or `stat` of an absolute path
-/// without following its last component when `dir` is `None`.
-pub(crate) fn lstat_at(dir: Option<BorrowedFd<'_>>, name: &Path) -> io::Result<libc::stat> {
-    let c = CString::new(name.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: c is a valid C string; st is written before it is read.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstatat(dirfd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) == 0 {
-            Ok(st)
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-}
-
 fn file_type_name(mode: libc::mode_t) -> &'static str {
     match mode & libc::S_IFMT {
         libc::S_IFDIR => "a directory",
@@ -136,7 +119,8 @@ fn open_error(op: &'static str, path: &Path, err: io::Error) -> Error {
         ),
         // O_DIRECTORY reports a symbolic link as "not a directory".
         Some(libc::ENOTDIR)
-            if lstat_at(None, path).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) =>
+            if crate::sys::look_at(None, path)
+                .is_ok_and(|l| l.mode & libc::S_IFMT == libc::S_IFLNK) =>
         {
             Error::unsafe_path(
                 path,

@@ -852,9 +852,12 @@ impl LocalStore {
         let mut slots = Vec::with_capacity(tickets as usize);
         for i in 0..tickets {
             let name_i = slot_name(i);
-            let held = match fsx::lstat_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
-                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => match locked {
-                    Some(set) => set.contains(&FileId::of(&st)),
+            // Not asking for times: a watcher looking again and again must
+            // not make every holder's record write update the inode (see
+            // `sys::look_at`).
+            let held = match sys::look_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
+                Ok(look) if look.mode & libc::S_IFMT == libc::S_IFREG => match locked {
+                    Some(set) => set.contains(&look.id),
                     None => probe_held(res, &name_i),
                 },
                 _ => false,
