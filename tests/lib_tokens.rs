@@ -26,8 +26,12 @@ fn token_from_a_new_process(run: &Path, name: &str, tickets: u32) -> u64 {
     token
 }
 
-fn stored(run: &Path, name: &str) -> String {
-    std::fs::read_to_string(run.join(name).join("token")).unwrap()
+/// The last token issued, as the counter file says.
+fn stored(run: &Path, name: &str) -> u64 {
+    let bytes = std::fs::read(run.join(name).join("token")).unwrap();
+    elect::__fuzz::parse_token_file(&bytes)
+        .unwrap()
+        .expect("a counter")
 }
 
 #[test]
@@ -58,10 +62,7 @@ fn tokens_increase_across_processes_and_restarts() {
         };
         tokens.push(t.token());
         // The counter on disk is the last token issued.
-        assert_eq!(
-            stored(run, "tokens").trim().parse::<u64>().unwrap(),
-            t.token()
-        );
+        assert_eq!(stored(run, "tokens"), t.token());
     }
     for pair in tokens.windows(2) {
         assert!(pair[0] < pair[1], "tokens went back: {tokens:?}");
@@ -203,5 +204,56 @@ fn tokens_stay_distinct_while_the_slot_file_is_replaced_under_its_holders() {
             "{} duplicate tokens with {tickets} ticket(s)",
             n - all.len()
         );
+    }
+}
+
+#[test]
+fn a_counter_truncated_under_its_users_starts_again_from_the_clock() {
+    // Every user maps the counter: a file cut to nothing under the mapping
+    // would be a SIGBUS at the next token. Instead the counter starts again
+    // as a new one does, from the clock, above every token issued before.
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let cut = |path: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap()
+    };
+    for tickets in [1, 2] {
+        let name = format!("cut-{tickets}");
+        let path = run.join(&name).join("token");
+        let e = Election::builder(&name)
+            .tickets(tickets)
+            .dir(run)
+            .build()
+            .unwrap();
+        let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, &name, tickets);
+        let (_, mut last) = w.expect_held();
+        w.send("release");
+        w.expect("RELEASED");
+        for round in 0..3 {
+            // Both processes have the page mapped now.
+            let mine = e.obtain().unwrap().token();
+            assert!(mine > last, "round {round}: {mine} after {last}");
+            cut(&path);
+            let after_cut = e.obtain().unwrap().token();
+            assert!(after_cut > mine, "round {round}: {after_cut} after {mine}");
+            assert_eq!(stored(run, &name), after_cut);
+            cut(&path);
+            w.send("obtain");
+            let (_, theirs) = w.expect_held();
+            assert!(
+                theirs > after_cut,
+                "round {round}: {theirs} after {after_cut}"
+            );
+            w.send("release");
+            w.expect("RELEASED");
+            last = theirs;
+        }
+        w.finish();
     }
 }

@@ -86,9 +86,9 @@ struct Opened {
     /// `tickets`: the agreed number, and the mutex for agreeing on it.
     tickets: OwnedFd,
     /// `token`: the fencing-token counter.
-    token: OwnedFd,
-    /// flock is per open file description, so threads sharing the two
-    /// descriptors above would not exclude each other: they take this too.
+    token: token::Counter,
+    /// flock is per open file description, so threads sharing `tickets`
+    /// would not exclude each other: they take this too.
     in_process: Mutex<()>,
     /// The inotify watch of the last head of the line in this process, kept
     /// for the next: closing an inotify descriptor waits for an RCU grace
@@ -439,10 +439,7 @@ impl LocalStore {
         };
         let (tickets, _) = open(TICKETS_FILE)?;
         let (token, _) = open(token::TOKEN_FILE)?;
-        // Reading the counter must not update its access time: with every
-        // acquisition writing it, relatime would otherwise write the inode
-        // on every read too.
-        fsx::set_noatime(token.as_fd());
+        let token = token::Counter::new(token, res.path.join(token::TOKEN_FILE))?;
         let o = Arc::new(Opened {
             name: name.to_string(),
             res,
@@ -751,10 +748,7 @@ impl LocalStore {
             _ => return Ok(None),
         };
         fsx::refuse_unsafe_file(&slot_path, look.mode, look.links)?;
-        let token = {
-            let _one_thread = o.in_process.lock().unwrap_or_else(|p| p.into_inner());
-            token::next_token(o.token.as_fd(), &res.path, intr)?
-        };
+        let token = o.token.next(intr)?;
         let kept = || {
             o.records
                 .take(slot)
@@ -919,17 +913,7 @@ impl LocalWatch {
 
     /// The last fencing token issued for the resource (0 if none yet).
     pub(crate) fn last_token(&self) -> u64 {
-        fsx::open_file(
-            self.res.fd.as_fd(),
-            &self.res.path,
-            token::TOKEN_FILE,
-            Access::Read,
-            0,
-        )
-        .ok()
-        .and_then(|(fd, _)| fsx::read_prefix(fd.as_fd(), 64).ok())
-        .and_then(|b| token::parse_token_file(&b).ok().flatten())
-        .unwrap_or(0)
+        token::last_issued(self.res.fd.as_fd(), &self.res.path)
     }
 
     /// Sleeps until something may have changed or `timeout` passes; if the

@@ -15,7 +15,6 @@ pub(crate) use linux::{DirWatch, locked_files, look_at, parse_proc_locks};
 #[cfg(target_os = "linux")]
 mod shared_page;
 #[cfg(target_os = "linux")]
-#[allow(unused_imports)] // used by store::token (being wired in)
 pub(crate) use shared_page::SharedPage;
 
 #[cfg(not(target_os = "linux"))]

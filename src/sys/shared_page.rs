@@ -12,7 +12,6 @@
 //! [`SharedPage::was_lost`] and repairs (lengthens the file, then
 //! [`SharedPage::remap`]). A SIGBUS anywhere else goes on to whatever handled
 //! SIGBUS before (Rust's std has its own one for stack overflows).
-#![allow(dead_code)] // used by store::token (being wired in)
 
 use libc::{c_int, c_void};
 use std::io;
@@ -21,8 +20,9 @@ use std::ptr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// How many pages can be registered at once.
-const SLOTS: usize = 64;
+/// How many pages can be registered at once: one per resource a process
+/// has open (16 KiB of tables). Pages mapped beyond that are unprotected.
+const SLOTS: usize = 1024;
 /// The registered page addresses; 0 marks a free entry.
 static PAGES: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
 /// Per entry: the handler replaced that page since it was (re)mapped.
@@ -48,7 +48,8 @@ static INSTALL: Once = Once::new();
 pub(crate) struct SharedPage {
     /// The start of the mapping (`PAGE_SIZE` bytes).
     addr: *mut c_void,
-    /// Our entry in `PAGES` and `LOST`.
+    /// Our entry in `PAGES` and `LOST`; `SLOTS` when every entry was taken
+    /// (the page is then mapped without protection).
     slot: usize,
 }
 
@@ -59,9 +60,11 @@ unsafe impl Send for SharedPage {}
 unsafe impl Sync for SharedPage {}
 
 impl SharedPage {
-    /// Maps page 0 of the file open (read-write) at `fd`. Fails if mmap
-    /// fails or if all registration entries are in use (the error says so;
-    /// callers then fall back to system calls).
+    /// Maps page 0 of the file open (read-write) at `fd`. Fails only if
+    /// mmap fails. A process with more than `SLOTS` pages mapped at once gets
+    /// the others without protection: a failure there would leave a caller
+    /// no correct way (taking tokens under a flock while others take them by
+    /// compare-and-swap is no exclusion at all).
     pub(crate) fn map(fd: BorrowedFd<'_>) -> io::Result<SharedPage> {
         // SAFETY: sysconf has no preconditions.
         let size = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
@@ -79,13 +82,7 @@ impl SharedPage {
                 LOST[slot].store(false, Ordering::Release);
                 Ok(SharedPage { addr, slot })
             }
-            None => {
-                // SAFETY: our own fresh mapping, never handed out.
-                unsafe { libc::munmap(addr, size) };
-                Err(io::Error::other(format!(
-                    "all {SLOTS} SIGBUS-protected shared page entries are in use"
-                )))
-            }
+            None => Ok(SharedPage { addr, slot: SLOTS }),
         }
     }
 
@@ -104,20 +101,22 @@ impl SharedPage {
     /// whatever is there now (e.g. the zero page put in by the SIGBUS
     /// handler). Used after the caller made the file long enough again.
     pub(crate) fn remap(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let Some(lost) = LOST.get(self.slot) else {
+            return mmap(self.addr, fd, libc::MAP_FIXED).map(drop);
+        };
         // Cleared first: a truncation after the new mapping is then noted.
-        LOST[self.slot].store(false, Ordering::Release);
+        lost.store(false, Ordering::Release);
         mmap(self.addr, fd, libc::MAP_FIXED)
             .map(drop)
-            .inspect_err(|_| {
-                LOST[self.slot].store(true, Ordering::Release);
-            })
+            .inspect_err(|_| lost.store(true, Ordering::Release))
     }
 
     /// True once the SIGBUS handler replaced this page by a zero page
     /// (the file was truncated) since [`map`](Self::map) or the last
     /// [`remap`](Self::remap). Stores made since then reached no file.
     pub(crate) fn was_lost(&self) -> bool {
-        LOST[self.slot].load(Ordering::Acquire)
+        LOST.get(self.slot)
+            .is_some_and(|lost| lost.load(Ordering::Acquire))
     }
 }
 
@@ -125,7 +124,9 @@ impl Drop for SharedPage {
     fn drop(&mut self) {
         // Unregistered before unmapping, so that an address reused by some
         // other mapping is never "repaired" by the handler.
-        PAGES[self.slot].store(0, Ordering::Release);
+        if let Some(page) = PAGES.get(self.slot) {
+            page.store(0, Ordering::Release);
+        }
         // SAFETY: our mapping; no reference into it outlives `self`.
         unsafe { libc::munmap(self.addr, PAGE_SIZE.load(Ordering::Relaxed)) };
     }
@@ -180,10 +181,12 @@ extern "C" fn on_sigbus(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
         if let Some(i) = (0..SLOTS).find(|&i| fault && PAGES[i].load(Ordering::Acquire) == page) {
             // A private anonymous page over ours: the faulting access is
             // retried on return and reads zeros instead of SIGBUS again.
+            // Noted before the page changes, so that whoever reads the
+            // zeros also finds it noted.
+            LOST[i].store(true, Ordering::Release);
             let prot = libc::PROT_READ | libc::PROT_WRITE;
             let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
             if libc::mmap(page as *mut c_void, size, prot, flags, -1, 0) != libc::MAP_FAILED {
-                LOST[i].store(true, Ordering::Release);
                 *libc::__errno_location() = errno;
                 return;
             }
@@ -318,10 +321,12 @@ mod tests {
     fn drop_frees_the_entry() {
         let tmp = page_file();
         let file = open(tmp.path());
-        for _ in 0..100 {
+        let rounds = SLOTS as u64 + 100;
+        for _ in 0..rounds {
             let page = SharedPage::map(file.as_fd()).unwrap();
+            assert!(page.slot < SLOTS, "mapped without protection");
             page.atomic_u64(0).fetch_add(1, Ordering::SeqCst);
         }
-        assert_eq!(pread_u64(&file, 0), 100);
+        assert_eq!(pread_u64(&file, 0), rounds);
     }
 }

@@ -68,7 +68,8 @@ pub enum Role {
     /// Obtains one ticket (`mode`: `obtain`, `try`, or `timeout:<ms>`),
     /// says `HELD <slot> <token>` (or `NONE`, or `ERROR <error>`), then
     /// obeys stdin: `intact` answers `INTACT <bool>`, `release` releases and
-    /// answers `RELEASED`; end of input exits.
+    /// answers `RELEASED`, `obtain` (after a release) obtains again and says
+    /// `HELD` again; end of input exits.
     Hold { mode: &'static str },
     /// Says `READY`, waits for a line on stdin, then `rounds` times obtains
     /// (`mode` `obtain`) or tries once (`mode` `try`), and for each ticket
@@ -577,13 +578,24 @@ fn hold(election: &Election, mode: &str) {
         Err(e) => return say_error(&e),
     };
     say(&format!("HELD {} {}", ticket.slot(), ticket.token()));
+    let mut ticket = Some(ticket);
     for line in std::io::stdin().lock().lines() {
         match line.unwrap().as_str() {
-            "intact" => say(&format!("INTACT {}", ticket.is_held())),
+            "intact" => say(&format!(
+                "INTACT {}",
+                ticket.as_ref().expect("held").is_held()
+            )),
             "release" => {
-                ticket.release();
+                ticket.take().expect("held").release();
                 say("RELEASED");
             }
+            "obtain" => match election.obtain() {
+                Ok(t) => {
+                    say(&format!("HELD {} {}", t.slot(), t.token()));
+                    ticket = Some(t);
+                }
+                Err(e) => return say_error(&e),
+            },
             other => panic!("unknown command {other}"),
         }
     }
