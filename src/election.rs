@@ -66,7 +66,10 @@ pub struct ElectionBuilder {
 
 impl ElectionBuilder {
     /// How many holders at once, 1 to 4096 (default 1). All live
-    /// participants of a resource must agree on it.
+    /// participants of a resource must agree on it. An election is live
+    /// from its first obtain until it and every ticket it gave are dropped,
+    /// holding or not: another number is refused with
+    /// [`Error::TicketMismatch`](crate::Error::TicketMismatch) meanwhile.
     ///
     /// ```
     /// let e = elect::Election::builder("pool").tickets(4).build()?;

@@ -304,7 +304,14 @@ fn damaged_tickets_file_while_nobody_is_live_is_rewritten() {
         .build()
         .unwrap();
     drop(e.obtain().unwrap());
+    // An election stays a live participant until it is dropped.
+    drop(e);
     fs::write(tmp.path().join("job/tickets"), "banana").unwrap();
+    let e = Election::builder("job")
+        .tickets(2)
+        .dir(tmp.path())
+        .build()
+        .unwrap();
     let _t = e.obtain().unwrap();
     assert_eq!(
         fs::read_to_string(tmp.path().join("job/tickets")).unwrap(),

@@ -1,8 +1,10 @@
-//! Ticket agreement: while a participant with N tickets is live, holding
-//! or only waiting, in another process, a participant asking for another
-//! number gets `Error::TicketMismatch` naming both numbers, from every way
-//! of obtaining, without taking a slot. Once every participant has exited
-//! (normally or by SIGKILL), N may change freely.
+//! Ticket agreement: while a participant with N tickets is live in another
+//! process (holding, waiting, or only keeping the election that obtained
+//! before), a participant asking for another number gets
+//! `Error::TicketMismatch` naming both numbers, from every way of
+//! obtaining, without taking a slot. Once every participant has exited
+//! (normally or by SIGKILL) or dropped its election and tickets, N may
+//! change freely.
 
 mod support;
 
@@ -92,6 +94,9 @@ fn a_holder_with_other_tickets_makes_a_mismatch() {
     assert_eq!(three.status().unwrap().tickets, 3);
     refused(run, 2, 3);
     drop(all);
+    // An election is live until it is dropped, holding or not.
+    refused(run, 1, 3);
+    drop(three);
     let one = election(run, 1).try_obtain().unwrap();
     assert!(one.is_some());
     assert_eq!(election(run, 1).status().unwrap().tickets, 1);
@@ -106,6 +111,7 @@ fn a_waiter_with_other_tickets_makes_a_mismatch() {
     // only live participant below is one that waits.
     let e = election(run, 2);
     drop((e.obtain().unwrap(), e.obtain().unwrap()));
+    drop(e);
     let res = run.join("agree");
     let outside: Vec<File> = ["slot.0", "slot.1"]
         .iter()
@@ -166,4 +172,25 @@ fn two_elections_in_one_process_must_agree_too() {
     }
     drop(two);
     assert!(election(run, 3).try_obtain().unwrap().is_some());
+}
+
+#[test]
+fn an_election_is_live_from_its_first_obtain_until_it_and_its_tickets_are_dropped() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    // Built but never used: not live, another number is welcome.
+    let idle = election(run, 2);
+    drop(election(run, 3).try_obtain().unwrap().expect("free"));
+    // Obtained and released: live, so its number stands.
+    assert!(idle.try_obtain().unwrap().is_some());
+    refused(run, 3, 2);
+    // A ticket outliving its election keeps the number too.
+    let ticket = idle.obtain().unwrap();
+    drop(idle);
+    refused(run, 3, 2);
+    drop(ticket);
+    let three = election(run, 3);
+    assert!(three.try_obtain().unwrap().is_some());
+    assert_eq!(three.status().unwrap().tickets, 3);
 }

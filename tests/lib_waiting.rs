@@ -90,6 +90,9 @@ fn obtain_timeout_gives_up_after_the_timeout() {
         assert!(took < timeout + DEADLINE, "gave up late, after {took:?}");
         // A zero timeout is a try.
         assert!(e.obtain_timeout(Duration::ZERO).unwrap().is_none());
+        // The election stays a live participant (a shared lock on the
+        // directory) until it is dropped; nothing else may stay.
+        drop(e);
         assert_no_lock_of_ours(run, &name);
         drop(holders);
     }

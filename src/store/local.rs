@@ -3,10 +3,12 @@
 //!
 //! Beside the slots live three small files: `tickets` (the agreed number of
 //! tickets, and the mutex under which participants agree on it), `token`
-//! (the fencing-token counter) and `queue` (the waiting line). Every
-//! participant, waiting or holding, keeps a shared flock on the resource
-//! directory itself: that is how others tell whether anyone is live, and it
-//! makes systemd-tmpfiles leave the directory alone.
+//! (the fencing-token counter) and `queue` (the waiting line). Every live
+//! participant keeps a shared flock on the resource directory itself: that
+//! is how others tell whether anyone is live, and it makes systemd-tmpfiles
+//! leave the directory alone. A process joins at its first obtain and stays
+//! a member while its election or any of its tickets lives, so that its
+//! later acquisitions need not agree on N again (four system calls each).
 //!
 //! How waiting works, and why:
 //!
@@ -33,6 +35,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -104,19 +107,14 @@ struct Opened {
     /// Write-only slot descriptors of released tickets, for the next
     /// holder's record.
     records: SlotPool,
-    /// Descriptors of the resource directory with no lock through them,
-    /// for the next participant of this process to join with.
-    members: Mutex<Vec<OwnedFd>>,
+    /// This process's membership of the live participants, once it joined:
+    /// kept for the next obtain, which then need not agree on N again.
+    member: Mutex<Option<Arc<Membership>>>,
     /// The [`sys::fork_generation`] that opened all this: a fork child
     /// shares these open file descriptions with its parent and must open
     /// its own.
     generation: u64,
 }
-
-/// At most this many unlocked directory descriptors are kept for reuse: a
-/// process that obtains and releases needs one; one that holds several
-/// tickets at once opens the others, as before there was a pool.
-const MEMBER_POOL: usize = 1;
 
 /// Descriptors of slot files kept for reuse, at most one per slot, by the
 /// process of fork generation `generation`.
@@ -156,38 +154,33 @@ impl SlotPool {
     }
 }
 
-impl Opened {
-    /// Keeps the unlocked directory descriptor `fd` for the next join.
-    fn pool_member(&self, fd: OwnedFd) {
-        if self.generation != sys::fork_generation() {
-            return;
-        }
-        let mut pool = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < MEMBER_POOL {
-            pool.push(fd);
-        }
-    }
-}
-
-/// A participant's descriptor of the resource directory, whose shared
-/// flock says "live". Dropping it unlocks it and keeps it for reuse.
+/// A process's membership of a resource's live participants: a descriptor
+/// of the resource directory with a shared flock on it, taken when the
+/// process agreed on `tickets`. While it is locked nobody can change the
+/// agreed number (a change needs the directory's exclusive lock), so a
+/// member that obtains again needs no new agreement. Shared by the
+/// resource's cache and every ticket obtained through it: it is unlocked
+/// when the last of them goes.
 #[derive(Debug)]
-struct Member {
-    fd: Option<OwnedFd>,
-    home: Arc<Opened>,
+struct Membership {
+    fd: OwnedFd,
+    tickets: u32,
+    /// Set when a child process was given the descriptor with a ticket:
+    /// the lock is then the child's too, and only closing ours is right.
+    inherited: AtomicBool,
+    /// The [`sys::fork_generation`] that took the lock: a fork child shares
+    /// the open file description, and unlocking it there would unlock it
+    /// for the parent.
+    generation: u64,
 }
 
-impl Member {
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_ref().expect("present until dropped").as_fd()
-    }
-}
-
-impl Drop for Member {
+impl Drop for Membership {
+    /// Unlocks before closing: a child forked by another thread holds a
+    /// copy of the descriptor until it execs, and would keep the resource
+    /// live until then.
     fn drop(&mut self) {
-        if let Some(fd) = self.fd.take() {
-            unlock(fd.as_fd());
-            self.home.pool_member(fd);
+        if !self.inherited.load(Ordering::Relaxed) && self.generation == sys::fork_generation() {
+            unlock(self.fd.as_fd());
         }
     }
 }
@@ -203,9 +196,9 @@ pub(crate) struct Request {
 
 /// A held slot. Field order is release order: the lock goes first, then the
 /// record descriptor (whose touch, or close, wakes the head of the line),
-/// then the shared lock on the directory. Releasing unlocks both locks first
-/// (see `Drop`); the descriptors are kept for this process's next obtain
-/// unless a child was given them.
+/// then this ticket's share of the membership. Releasing unlocks the slot
+/// first (see `Drop`); the descriptors are kept for this process's next
+/// obtain unless a child was given them.
 #[derive(Debug)]
 pub(crate) struct LocalHeld {
     /// Set when a child process was given the descriptors: then only
@@ -215,8 +208,9 @@ pub(crate) struct LocalHeld {
     lock: Option<OwnedFd>,
     /// Always present; taken out only by `Drop`.
     record_fd: Option<OwnedFd>,
-    /// Always present; taken out only by `Drop`.
-    dir: Option<OwnedFd>,
+    /// Keeps the process a live participant while the ticket is held, even
+    /// if the election that obtained it is gone.
+    member: Arc<Membership>,
     /// Where to keep the descriptors for reuse once released, if the
     /// resource is still open in this process then: a held ticket does not
     /// keep it open (a process may hold thousands of tickets).
@@ -449,43 +443,60 @@ impl LocalStore {
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
             records: SlotPool::new(generation),
-            members: Mutex::new(Vec::new()),
+            member: Mutex::new(None),
             generation,
         });
         *cache = Some(Arc::clone(&o));
         Ok(o)
     }
 
-    /// Joins the participants of the resource and returns the descriptor
-    /// whose shared flock on the directory says "live" for as long as it is
-    /// locked (a kept one of this process's, if there is one).
+    /// Joins the participants of the resource, or finds this process a
+    /// member already, and returns the membership.
     ///
-    /// The fast way, when the file holds our number: take the shared lock,
-    /// then read the number again. Once we hold the lock nobody can find the
-    /// resource idle, so the number cannot change under us; if it is still
-    /// ours, we are in. Otherwise (or if someone
-    /// holds the directory exclusively for a moment) the full way, under an
-    /// exclusive lock on `tickets`: if nobody is live (an exclusive lock on
-    /// the directory can be had) the number is ours to write; else it must
-    /// be ours, or the caller gets an error naming both.
-    fn join(&self, o: &Arc<Opened>, req: &Request, intr: &Interrupter) -> Result<Member> {
+    /// A new member takes the fast way when the file holds our number: take
+    /// the shared lock, then read the number again. Once we hold the lock
+    /// nobody can find the resource idle, so the number cannot change under
+    /// us; if it is still ours, we are in. Otherwise (or if someone holds the
+    /// directory exclusively for a moment) the full way, under an exclusive
+    /// lock on `tickets`: if nobody is live (an exclusive lock on the
+    /// directory can be had) the number is ours to write; else it must be
+    /// ours, or the caller gets an error naming both.
+    fn join(&self, o: &Arc<Opened>, req: &Request, intr: &Interrupter) -> Result<Arc<Membership>> {
+        let kept = || o.member.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = kept().as_ref()
+            && m.tickets == req.tickets
+        {
+            return Ok(Arc::clone(m));
+        }
+        // Not under the lock above: joining may wait, and another thread's
+        // obtain must stay interruptible meanwhile. Two threads joining at
+        // once make two members; one is kept.
+        let member = Arc::new(Membership {
+            fd: self.join_anew(o, req, intr)?,
+            tickets: req.tickets,
+            inherited: AtomicBool::new(false),
+            generation: o.generation,
+        });
+        let mut kept = kept();
+        if kept.is_none() && o.generation == sys::fork_generation() {
+            *kept = Some(Arc::clone(&member));
+        }
+        Ok(member)
+    }
+
+    /// Agrees on N and returns a new descriptor of the directory with the
+    /// shared lock that makes the caller a live participant.
+    fn join_anew(&self, o: &Opened, req: &Request, intr: &Interrupter) -> Result<OwnedFd> {
         let res = &o.res;
-        let kept = o.members.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let member = Member {
-            fd: Some(match kept {
-                Some(fd) => fd,
-                None => reopen_dir(res)?,
-            }),
-            home: Arc::clone(o),
-        };
-        let dir = member.fd();
+        let fd = reopen_dir(res)?;
+        let dir = fd.as_fd();
         let lock_err = |e| Error::io("cannot lock", &res.path, e);
         // Only when the file already holds our number: a shared lock taken
         // and dropped again would look "live" to a full joiner that finds
         // the file empty or different and would refuse it for nothing.
         if self.agreed(o)? == Some(req.tickets) && fsx::try_flock(dir, false).map_err(lock_err)? {
             if self.agreed(o)? == Some(req.tickets) {
-                return Ok(member);
+                return Ok(fd);
             }
             unlock(dir);
         }
@@ -500,7 +511,7 @@ impl LocalStore {
             let joined = self.join_locked(o, dir, req);
             unlock(o.tickets.as_fd());
             match joined? {
-                true => return Ok(member),
+                true => return Ok(fd),
                 // Someone outside elect (systemd-tmpfiles ageing the
                 // directory) holds an exclusive lock on it for a moment.
                 false => {
@@ -729,7 +740,7 @@ impl LocalStore {
     fn finish(
         &self,
         o: &Arc<Opened>,
-        mut member: Member,
+        member: Arc<Membership>,
         slot: u32,
         lock: OwnedFd,
         id: FileId,
@@ -781,7 +792,7 @@ impl LocalStore {
             inherited: false,
             lock: Some(lock),
             record_fd: Some(record_fd),
-            dir: member.fd.take(),
+            member,
             home: Arc::downgrade(o),
             id,
             slot_path,
@@ -963,12 +974,6 @@ impl Drop for LocalHeld {
                 None => drop(record),
             }
         }
-        if let Some(dir) = self.dir.take() {
-            unlock(dir.as_fd());
-            if let Some(home) = &home {
-                home.pool_member(dir);
-            }
-        }
     }
 }
 
@@ -977,6 +982,7 @@ impl LocalHeld {
     /// then only closes this process's descriptors.
     pub(crate) fn set_inherited(&mut self) {
         self.inherited = true;
+        self.member.inherited.store(true, Ordering::Relaxed);
     }
 
     /// The slot held.
@@ -1013,7 +1019,11 @@ impl LocalHeld {
     /// of them keeps the slot held (and the resource live) while it runs.
     pub(crate) fn descriptors(&self) -> [std::os::fd::RawFd; 3] {
         let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
-        [raw(&self.lock), raw(&self.record_fd), raw(&self.dir)]
+        [
+            raw(&self.lock),
+            raw(&self.record_fd),
+            self.member.fd.as_raw_fd(),
+        ]
     }
 
     /// The record written for this holder.
