@@ -34,11 +34,12 @@ fn uncontended(c: &mut Criterion) {
             f.try_lock().unwrap();
         })
     });
-    // The floor of elect's semantics: the same 13 system calls that an
-    // uncontended try_obtain + release makes, made directly, without elect's
-    // own code around them.
+    // The floor of elect's semantics: the same 5 system calls that an
+    // uncontended try_obtain + release makes (and the token's
+    // compare-and-swap), made directly, without elect's own code around
+    // them.
     let floor = support::ElectCalls::open(&dir.path().join("floor"));
-    g.bench_function("raw: the 13 system calls of elect's obtain+release", |b| {
+    g.bench_function("raw: the 5 system calls of elect's obtain+release", |b| {
         b.iter(|| {
             assert!(floor.obtain(false));
             floor.release();

@@ -92,9 +92,11 @@ pub fn keep_samples(prefix: &str, what: &str, samples: &[u64]) {
 /// without elect's code: the floor of elect's semantics, which `strace` of
 /// an obtain and release shows.
 pub struct ElectCalls {
-    member: std::fs::File,
-    tickets: std::fs::File,
-    token: std::fs::File,
+    /// Kept shared-locked: a member, as elect stays one between obtains.
+    _member: std::fs::File,
+    /// The counter file, mapped; `counter` points into the mapping.
+    _token: std::fs::File,
+    counter: &'static std::sync::atomic::AtomicU64,
     lock: std::fs::File,
     record: std::fs::File,
     slot: std::ffi::CString,
@@ -102,8 +104,10 @@ pub struct ElectCalls {
 }
 
 impl ElectCalls {
-    /// Opens (creating) the resource directory `res` and its files.
+    /// Opens (creating) the resource directory `res` and its files, joins
+    /// (a shared flock on the directory, kept) and maps the counter.
     pub fn open(res: &Path) -> Self {
+        use std::os::fd::AsRawFd;
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::FileExt;
         std::fs::create_dir_all(res).unwrap();
@@ -116,21 +120,34 @@ impl ElectCalls {
                 .open(res.join(name))
                 .unwrap()
         };
-        let tickets = open("tickets", true, true);
-        tickets.write_all_at(b"1\n", 0).unwrap();
         let token = open("token", true, true);
-        token
-            .write_all_at(format!("{:020}\n", 1).as_bytes(), 0)
-            .unwrap();
+        token.write_all_at(&[0u8; 16], 0).unwrap();
+        // SAFETY: maps 16 bytes (one page) of a file of 16 bytes, shared;
+        // the mapping is never unmapped, so the reference lives for ever.
+        let counter = unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                16,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                token.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            &*(p.cast::<u8>().add(8).cast::<std::sync::atomic::AtomicU64>())
+        };
+        let member = std::fs::File::open(res).unwrap();
+        // SAFETY: plain system call on a descriptor owned here.
+        unsafe { libc::flock(member.as_raw_fd(), libc::LOCK_SH) };
         let record = open("slot.0", false, true);
         let json = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"bench","token":1795443104041151}"#;
         let mut padded = vec![b' '; 2304];
         padded[..json.len()].copy_from_slice(json);
         padded[2303] = b'\n';
         ElectCalls {
-            member: std::fs::File::open(res).unwrap(),
-            tickets,
-            token,
+            _member: member,
+            _token: token,
+            counter,
             lock: open("slot.0", true, false),
             record,
             slot: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
@@ -138,15 +155,13 @@ impl ElectCalls {
         }
     }
 
-    /// Obtains as elect does: join (read `tickets`, shared flock on the
-    /// directory, read again), lock the slot (waiting in flock(2) if
-    /// `wait`), check its path (statx without times), take a token (flock,
-    /// read, write, unlock) and write the padded record. False if the slot
-    /// was busy and `wait` is false (the directory lock is then kept, as
-    /// elect keeps it for a wait).
+    /// Obtains as elect does: lock the slot (waiting in flock(2) if
+    /// `wait`), check its path (statx without times), take a token (one
+    /// compare-and-swap on the mapped counter, no system call) and write
+    /// the padded record. False if the slot was busy and `wait` is false.
     pub fn obtain(&self, wait: bool) -> bool {
         use std::os::fd::AsRawFd;
-        let mut buf = [0u8; 64];
+        use std::sync::atomic::Ordering;
         let how = if wait {
             libc::LOCK_EX
         } else {
@@ -155,9 +170,6 @@ impl ElectCalls {
         // SAFETY: plain system calls on descriptors this struct owns, with
         // buffers that live across each call.
         unsafe {
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
-            libc::flock(self.member.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB);
-            libc::pread(self.tickets.as_raw_fd(), buf.as_mut_ptr().cast(), 32, 0);
             if libc::flock(self.lock.as_raw_fd(), how) != 0 {
                 return false;
             }
@@ -169,11 +181,10 @@ impl ElectCalls {
                 libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE,
                 &mut stx,
             );
-            let t = self.token.as_raw_fd();
-            libc::flock(t, libc::LOCK_EX | libc::LOCK_NB);
-            libc::pread(t, buf.as_mut_ptr().cast(), 64, 0);
-            libc::pwrite(t, b"00000000000000000002\n".as_ptr().cast(), 21, 0);
-            libc::flock(t, libc::LOCK_UN);
+            let last = self.counter.load(Ordering::SeqCst);
+            let _ =
+                self.counter
+                    .compare_exchange(last, last + 1, Ordering::SeqCst, Ordering::SeqCst);
             libc::pwrite(
                 self.record.as_raw_fd(),
                 self.padded.as_ptr().cast(),
@@ -185,14 +196,13 @@ impl ElectCalls {
     }
 
     /// Releases as elect does: unlock the slot, touch its times (the event
-    /// that wakes the head of the line), unlock the directory.
+    /// that wakes the head of the line).
     pub fn release(&self) {
         use std::os::fd::AsRawFd;
         // SAFETY: plain system calls on descriptors this struct owns.
         unsafe {
             libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN);
             libc::futimens(self.record.as_raw_fd(), std::ptr::null());
-            libc::flock(self.member.as_raw_fd(), libc::LOCK_UN);
         }
     }
 }
