@@ -253,7 +253,7 @@ def main():
     un4 = cr["uncontended/try_obtain+release/tickets=4"]
     floor = cr["uncontended/raw open+flock+close"]
     # The same system calls an uncontended obtain+release makes, made raw.
-    sfloor = cr.get("uncontended/raw: the 13 system calls of elect's obtain+release")
+    sfloor = cr.get("uncontended/raw: the 5 system calls of elect's obtain+release")
     th = cr.get("handoff between threads/tickets=1")
     pc = alt["percall"]
     hc = alt["handoff_cli"]
@@ -336,14 +336,14 @@ def main():
     ok3 = un1["median_us"] < 5 and un4["median_us"] < 5
     sf = (
         f"N=1 {ratio(un1['median_us'], sfloor['median_us'])}, N=4 {ratio(un4['median_us'], sfloor['median_us'])} "
-        "of the 13 calls made raw; "
+        "of the 5 calls made raw; "
         if sfloor
         else ""
     )
     w(
         f"| 3 | uncontended try_obtain + release < 5 µs median | N=1 {us(un1['median_us'])}, N=4 {us(un4['median_us'])} | "
         f"floors: open + flock + close of one file {us(floor['median_us'])}"
-        + (f"; the 13 system calls elect's semantics need, made raw, {us(sfloor['median_us'])}" if sfloor else "")
+        + (f"; the 5 system calls elect's semantics need, made raw, {us(sfloor['median_us'])}" if sfloor else "")
         + f" | {sf}N=1 {ratio(un1['median_us'], floor['median_us'])}, "
         f"N=4 {ratio(un4['median_us'], floor['median_us'])} of open+flock+close | {verdict(ok3)} |"
     )
@@ -510,13 +510,14 @@ def main():
     w("`raw open+flock+close` is the floor of the system calls a bare flock")
     w("acquisition of one file makes (open, flock LOCK_EX|LOCK_NB, close).")
     if sfloor:
-        w("`raw: the 13 system calls of elect's obtain+release` makes, directly and")
+        w("`raw: the 5 system calls of elect's obtain+release` makes, directly and")
         w("without elect's code, the calls an uncontended try_obtain + release makes")
-        w("(`strace` of one): join (read `tickets`, shared flock on the resource")
-        w("directory, read again), flock the slot, check its path (statx), take the")
-        w("token (flock, read, write, unlock), write the record (one write through a")
-        w("kept descriptor), and release (unlock the slot, touch its times, which is")
-        w("the event that wakes the head of the line, unlock the directory).")
+        w("(`strace` of one): flock the slot, check its path (statx), take the token")
+        w("(a compare-and-swap on the mapped counter: no system call), write the")
+        w("record (one write through a kept descriptor), and release (unlock the")
+        w("slot, touch its times, which is the event that wakes the head of the")
+        w("line). The process stays a live participant between obtains, so it")
+        w("makes no calls to agree on N again.")
     if th:
         w("The thread hand-off has no anchor in the same run; it includes the")
         w("waking of a thread blocked in obtain().")
@@ -544,12 +545,9 @@ def main():
         t += (
             "With one ticket the kernel hands the lock over exactly as for raw flock(2); after it, elect makes "
             "the system calls its contract needs and raw flock(2) does not: check that the slot is still the file "
-            "at its path (statx; a waiter's slot may have been replaced while it slept), take the token (flock, "
-            "read, write, unlock: tokens must increase across every acquisition, and the counter needs its own "
-            "lock: without it the test tokens_stay_distinct_while_the_slot_file_is_replaced_under_its_holders "
-            "found 112 duplicate tokens in 6000 acquisitions, because a holder of a replaced slot file still "
-            "writes the counter) and write the record (one write): six calls by a process that has just woken, "
-            "each one about a microsecond or two with cold caches. "
+            "at its path (statx; a waiter's slot may have been replaced while it slept) and write the record (one "
+            "write); the token is a compare-and-swap on the mapped counter. Two calls by a process that has just "
+            "woken, each one about a microsecond or two with cold caches. "
         )
         if calls:
             t += (
@@ -579,14 +577,10 @@ def main():
         t = f"- **3, uncontended**: {us(un1['median_us'])} against a floor of {us(floor['median_us'])} for open + flock + close. "
         if sfloor:
             t += (
-                f"An uncontended obtain + release makes 13 system calls (listed in the in-process section): the "
-                "live-participant lock, its unlock and the two reads around it that keep participants agreed on N, the slot's "
-                "lock and unlock, the path check, the token under its lock (four calls), the record, and the touch "
-                f"that wakes the head of the line. Made raw, without any of elect's code, they take {us(sfloor['median_us'])}, "
-                f"so elect is {ratio(un1['median_us'], sfloor['median_us'])} of the floor of its own semantics. "
-                f"On this machine one of these calls costs about {sfloor['median_us'] / 13:.2f} µs, so under 5 µs "
-                f"would leave room for about {int(5 / (sfloor['median_us'] / 13))} of them: no agreement on N, no "
-                "path check, no token lock or no record, each of which the contract or the tests above need."
+                f"An uncontended obtain + release makes 5 system calls (listed in the in-process section): the slot's "
+                "lock and unlock, the path check, the record, and the touch that wakes the head of the line. Made raw, "
+                f"without any of elect's code, they take {us(sfloor['median_us'])}, so elect is "
+                f"{ratio(un1['median_us'], sfloor['median_us'])} of the floor of its own semantics."
             )
         reasons.append(t)
     if not ok4:
