@@ -91,6 +91,13 @@ pub mod __fuzz {
     }
 }
 
+/// What the `elect` binary needs from the library besides its API. Not
+/// part of the stable API.
+#[doc(hidden)]
+pub mod __cli {
+    pub use crate::sys::StepBack;
+}
+
 /// The README's examples, compiled as doctests so that they stay true (with
 /// the `etcd` feature, which one of them uses; README's test command has it).
 #[cfg(all(doctest, feature = "etcd"))]

@@ -356,3 +356,54 @@ fn every_release_is_an_inotify_event_for_those_waiting_on_one() {
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
 }
+
+/// The scheduling policy of thread `tid` of this process.
+fn policy_of(tid: libc::pid_t) -> libc::c_int {
+    // SAFETY: plain system call; a thread id of this process.
+    unsafe { libc::sched_getscheduler(tid) }
+}
+
+#[test]
+fn a_waiter_in_line_steps_back_and_gets_its_policy_back() {
+    // Woken to become the head of the line, a waiter must not preempt the
+    // head that just got its slot: it waits in line under SCHED_BATCH, and
+    // is under SCHED_OTHER again as head and once it holds.
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let mut holders = hold_all(run, "policy", 2);
+    let queue = run.join("policy").join("queue");
+    let me = std::process::id();
+    let spawn_waiter = || {
+        let (tx, rx) = mpsc::channel();
+        let run = run.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: plain system call.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            let t = election(&run, "policy", 2).obtain().unwrap();
+            // SAFETY: plain system call on this thread.
+            let after = unsafe { libc::sched_getscheduler(0) };
+            (t, after)
+        });
+        (rx.recv().unwrap(), thread)
+    };
+    let (head, first) = spawn_waiter();
+    wait_holds(me, &queue, true);
+    let (second_tid, second) = spawn_waiter();
+    wait_blocked_on(me, &queue);
+    assert_eq!(policy_of(head), libc::SCHED_OTHER, "the head");
+    assert_eq!(policy_of(second_tid), libc::SCHED_BATCH, "in line");
+    holders[0].send("release");
+    holders[0].expect("RELEASED");
+    let (t1, after1) = first.join().unwrap();
+    assert_eq!(after1, libc::SCHED_OTHER);
+    // The second is the head now, under its own policy again.
+    support::wait_until("the second waiter to be the head", || {
+        policy_of(second_tid) == libc::SCHED_OTHER
+    });
+    holders[1].send("release");
+    holders[1].expect("RELEASED");
+    let (t2, after2) = second.join().unwrap();
+    assert_eq!(after2, libc::SCHED_OTHER);
+    drop((t1, t2, holders));
+}

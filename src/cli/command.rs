@@ -9,6 +9,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
+use elect::__cli::StepBack;
 use elect::{Election, Ticket};
 
 use super::exit::{self, Failure};
@@ -138,8 +139,10 @@ pub(crate) fn spawn(
         die_with_parent(&mut cmd);
     }
     unblock_signals(&mut cmd);
+    // The command's start must not wait for elect's bookkeeping after the
+    // spawn (see `StepBack`).
     let step_back = StepBack::begin();
-    if step_back.active {
+    if step_back.active() {
         restore_sched_other(&mut cmd);
     }
     let started = cmd.spawn();
@@ -171,55 +174,6 @@ fn unblock_signals(cmd: &mut Command) {
             }
             Ok(())
         });
-    }
-}
-
-/// The calling thread under `SCHED_BATCH` while it starts the command,
-/// back under `SCHED_OTHER` when dropped.
-///
-/// The standard library's spawn waits until the command has executed its
-/// program, so elect wakes up at the very moment the command begins, and a
-/// `SCHED_OTHER` thread that wakes preempts the one running on its CPU:
-/// the command's start waited for elect's bookkeeping (recording the
-/// command's pid, opening a pidfd), about 60 us of every call and of every
-/// hand-off (ftrace: the command's first system call came 80 us after its
-/// exec, against 25 us under flock(1)). A `SCHED_BATCH` thread does not
-/// preempt on waking; it runs when the CPU is free, on another CPU, or at
-/// the next scheduler tick. Once it runs, the policy no longer matters
-/// until it sleeps again, so it goes back to `SCHED_OTHER` at once: every
-/// later wake-up (the command's end, to release the ticket; a signal to
-/// forward) must be answered at once.
-///
-/// Only a thread under `SCHED_OTHER` (the default) steps back: one that
-/// the user put under another policy (chrt) keeps it, and so does its
-/// command.
-#[derive(Debug)]
-struct StepBack {
-    active: bool,
-}
-
-impl StepBack {
-    /// Puts the calling thread under `SCHED_BATCH` if it is under
-    /// `SCHED_OTHER`.
-    fn begin() -> StepBack {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain system calls on the calling thread (0), with a live
-        // sched_param; a failure leaves the policy as it was.
-        let active = unsafe {
-            libc::sched_getscheduler(0) == libc::SCHED_OTHER
-                && libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
-        };
-        StepBack { active }
-    }
-}
-
-impl Drop for StepBack {
-    fn drop(&mut self) {
-        if self.active {
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: as in `begin`.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-        }
     }
 }
 

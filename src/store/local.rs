@@ -670,7 +670,12 @@ impl LocalStore {
         // a second (the head of the line does the same between probes).
         let (dir_path, dir_id) = (res.path.clone(), res.id);
         let recheck = crate::recheck::register(intr, move || same_file(&dir_path, dir_id));
+        // Woken to become the head by the head that just got a slot, this
+        // waiter must not preempt that new holder before its obtain returns
+        // (see `StepBack`); as head it waits under its own policy again.
+        let step_back = sys::StepBack::begin();
         let in_line = intr.lock_exclusive(queue.as_fd());
+        drop(step_back);
         drop(recheck);
         match in_line {
             Ok(Ok(())) => {}

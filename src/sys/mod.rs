@@ -5,8 +5,10 @@
 //! fallback that polls (waking) and briefly tries a shared lock (reading).
 
 mod clock;
+mod step_back;
 #[cfg(feature = "etcd")]
 pub(crate) use clock::since_boot;
+pub use step_back::StepBack;
 
 #[cfg(target_os = "linux")]
 mod linux;
