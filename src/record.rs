@@ -72,14 +72,30 @@ impl HolderRecord {
 
     /// The bytes written into the slot file: one JSON line, padded with
     /// spaces before its newline to [`RECORD_LEN`] bytes.
+    #[cfg(any(test, feature = "etcd"))]
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(RECORD_LEN);
-        serde_json::to_writer(&mut out, self).expect("a record always serializes");
-        if out.len() < RECORD_LEN {
-            out.resize(RECORD_LEN - 1, b' ');
+        let mut buf = [0u8; RECORD_LEN];
+        self.padded_in(&mut buf).to_vec()
+    }
+
+    /// The record's bytes (one JSON line padded with spaces before its
+    /// newline to [`RECORD_LEN`] bytes) in `buf`, on the caller's stack:
+    /// every acquisition writes one, between the kernel's hand-off and the
+    /// holder's ticket, where an allocation (and its free, which for a
+    /// buffer this size consolidates the heap) is time taken from the
+    /// hand-off.
+    pub(crate) fn padded_in<'a>(&self, buf: &'a mut [u8; RECORD_LEN]) -> &'a [u8] {
+        let mut rest = &mut buf[..RECORD_LEN - 1];
+        if serde_json::to_writer(&mut rest, self).is_err() {
+            // Longer than any record elect makes (see RECORD_LEN): never
+            // cut a line short, so the reader's parse fails as for
+            // garbage, rather than showing half a record.
+            return b"{}\n";
         }
-        out.push(b'\n');
-        out
+        let end = RECORD_LEN - 1 - rest.len();
+        buf[end..RECORD_LEN - 1].fill(b' ');
+        buf[RECORD_LEN - 1] = b'\n';
+        &buf[..]
     }
 }
 

@@ -22,6 +22,22 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// [`rfc3339`] of now. The text changes once a second, and every
+/// acquisition asks for it between the kernel's hand-off and the holder's
+/// ticket, so the last one made is kept and only copied while the second
+/// lasts.
+pub(crate) fn rfc3339_now() -> String {
+    use std::sync::Mutex;
+    static LAST: Mutex<(u64, String)> = Mutex::new((u64::MAX, String::new()));
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.0 != secs {
+        *last = (secs, rfc3339(now));
+    }
+    last.1.clone()
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
 /// `civil_from_days`, public domain).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -48,5 +64,15 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
+
+    #[test]
+    fn now_is_the_second_it_is() {
+        for _ in 0..3 {
+            let before = rfc3339(SystemTime::now());
+            let now = rfc3339_now();
+            let after = rfc3339(SystemTime::now());
+            assert!(before <= now && now <= after, "{before} {now} {after}");
+        }
     }
 }

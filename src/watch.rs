@@ -7,7 +7,7 @@
 //! reported within 100 ms; once a second while idle it looks anyway.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -201,7 +201,7 @@ impl Watcher {
         if self.known.len() < now.slots.len() {
             self.known.resize(now.slots.len(), None);
         }
-        let at = crate::time::rfc3339(SystemTime::now());
+        let at = crate::time::rfc3339_now();
         for (i, known) in self.known.iter_mut().enumerate() {
             let Some(slot) = now.slots.get(i) else {
                 continue;

@@ -37,7 +37,7 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::fsx::{self, Access, fd_borrow};
 use super::token;
@@ -785,14 +785,20 @@ impl LocalStore {
             .map_err(|e| Error::io("cannot duplicate", &slot_path, e))?;
         let record = HolderRecord {
             pid: sys::pid(),
-            since: crate::time::rfc3339(SystemTime::now()),
+            since: crate::time::rfc3339_now(),
             label: req.label.clone(),
             token,
             command_pid: None,
         };
         // Records all have the same length: the file needs cutting only if
         // something else made it longer.
-        fsx::overwrite_from(record_fd.as_fd(), &slot_path, &record.to_bytes(), look.size)?;
+        let mut buf = [0u8; crate::record::RECORD_LEN];
+        fsx::overwrite_from(
+            record_fd.as_fd(),
+            &slot_path,
+            record.padded_in(&mut buf),
+            look.size,
+        )?;
         Ok(Some(LocalHeld {
             inherited: false,
             lock: Some(lock),
@@ -1017,7 +1023,13 @@ impl LocalHeld {
         self.record.command_pid = Some(pid);
         let fd = self.record_fd.as_ref().expect("present until dropped");
         // All records have the same length: nothing is left to cut off.
-        fsx::overwrite_from(fd.as_fd(), &self.slot_path, &self.record.to_bytes(), 0)
+        let mut buf = [0u8; crate::record::RECORD_LEN];
+        fsx::overwrite_from(
+            fd.as_fd(),
+            &self.slot_path,
+            self.record.padded_in(&mut buf),
+            0,
+        )
     }
 
     /// The descriptors that carry the ticket: a process that inherits all

@@ -140,8 +140,10 @@ impl DirWatch {
             return Ok(Seen::default());
         };
         let mut seen = Seen::default();
-        // Aligned for inotify_event; big enough for many events at once.
-        let mut buf = vec![0u64; 4096 / 8];
+        // Aligned for inotify_event; big enough for many events at once. On
+        // the stack: the head of the line drains between a release and its
+        // ticket.
+        let mut buf = [0u64; 4096 / 8];
         loop {
             // SAFETY: buf is writable for its whole length.
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };

@@ -9,7 +9,7 @@
 //! What a taken slot becomes is in [`held`](super::held).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
@@ -225,7 +225,7 @@ async fn agree(shared: &Shared, keys: &Keys, req: &Request) -> Result<()> {
 fn new_record(req: &Request) -> HolderRecord {
     HolderRecord {
         pid: std::process::id(),
-        since: crate::time::rfc3339(SystemTime::now()),
+        since: crate::time::rfc3339_now(),
         label: req.label.clone(),
         token: 0,
         command_pid: None,
