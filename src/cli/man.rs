@@ -313,7 +313,7 @@ fn files() -> Section {
             ),
             Tag(
                 "DIR/NAME/token, DIR/NAME/tickets, DIR/NAME/queue",
-                "The fencing-token counter, the number of tickets the live participants agreed on, and the line waiters stand in.",
+                "The fencing-token counter, the number of tickets the live participants agreed on, and the line waiters stand in. token holds 16 bytes (a magic number and the last token issued, in the host's byte order) that every participant maps into memory and updates there; to set the counter by hand, write a decimal number into it, which the next acquisition takes up.",
             ),
             Tag(
                 "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
