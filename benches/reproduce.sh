@@ -41,7 +41,12 @@ PY="$VENV/bin/python3"
 # ---- build everything first, so no compiler runs while we measure.
 cargo build --release
 cargo bench --no-run --bench multiproc --bench obtain
-cargo bench --no-run --features etcd --bench etcd
+# The etcd bench in a target directory of its own: built into target/, it
+# would replace target/release/elect with a build that has the etcd feature
+# (tokio and tonic linked in, twice the size, slower to start), and the CLI
+# rows below would measure that instead of the default build.
+ETCD_TARGET=target/etcd-bench
+CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features etcd --bench etcd
 # The same elect linked statically, measured beside the usual build in the
 # CLI sections: a call of `elect run` is mostly process start-up, and this
 # shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
@@ -91,7 +96,7 @@ cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.tx
 
 # ---- elections on etcd (issue 6): starts its own etcd servers and measures
 # the local store again beside them, so its section stands on its own.
-ELECT_BENCH_OUT="$RUN/etcd.md" cargo bench --features etcd --bench etcd -- quick \
+ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features etcd --bench etcd -- quick \
     2> >(tee "$RUN/etcd.err" >&2) | tee "$RUN/etcd.txt"
 
 machine load_after
