@@ -286,18 +286,7 @@ pub(crate) fn overwrite_from(
     bytes: &[u8],
     old_len: u64,
 ) -> Result<()> {
-    // SAFETY: bytes is valid for its length.
-    let n = unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
-    if n < 0 {
-        return Err(Error::io("cannot write", path, io::Error::last_os_error()));
-    }
-    if n as usize != bytes.len() {
-        return Err(Error::io(
-            "cannot write",
-            path,
-            io::Error::new(io::ErrorKind::WriteZero, "short write (is the disk full?)"),
-        ));
-    }
+    write_at(fd, bytes, 0).map_err(|e| Error::io("cannot write", path, e))?;
     // An unknown length is looked up: fstat is much cheaper than a
     // truncation to the same length, which on ext4 opens a journal handle.
     let old_len = match old_len {
@@ -313,6 +302,30 @@ pub(crate) fn overwrite_from(
             "cannot truncate",
             path,
             io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` at `offset` with one `pwrite`, which is short only
+/// on a full disk (said so in the error).
+pub(crate) fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: u64) -> io::Result<()> {
+    // SAFETY: bytes is valid for its length.
+    let n = unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != bytes.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short write (is the disk full?)",
         ));
     }
     Ok(())

@@ -241,37 +241,20 @@ impl Counter {
         // counter beside it is right. Written, not stored through the
         // mapping: on a full disk a write fails cleanly, while a store into
         // a page with no room behind it would be a SIGBUS.
-        write_at(fd, &store.to_ne_bytes(), COUNTER as i64)
+        fsx::write_at(fd, &store.to_ne_bytes(), COUNTER as u64)
             .map_err(|e| self.io("cannot write", e))?;
         // SAFETY: plain syscall on a borrowed descriptor; cuts what was
         // longer (the decimal form) to the mapped form's length.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), LEN as libc::off_t) } != 0 {
             return Err(self.io("cannot truncate", std::io::Error::last_os_error()));
         }
-        write_at(fd, &MAGIC, 0).map_err(|e| self.io("cannot write", e))?;
+        fsx::write_at(fd, &MAGIC, 0).map_err(|e| self.io("cannot write", e))?;
         Ok(store)
     }
 
     fn io(&self, what: &'static str, e: std::io::Error) -> Error {
         Error::io(what, &self.path, e)
     }
-}
-
-/// Writes all of `bytes` at `offset`: one `pwrite`, short only on a full
-/// disk.
-fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: i64) -> std::io::Result<()> {
-    // SAFETY: bytes is valid for its length.
-    let n = unsafe { libc::pwrite(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), offset) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if n as usize != bytes.len() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            "short write (is the disk full?)",
-        ));
-    }
-    Ok(())
 }
 
 /// The last token issued from the counter file at `path`, for display;
