@@ -422,18 +422,23 @@ impl LocalStore {
         let run = self.open_run_dir(true)?.expect("created");
         let res = self.open_resource(&run, name, true)?.expect("created");
         let mode = self.file_mode();
-        let open = |file| {
-            fsx::open_file(
-                res.fd.as_fd(),
-                &res.path,
-                file,
-                Access::ReadWriteCreate,
-                mode,
-            )
-        };
-        let (tickets, _) = open(TICKETS_FILE)?;
-        let (token, _) = open(token::TOKEN_FILE)?;
-        let token = token::Counter::new(token, res.path.join(token::TOKEN_FILE))?;
+        let (tickets, _) = fsx::open_file(
+            res.fd.as_fd(),
+            &res.path,
+            TICKETS_FILE,
+            Access::ReadWriteCreate,
+            mode,
+        )?;
+        // Its length, known from opening, tells whether it can be mapped
+        // and trusted at once (see `token::Counter`).
+        let (token, _, token_len) = fsx::open_file_sized(
+            res.fd.as_fd(),
+            &res.path,
+            token::TOKEN_FILE,
+            Access::ReadWriteCreate,
+            mode,
+        )?;
+        let token = token::Counter::new(token, res.path.join(token::TOKEN_FILE), token_len)?;
         let o = Arc::new(Opened {
             name: name.to_string(),
             res,

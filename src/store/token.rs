@@ -102,8 +102,9 @@ pub(crate) struct Counter {
 }
 
 impl Counter {
-    /// The counter in the file open (read-write) at `fd`, at `path`.
-    pub(crate) fn new(fd: OwnedFd, path: PathBuf) -> Result<Counter> {
+    /// The counter in the file open (read-write) at `fd`, at `path`, which
+    /// was `len` bytes long when opened.
+    pub(crate) fn new(fd: OwnedFd, path: PathBuf, len: u64) -> Result<Counter> {
         #[cfg(target_os = "linux")]
         let page = match crate::sys::SharedPage::map(fd.as_fd()) {
             Ok(page) => Some(page),
@@ -113,18 +114,23 @@ impl Counter {
             Err(e) => return Err(Error::io("cannot map", &path, e)),
         };
         #[cfg(target_os = "linux")]
-        let unchecked =
-            fsx::fstat(fd.as_fd()).map_err(|e| Error::io("cannot inspect", &path, e))?;
+        let mapped = page.is_some();
+        #[cfg(not(target_os = "linux"))]
+        let (mapped, _) = (false, len);
         // Reading the counter under the flock must not update its access
         // time: relatime would otherwise write the inode on every token.
-        fsx::set_noatime(fd.as_fd());
+        // A mapped counter is read under the flock only to take the file
+        // up, which is rare: two system calls saved.
+        if !mapped {
+            fsx::set_noatime(fd.as_fd());
+        }
         Ok(Counter {
             fd,
             path,
             #[cfg(target_os = "linux")]
             page,
             #[cfg(target_os = "linux")]
-            unchecked: AtomicBool::new(unchecked.st_size != LEN as libc::off_t),
+            unchecked: AtomicBool::new(len != LEN as u64),
             in_process: Mutex::new(()),
         })
     }
