@@ -779,11 +779,20 @@ impl LocalStore {
         let record_fd = match record_fd.or_else(kept) {
             Some(fd) => fd,
             None => {
-                let (fd, rid) = fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0)?;
-                if rid != id {
-                    return Ok(None);
+                // Gone since the path check, or replaced: the slot file was
+                // removed meanwhile, which is a restart like any other, not
+                // an error (counting it as one let a remover that keeps
+                // winning this race turn an obtain into an error).
+                match fsx::open_file(res.fd.as_fd(), &res.path, &name, Access::Write, 0) {
+                    Ok((fd, rid)) if rid == id => fd,
+                    Ok(_) => return Ok(None),
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
                 }
-                fd
             }
         };
         let lock = lock_above(lock, &record_fd)
