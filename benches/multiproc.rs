@@ -214,7 +214,7 @@ impl RawLine {
             };
             // The slot the first event names ("slot.<i>").
             if n > 0 {
-                let bytes: &[u8] = bytemuck_bytes(&buf, n as usize);
+                let bytes: &[u8] = prefix_bytes(&buf, n as usize);
                 let len = u32::from_ne_bytes(bytes[12..16].try_into().unwrap()) as usize;
                 let name = &bytes[16..16 + len];
                 first = name
@@ -237,7 +237,7 @@ impl RawLine {
 }
 
 /// The first `n` bytes of `buf`.
-fn bytemuck_bytes(buf: &[u64], n: usize) -> &[u8] {
+fn prefix_bytes(buf: &[u64], n: usize) -> &[u8] {
     // SAFETY: u64s are plain bytes; n is at most the buffer's length.
     unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n.min(buf.len() * 8)) }
 }
