@@ -1,8 +1,13 @@
 //! Platform mechanisms behind one small interface: being woken when a slot
-//! file is closed, and reading which files hold a flock.
+//! file is closed, reading which files hold a flock, looking at a path,
+//! a file page shared between processes (`shared_page`, Linux) and
+//! stepping back on the CPU while a wake-up should not preempt
+//! (`step_back`).
 //!
 //! Linux has inotify and `/proc/locks`; other Unix systems get a portable
-//! fallback that polls (waking) and briefly tries a shared lock (reading).
+//! fallback that polls (waking) and briefly tries a shared lock (reading),
+//! take tokens under a flock instead of from a shared page, and do not step
+//! back.
 
 mod clock;
 mod step_back;
