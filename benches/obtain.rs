@@ -34,12 +34,12 @@ fn uncontended(c: &mut Criterion) {
             f.try_lock().unwrap();
         })
     });
-    // The floor of elect's semantics: the same 5 system calls that an
+    // The floor of elect's semantics: the same 4 system calls that an
     // uncontended try_obtain + release makes (and the token's
-    // compare-and-swap), made directly, without elect's own code around
-    // them.
+    // compare-and-swap, and the look at the `watched` deadline), made
+    // directly, without elect's own code around them.
     let floor = support::ElectCalls::open(&dir.path().join("floor"));
-    g.bench_function("raw: the 5 system calls of elect's obtain+release", |b| {
+    g.bench_function("raw: the 4 system calls of elect's obtain+release", |b| {
         b.iter(|| {
             assert!(floor.obtain(false));
             floor.release();

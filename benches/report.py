@@ -256,7 +256,7 @@ def main():
     un4 = cr["uncontended/try_obtain+release/tickets=4"]
     floor = cr["uncontended/raw open+flock+close"]
     # The same system calls an uncontended obtain+release makes, made raw.
-    sfloor = cr.get("uncontended/raw: the 5 system calls of elect's obtain+release")
+    sfloor = cr.get("uncontended/raw: the 4 system calls of elect's obtain+release")
     th = cr.get("handoff between threads/tickets=1")
     pc = alt["percall"]
     hc = alt["handoff_cli"]
@@ -341,14 +341,14 @@ def main():
     ok3 = un1["median_us"] < 5 and un4["median_us"] < 5
     sf = (
         f"N=1 {ratio(un1['median_us'], sfloor['median_us'])}, N=4 {ratio(un4['median_us'], sfloor['median_us'])} "
-        "of the 5 calls made raw; "
+        "of the 4 calls made raw; "
         if sfloor
         else ""
     )
     w(
         f"| 3 | uncontended try_obtain + release < 5 µs median | N=1 {us(un1['median_us'])}, N=4 {us(un4['median_us'])} | "
         f"floors: open + flock + close of one file {us(floor['median_us'])}"
-        + (f"; the 5 system calls elect's semantics need, made raw, {us(sfloor['median_us'])}" if sfloor else "")
+        + (f"; the 4 system calls elect's semantics need, made raw, {us(sfloor['median_us'])}" if sfloor else "")
         + f" | {sf}N=1 {ratio(un1['median_us'], floor['median_us'])}, "
         f"N=4 {ratio(un4['median_us'], floor['median_us'])} of open+flock+close | {verdict(ok3)} |"
     )
@@ -517,14 +517,15 @@ def main():
     w("`raw open+flock+close` is the floor of the system calls a bare flock")
     w("acquisition of one file makes (open, flock LOCK_EX|LOCK_NB, close).")
     if sfloor:
-        w("`raw: the 5 system calls of elect's obtain+release` makes, directly and")
+        w("`raw: the 4 system calls of elect's obtain+release` makes, directly and")
         w("without elect's code, the calls an uncontended try_obtain + release makes")
         w("(`strace` of one): flock the slot, check its path (statx), take the token")
         w("(a compare-and-swap on the mapped counter: no system call), write the")
         w("record (one write through a kept descriptor), and release (unlock the")
-        w("slot, touch its times, which is the event that wakes the head of the")
-        w("line). The process stays a live participant between obtains, so it")
-        w("makes no calls to agree on N again.")
+        w("slot; it touches the slot's times, the event that wakes the head of a")
+        w("line or a watcher, only while the mapped `watched` deadline says one")
+        w("listens, and here nobody does). The process stays a live participant")
+        w("between obtains, so it makes no calls to agree on N again.")
     if th:
         w("The thread hand-off has no anchor in the same run; it includes the")
         w("waking of a thread blocked in obtain().")
@@ -600,8 +601,8 @@ def main():
         t = f"- **3, uncontended**: {us(un1['median_us'])} against a floor of {us(floor['median_us'])} for open + flock + close. "
         if sfloor:
             t += (
-                f"An uncontended obtain + release makes 5 system calls (listed in the in-process section): the slot's "
-                "lock and unlock, the path check, the record, and the touch that wakes the head of the line. Made raw, "
+                f"An uncontended obtain + release makes 4 system calls (listed in the in-process section): the slot's "
+                "lock and unlock, the path check and the record. Made raw, "
                 f"without any of elect's code, they take {us(sfloor['median_us'])}, so elect is "
                 f"{ratio(un1['median_us'], sfloor['median_us'])} of the floor of its own semantics."
             )

@@ -321,22 +321,59 @@ fn slot_events(fd: libc::c_int) -> Vec<String> {
     names
 }
 
+/// Says in the resource's `watched` file that someone listens for release
+/// events for the next hour, as the head of a line or a watcher does before
+/// each sleep (for that sleep and a second more).
+fn listen_for_an_hour(res: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let until = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let ns = until
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(res.join("watched"))
+        .unwrap();
+    f.write_all_at(&ns.to_ne_bytes(), 0).unwrap();
+}
+
+/// The deadline in the resource's `watched` file, as a time.
+fn watched_until(res: &std::path::Path) -> std::time::SystemTime {
+    let bytes = std::fs::read(res.join("watched")).unwrap();
+    let ns = u64::from_ne_bytes(bytes[..8].try_into().unwrap());
+    std::time::UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
 #[test]
-fn every_release_is_an_inotify_event_for_those_waiting_on_one() {
+fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
     // The head of the line for several tickets, and `elect watch`, sleep
     // on inotify. A holder keeps its descriptors open for its next
     // acquisition, so no close can be the event: the release must make one
-    // of its own, the first time and every time after.
+    // of its own, the first time and every time after, as long as someone
+    // says they listen; and spend no system call on one when nobody does.
     use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
+    let res = tmp.path().join("events");
     let e = election(tmp.path(), "events", 2);
     drop(e.obtain().unwrap());
-    let dir = std::ffi::CString::new(tmp.path().join("events").as_os_str().as_bytes()).unwrap();
+    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
     // SAFETY: plain system calls; the results are checked.
     let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
     assert!(fd >= 0);
     let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
     assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), mask) } >= 0);
+    for round in 0..2 {
+        let t = e.obtain().unwrap();
+        slot_events(fd);
+        drop(t);
+        let seen = slot_events(fd);
+        assert!(
+            seen.is_empty(),
+            "round {round}: nobody listens, yet the release made {seen:?}"
+        );
+    }
+    listen_for_an_hour(&res);
     for round in 0..3 {
         let t = e.obtain().unwrap();
         let slot = format!("slot.{}", t.slot());
@@ -355,6 +392,44 @@ fn every_release_is_an_inotify_event_for_those_waiting_on_one() {
     }
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
+}
+
+#[test]
+fn the_head_of_the_line_and_a_watcher_say_they_listen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let res = tmp.path().join("heads");
+    let e = election(tmp.path(), "heads", 2);
+    let held = (e.obtain().unwrap(), e.obtain().unwrap());
+    assert!(
+        watched_until(&res) < std::time::SystemTime::now(),
+        "holders alone do not listen"
+    );
+    let waiter = {
+        let e = e.clone();
+        std::thread::spawn(move || e.obtain().map(|t| t.slot()))
+    };
+    // The head raises the deadline before it looks at the slots, then
+    // sleeps: wait (generously) for the deadline to be ahead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while watched_until(&res) <= std::time::SystemTime::now() {
+        assert!(Instant::now() < deadline, "the head never said it listens");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let freed = held.0.slot();
+    drop(held.0);
+    assert_eq!(waiter.join().unwrap().unwrap(), freed);
+    drop(held.1);
+
+    let other = tempfile::tempdir().unwrap();
+    let res = other.path().join("watched-by");
+    let e = election(other.path(), "watched-by", 1);
+    drop(e.obtain().unwrap());
+    assert!(watched_until(&res) < std::time::SystemTime::now());
+    let _w = e.watch().unwrap();
+    assert!(
+        watched_until(&res) > std::time::SystemTime::now(),
+        "a new watch listens from the start"
+    );
 }
 
 /// The scheduling policy of thread `tid` of this process.

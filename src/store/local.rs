@@ -1,9 +1,10 @@
 //! The single-host slot store: a resource is a directory of slot files, and
 //! holding slot `i` is holding an exclusive flock(2) on `slot.<i>`.
 //!
-//! Beside the slots live three small files: `tickets` (the agreed number of
+//! Beside the slots live four small files: `tickets` (the agreed number of
 //! tickets, and the mutex under which participants agree on it), `token`
-//! (the fencing-token counter) and `queue` (the waiting line). Every live
+//! (the fencing-token counter), `queue` (the waiting line) and `watched`
+//! (whether anyone listens for releases). Every live
 //! participant keeps a shared flock on the resource directory itself: that
 //! is how others tell whether anyone is live, and it makes systemd-tmpfiles
 //! leave the directory alone. A process joins at its first obtain and stays
@@ -22,7 +23,8 @@
 //!   slot it closes `queue`, and the kernel wakes the next in line.
 //! * A holder keeps two descriptors on its slot: the lock is on a read-only
 //!   one, and the record is written through a write-only one. Releasing
-//!   unlocks, then touches the file's times through the record descriptor
+//!   unlocks, then, if the head of a line or a watcher listens (see
+//!   `watched`), touches the file's times through the record descriptor
 //!   (an IN_ATTRIB event, after the lock is gone); both descriptors are kept
 //!   for this process's next acquisition, which then opens nothing. A
 //!   holder that dies wakes the head by the close of its record descriptor
@@ -41,6 +43,7 @@ use std::time::Duration;
 
 use super::fsx::{self, Access, fd_borrow};
 use super::token;
+use super::watched::Watched;
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Reason};
 use crate::record::HolderRecord;
@@ -62,6 +65,9 @@ const RETRY: [Duration; 6] = [
     Duration::from_millis(50),
     Duration::from_secs(1),
 ];
+/// How often a watcher that cannot say it listens (see `watched`) looks on
+/// its own.
+const UNHEARD_LOOK: Duration = Duration::from_millis(50);
 /// The head keeps at most this many slot descriptors open between probes.
 const PROBE_CACHE: usize = 256;
 
@@ -90,6 +96,9 @@ struct Opened {
     tickets: OwnedFd,
     /// `token`: the fencing-token counter.
     token: token::Counter,
+    /// `watched`: whether a release must make an event for anyone; `None`
+    /// when this process cannot tell (then it always does).
+    watched: Option<Watched>,
     /// flock is per open file description, so threads sharing `tickets`
     /// would not exclude each other: they take this too.
     in_process: Mutex<()>,
@@ -440,11 +449,13 @@ impl LocalStore {
             mode,
         )?;
         let token = token::Counter::new(token, res.path.join(token::TOKEN_FILE), token_len)?;
+        let watched = Watched::open(res.fd.as_fd(), &res.path, mode);
         let o = Arc::new(Opened {
             name: name.to_string(),
             res,
             tickets,
             token,
+            watched,
             in_process: Mutex::new(()),
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
@@ -708,6 +719,11 @@ impl LocalStore {
         // The slot to try first: the one whose release woke us.
         let mut first = 0;
         let got = loop {
+            // Before looking: a release the look misses must see that the
+            // head listens (see `watched`).
+            if let Some(w) = &o.watched {
+                w.announce(RETRY[step]);
+            }
             if let Some(got) = self.probe(o, tickets, first, Some(&mut cache))? {
                 break Some(got);
             }
@@ -923,11 +939,17 @@ impl LocalStore {
         let res = self.open_resource(&run, name, true)?.expect("created");
         let watch = DirWatch::changes(res.fd.as_fd())
             .map_err(|e| Error::io("cannot watch", &res.path, e))?;
+        // Listening from the start: the first look comes before any wait.
+        let watched = Watched::open(res.fd.as_fd(), &res.path, self.file_mode());
+        if let Some(w) = &watched {
+            w.announce(Duration::ZERO);
+        }
         Ok(LocalWatch {
             store: self.clone(),
             name: name.to_string(),
             res,
             watch,
+            watched,
         })
     }
 }
@@ -938,6 +960,9 @@ pub(crate) struct LocalWatch {
     name: String,
     res: ResourceDir,
     watch: DirWatch,
+    /// Where this watcher says it listens; `None` (it cannot write the
+    /// file) means releases may make no event for it.
+    watched: Option<Watched>,
 }
 
 impl LocalWatch {
@@ -957,6 +982,15 @@ impl LocalWatch {
     /// directory was removed, opens the new one. Returns true when an event
     /// was seen.
     pub(crate) fn wait(&mut self, intr: &Interrupter, timeout: Duration) -> Result<bool> {
+        let timeout = match &self.watched {
+            Some(w) => {
+                w.announce(timeout);
+                timeout
+            }
+            // Releases with nobody else listening make no event, so look
+            // often enough to report one within 100 ms anyway.
+            None => timeout.min(UNHEARD_LOOK),
+        };
         let seen = match intr.watch(&self.watch, Some(timeout)) {
             Ok(r) => r.map_err(|e| Error::io("cannot watch", &self.res.path, e))?,
             Err(_) => return Err(Error::Cancelled),
@@ -993,7 +1027,11 @@ impl Drop for LocalHeld {
                     // head of the line and watchers that the slot is free:
                     // touching the file's times does (IN_ATTRIB), and,
                     // unlike a close event, only after the lock is gone.
-                    touch(record.as_fd());
+                    // Unless nobody listens: waiters for one ticket sleep on
+                    // the lock itself.
+                    if home.watched.as_ref().is_none_or(Watched::wanted) {
+                        touch(record.as_fd());
+                    }
                     home.records.put(self.slot, record, self.id);
                 }
                 // Closing it tells them (IN_CLOSE_WRITE).

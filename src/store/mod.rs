@@ -8,6 +8,7 @@ pub(crate) mod etcd;
 pub(crate) mod fsx;
 pub(crate) mod local;
 pub(crate) mod token;
+pub(crate) mod watched;
 
 use std::path::Path;
 use std::time::Duration;
