@@ -312,8 +312,8 @@ fn files() -> Section {
                 "Slot I of resource NAME. Holding slot I means holding an exclusive flock(2) on this file; the file holds the holder's record (pid, since, label, token) for status, and is never unlinked by elect.",
             ),
             Tag(
-                "DIR/NAME/token, DIR/NAME/tickets, DIR/NAME/queue",
-                "The fencing-token counter, the number of tickets the live participants agreed on, and the line waiters stand in. token holds 16 bytes (a magic number and the last token issued, in the host's byte order) that every participant maps into memory and updates there; to set the counter by hand, write a decimal number into it, which the next acquisition takes up.",
+                "DIR/NAME/token, DIR/NAME/tickets, DIR/NAME/queue, DIR/NAME/watched",
+                "The fencing-token counter, the number of tickets the live participants agreed on, the line waiters stand in, and whether anyone listens for releases. token holds 16 bytes (a magic number and the last token issued, in the host's byte order) that every participant maps into memory and updates there; to set the counter by hand, write a decimal number into it, which the next acquisition takes up. watched holds 8 bytes (a deadline in nanoseconds since the epoch, in the host's byte order) that the head of a line and watch raise before each sleep; a release touches its slot file, the event they wake on, only while it is ahead.",
             ),
             Tag(
                 "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
