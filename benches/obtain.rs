@@ -34,6 +34,15 @@ fn uncontended(c: &mut Criterion) {
             f.try_lock().unwrap();
         })
     });
+    // The floor of any lock by flock(2): lock and unlock through a
+    // descriptor kept open, two system calls.
+    let kept = std::fs::File::open(&path).unwrap();
+    g.bench_function("raw flock+unlock, descriptor kept", |b| {
+        b.iter(|| {
+            kept.try_lock().unwrap();
+            kept.unlock().unwrap();
+        })
+    });
     // The floor of elect's semantics: the same 4 system calls that an
     // uncontended try_obtain + release makes (and the token's
     // compare-and-swap, and the look at the `watched` deadline), made
