@@ -584,10 +584,14 @@ def main():
                 f"exclusive flock, the head on inotify, release = unlock + touch; no path check, token or record) "
                 f"hands off in p50 {us(line4['p50_us'])}, {ratio(line4['p50_us'], anchor4)} of the 4 raw files: the "
                 "extra wake-up through inotify (the releaser's touch wakes the head, which then locks the slot) "
-                f"is the mechanism's own cost, and elect is {ratio(e4['p50_us'], line4['p50_us'])} of it."
+                f"is the mechanism's own cost, and elect is {ratio(e4['p50_us'], line4['p50_us'])} of it. "
                 if line4 and raw4
                 else ""
             )
+            + "Under 2× at N=4 needs waiters that sleep in the kernel's line of one slot each, as the anchor's do, "
+            "and someone to move a waiter when another slot frees first; a process asleep in flock(2) can be moved "
+            "only by a signal from another process, which elect does not send today (not built: it needs waiters "
+            "to publish their thread ids, and a rule for who moves whom that survives SIGKILL at every step)."
         )
         reasons.append(t)
     if not ok2:
