@@ -814,13 +814,7 @@ impl LocalStore {
         };
         let lock = lock_above(lock, &record_fd)
             .map_err(|e| Error::io("cannot duplicate", &slot_path, e))?;
-        let record = HolderRecord {
-            pid: sys::pid(),
-            since: crate::time::rfc3339_now(),
-            label: req.label.clone(),
-            token,
-            command_pid: None,
-        };
+        let record = new_record(req, token);
         // Records all have the same length: the file needs cutting only if
         // something else made it longer.
         let mut buf = [0u8; crate::record::RECORD_LEN];
@@ -1135,15 +1129,19 @@ fn reopen_dir(res: &ResourceDir) -> Result<OwnedFd> {
 /// and the ticket.
 fn warm_up(o: &Opened, req: &Request) {
     o.token.warm_up();
-    let record = HolderRecord {
+    let mut buf = [0u8; crate::record::RECORD_LEN];
+    std::hint::black_box(new_record(req, 0).padded_in(&mut buf));
+}
+
+/// The record of this process holding a ticket with `token`, as of now.
+fn new_record(req: &Request, token: u64) -> HolderRecord {
+    HolderRecord {
         pid: sys::pid(),
         since: crate::time::rfc3339_now(),
         label: req.label.clone(),
-        token: 0,
+        token,
         command_pid: None,
-    };
-    let mut buf = [0u8; crate::record::RECORD_LEN];
-    std::hint::black_box(record.padded_in(&mut buf));
+    }
 }
 
 /// Sets a slot file's times to now through its write descriptor `fd`: an
