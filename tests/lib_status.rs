@@ -4,7 +4,9 @@
 //! the dead holder's record; with garbage (up to 10 MB) written into a slot
 //! file, status still works, `held` still comes from the kernel, and the
 //! record is either absent or a real one. Asking for status never takes a
-//! ticket.
+//! ticket. A run directory of 1500 resources, which status reads with a
+//! thread per CPU, is listed whole and in order, each resource true to its
+//! locks, and an unsafe directory among them is still an error.
 
 mod support;
 
@@ -161,5 +163,67 @@ fn status_survives_garbage_in_slot_files() {
     let s = slots(run, "garbage");
     assert_eq!(s[0].holder.as_ref().map(|r| r.token), Some(t.token()));
     assert!(std::fs::metadata(&slot0).unwrap().len() < 4096);
+    w.finish();
+}
+
+#[test]
+fn status_of_a_large_run_directory_is_whole_in_order_and_true_to_the_kernel() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    // Enough resources that status reads them with a thread per CPU, each
+    // taking a run of names; the last one is held by another process, so it
+    // falls in the last part.
+    let count = 1500;
+    let name = |i: usize| format!("r{i:04}");
+    let mut held = Vec::new();
+    for i in 0..count {
+        let e = Election::builder(name(i))
+            .tickets(1 + (i % 3) as u32)
+            .dir(run)
+            .build()
+            .unwrap();
+        let t = e.try_obtain().unwrap().expect("a fresh resource is free");
+        if i % 10 == 0 {
+            held.push(t);
+        }
+    }
+    let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, "zz-elsewhere", 1);
+    let (_, other_token) = w.expect_held();
+
+    let st = elect::status(Some(run), None).unwrap();
+    let names: Vec<&str> = st.resources.iter().map(|r| r.name.as_str()).collect();
+    let expected: Vec<String> = (0..count).map(name).collect();
+    assert_eq!(names.len(), count + 1);
+    assert_eq!(names[..count], expected);
+    assert_eq!(names[count], "zz-elsewhere");
+    let mut held = held.iter();
+    for (i, r) in st.resources[..count].iter().enumerate() {
+        assert_eq!(r.tickets, 1 + (i % 3) as u32, "{}", r.name);
+        assert_eq!(r.slots.len(), r.tickets as usize, "{}", r.name);
+        assert!(r.slots[1..].iter().all(|s| !s.held), "{r:?}");
+        if i % 10 == 0 {
+            let t = held.next().unwrap();
+            assert!(r.slots[0].held, "{r:?}");
+            assert_eq!(r.slots[0].holder.as_ref().map(|h| h.token), Some(t.token()));
+        } else {
+            assert!(!r.slots[0].held, "{r:?}");
+            assert_eq!(r.slots[0].holder, None);
+        }
+    }
+    let last = &st.resources[count].slots[0];
+    assert!(last.held);
+    assert_eq!(
+        last.holder.as_ref().map(|h| (h.pid, h.token)),
+        Some((w.pid, other_token))
+    );
+
+    // An unsafe resource directory in a later part is still an error that
+    // names it, as it is when read by one thread.
+    use std::os::unix::fs::PermissionsExt;
+    let bad = run.join(name(count - 1));
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = elect::status(Some(run), None).unwrap_err().to_string();
+    assert!(err.contains(&*bad.to_string_lossy()), "{err}");
     w.finish();
 }

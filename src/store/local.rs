@@ -286,7 +286,7 @@ impl LocalStore {
         create: bool,
     ) -> Result<Option<ResourceDir>> {
         let path = self.run_dir.join(name);
-        let Some(fd) = fsx::open_dir(
+        let Some((fd, st)) = fsx::open_dir_stat(
             Some(run.as_fd()),
             Path::new(name),
             &path,
@@ -296,7 +296,6 @@ impl LocalStore {
         else {
             return Ok(None);
         };
-        let st = fsx::fstat(fd.as_fd()).map_err(|e| Error::io("cannot inspect", &path, e))?;
         Ok(Some(ResourceDir {
             fd,
             path,
@@ -864,13 +863,39 @@ impl LocalStore {
             }
         };
         let locked = sys::locked_files().ok();
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            if let Some(res) = self.open_resource(&run, &n, false)? {
-                out.push(self.resource_status(&res, &n, locked.as_ref(), false));
+        let read_part = |part: &[String]| -> Result<Vec<ResourceStatus>> {
+            let mut out = Vec::with_capacity(part.len());
+            for n in part {
+                if let Some(res) = self.open_resource(&run, n, false)? {
+                    out.push(self.resource_status(&res, n, locked.as_ref(), false));
+                }
             }
+            Ok(out)
+        };
+        // A resource costs about ten system calls and nothing else, so a
+        // large run directory is read by one thread per CPU, each taking a
+        // run of names; the parts are joined in order.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(names.len() / STATUS_NAMES_PER_THREAD)
+            .clamp(1, STATUS_THREADS_MAX);
+        if threads == 1 {
+            return read_part(&names);
         }
-        Ok(out)
+        let per_thread = names.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = names
+                .chunks(per_thread)
+                .map(|part| scope.spawn(move || read_part(part)))
+                .collect();
+            let mut out = Vec::with_capacity(names.len());
+            for part in parts {
+                // A panic in a part is a bug; it goes on in this thread.
+                let part = part.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                out.extend(part?);
+            }
+            Ok(out)
+        })
     }
 
     /// Reads one resource's slots. `locked` is the kernel's list of locked
@@ -885,9 +910,8 @@ impl LocalStore {
         locked: Option<&std::collections::HashSet<FileId>>,
         every_record: bool,
     ) -> ResourceStatus {
-        let recorded = fsx::open_file(res.fd.as_fd(), &res.path, TICKETS_FILE, Access::Read, 0)
+        let recorded = fsx::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
             .ok()
-            .and_then(|(fd, _)| fsx::read_prefix(fd.as_fd(), 32).ok())
             .and_then(|b| parse_tickets(&b));
         let tickets = recorded.unwrap_or_else(|| count_slots(&res.path));
         let mut slots = Vec::with_capacity(tickets as usize);
@@ -904,11 +928,8 @@ impl LocalStore {
                 _ => false,
             };
             let holder = if held || every_record {
-                fsx::open_file(res.fd.as_fd(), &res.path, &name_i, Access::Read, 0)
+                fsx::read_to_show(res.fd.as_fd(), &name_i, crate::record::MAX_RECORD + 1)
                     .ok()
-                    .and_then(|(fd, _)| {
-                        fsx::read_prefix(fd.as_fd(), crate::record::MAX_RECORD + 1).ok()
-                    })
                     .and_then(|b| HolderRecord::parse(&b))
             } else {
                 None
@@ -947,6 +968,12 @@ impl LocalStore {
         })
     }
 }
+
+/// `status` reads a run directory with one thread per CPU, up to this many,
+/// once there are this many names for each.
+const STATUS_THREADS_MAX: usize = 8;
+/// See [`STATUS_THREADS_MAX`].
+const STATUS_NAMES_PER_THREAD: usize = 256;
 
 /// A watch on one resource directory.
 pub(crate) struct LocalWatch {
