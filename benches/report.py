@@ -31,7 +31,7 @@ DIST_RE = re.compile(
 
 def parse_multiproc(text):
     """The figures of benches/multiproc.rs, keyed by their printed labels."""
-    r = {"dist": {}, "idle": {}, "scale": {}, "status": None}
+    r = {"dist": {}, "idle": {}, "scale": {}, "status": None, "status_cli": None}
     for ln in text.splitlines():
         m = DIST_RE.match(ln)
         if m:
@@ -84,15 +84,16 @@ def parse_multiproc(text):
             }
             continue
         m = re.match(
-            r"^elect::status \+ JSON over (\d+) resources: median ([\d.]+) ms, best ([\d.]+) ms, worst ([\d.]+) ms",
+            r"^(elect::status \+ JSON|elect status --json \(the command\)) over (\d+) resources: "
+            r"median ([\d.]+) ms, best ([\d.]+) ms, worst ([\d.]+) ms",
             ln,
         )
         if m:
-            r["status"] = {
-                "resources": int(m[1]),
-                "median_ms": float(m[2]),
-                "best_ms": float(m[3]),
-                "worst_ms": float(m[4]),
+            r["status" if m[1].startswith("elect::") else "status_cli"] = {
+                "resources": int(m[2]),
+                "median_ms": float(m[3]),
+                "best_ms": float(m[4]),
+                "worst_ms": float(m[5]),
             }
     return r
 
@@ -267,7 +268,10 @@ def main():
     ai = alt["idle"]
     idle_raw, idle_e1, idle_e3 = mp["idle"]["Raw"], mp["idle"]["Elect(1)"], mp["idle"]["Elect(3)"]
     sc = mp["scale"]
-    st = mp["status"]
+    st_lib = mp["status"]
+    # Target 7 names the command; a run from before the command was timed
+    # has only the library's figure.
+    st = mp["status_cli"] or st_lib
 
     errp = os.path.join(rd, "multiproc.err")
     errtext = open(errp).read() if os.path.exists(errp) else ""
@@ -391,9 +395,14 @@ def main():
         f"4 waiters | worst of 16 and 64 against 4: {grow:.2f}× (counted as not growing while ≤ 1.25×) | {verdict(ok6)} |"
     )
     ok7 = st["median_ms"] < 200 and st["resources"] >= 10000
+    lib7 = (
+        f"; the library's `elect::status` + JSON in the process holding half of them: median {st_lib['median_ms']:.1f} ms"
+        if mp["status_cli"] else ""
+    )
     w(
-        f"| 7 | `status --json` over 10,000 resources < 200 ms | median {st['median_ms']:.1f} ms "
-        f"(best {st['best_ms']:.1f}, worst {st['worst_ms']:.1f}) over {st['resources']} | – | – | {verdict(ok7)} |"
+        f"| 7 | `status --json` over 10,000 resources < 200 ms | "
+        f"{'`elect status --json`, ' if mp['status_cli'] else ''}median {st['median_ms']:.1f} ms "
+        f"(best {st['best_ms']:.1f}, worst {st['worst_ms']:.1f}) over {st['resources']}{lib7} | – | – | {verdict(ok7)} |"
     )
     w("")
 
@@ -509,6 +518,21 @@ def main():
             w(f"| {k} waiters on 1 ticket | {sc[k]['per_s']:.0f} | {sc[k]['cpu_us']:.1f} µs | {us(sc[k]['p50_us'])} |")
     x = sc["256/512"]
     w(f"| 512 on 256 tickets (hold 1 ms){spoiled} | {x['per_s']:.0f} | {x['cpu_us']:.1f} µs | {us(x['p50_us'])} (p99 {us(x['p99_us'])}) |")
+    w("")
+    w("## Status of a large run directory")
+    w("")
+    w("A run directory of 10,000 resources of one slot each, half of them held by the")
+    w("benchmark process while status is read, so that both the kernel's lock list")
+    w("and the records are read. `status` makes 7 system calls for a free resource")
+    w("and 10 for a held one (`strace -c`), with one thread per CPU for a directory")
+    w("this large.")
+    w("")
+    w("| what | runs | median | best | worst |")
+    w("| --- | --- | --- | --- | --- |")
+    if mp["status_cli"]:
+        c = mp["status_cli"]
+        w(f"| `elect status --json -d DIR`, its own process, JSON read through a pipe | 11 | {c['median_ms']:.1f} ms | {c['best_ms']:.1f} ms | {c['worst_ms']:.1f} ms |")
+    w(f"| `elect::status` + `serde_json::to_string`, in the process holding the 5,000 | 7 | {st_lib['median_ms']:.1f} ms | {st_lib['best_ms']:.1f} ms | {st_lib['worst_ms']:.1f} ms |")
     w("")
     w("## In one process (criterion, `time: [low median high]`)")
     w("")
@@ -661,7 +685,7 @@ def main():
         )
     if not ok7:
         reasons.append(
-            f"- **7, status**: median {st['median_ms']:.1f} ms, best of 7 {st['best_ms']:.1f} ms"
+            f"- **7, status**: median {st['median_ms']:.1f} ms, best {st['best_ms']:.1f} ms"
             + (": even the best run is over 200 ms, so it is not only noise." if st["best_ms"] >= 200 else
                ": the best run is under 200 ms, so part of the miss is noise of the busy machine.")
         )
