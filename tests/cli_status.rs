@@ -1,6 +1,7 @@
 //! `elect status`: the contract's JSON, parsed and checked against the
-//! kernel's locks; the table for a person; names never used; and that
-//! asking never takes a ticket.
+//! kernel's locks; the table for a person; names never used; that asking
+//! never takes a ticket; and that a large run directory is read whole where
+//! no thread can be started.
 
 mod cli_support;
 
@@ -151,4 +152,77 @@ fn status_table_for_a_person_and_it_takes_nothing() {
     );
     assert_eq!(a.status.code(), Some(0));
     assert!(kernel_holds(&slot_file(&dir, "pool", 0)) || kernel_holds(&slot_file(&dir, "pool", 1)));
+}
+
+#[test]
+fn status_of_a_large_directory_is_read_even_when_no_thread_can_be_started() {
+    // A run directory this large is read by one thread per CPU; where the
+    // kernel refuses threads (here a pids cgroup that allows the process
+    // itself and nothing more), the command reads it alone instead.
+    let cgroups = Path::new("/sys/fs/cgroup/pids");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cg = cgroups.join(format!("elect-test-{}", std::process::id()));
+    if cpus < 2 || std::fs::create_dir(&cg).is_err() {
+        println!("SKIPPED: needs 2 CPUs and a writable pids cgroup (v1) at {cgroups:?}");
+        return;
+    }
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(self.0);
+        }
+    }
+    let _remove = Remove(&cg);
+    std::fs::write(cg.join("pids.max"), "1").unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let names: Vec<String> = (0..600).map(|i| format!("r{i:03}")).collect();
+    let mut held = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let e = elect::Election::builder(n.as_str())
+            .dir(&dir)
+            .build()
+            .unwrap();
+        let t = e.try_obtain().unwrap().unwrap();
+        if i % 7 == 0 {
+            held.push(t);
+        }
+    }
+    let run = |confined: bool| {
+        let script = if confined {
+            format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                cg.display()
+            )
+        } else {
+            "exec \"$0\" \"$@\"".to_string()
+        };
+        let out = output(
+            std::process::Command::new("sh")
+                .args(["-c", &script, env!("CARGO_BIN_EXE_elect")])
+                .args(["status", "--json", "-d"])
+                .arg(&dir),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let alone = run(true);
+    let listed: Vec<&str> = alone["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, names);
+    for (i, r) in alone["resources"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["slots"][0]["held"], i % 7 == 0, "{r}");
+    }
+    // The same as read with threads.
+    assert_eq!(alone, run(false));
+    drop(held);
 }

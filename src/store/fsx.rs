@@ -347,8 +347,8 @@ pub(crate) fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: u64) -> io::Res
 /// nothing else: `status` reads the `tickets` file and every held slot's
 /// record this way.
 ///
-/// Unlike [`open_file`] it makes no `fstat` (a third of the system calls
-/// of the read), because nothing it could find would change what is done:
+/// Unlike [`open_file`] it makes no `fstat` (one of the four system calls
+/// of such a read), because nothing it could find would change what is done:
 /// the open refuses a symbolic link (`O_NOFOLLOW`), a socket (`ENXIO`) and
 /// a FIFO without a writer cannot block it (`O_NONBLOCK`); the read fails
 /// on a FIFO (`ESPIPE`) and a directory (`EISDIR`); a device node takes
