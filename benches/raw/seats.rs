@@ -35,7 +35,9 @@
 //!   first try in which the winner did that work itself, and woke a helper
 //!   of normal policy, measured p50 55 µs in a quick run where raw 4 files
 //!   took 8 µs; this way measured 21 to 29 µs in four quick runs, with raw
-//!   4 files at 12 to 22 µs in the same runs (1.33× to 1.68×).
+//!   4 files at 12 to 22 µs in the same runs (1.33× to 1.68×), and 1.82×
+//!   and 1.51× in two full runs (`multiproc handoff`), where elect's line
+//!   made raw measured 2.09× and 1.98×.
 //!
 //! Not here, as in [`super::RawLine`]: no path check, token or record, no
 //! cancellation, and nothing for a process killed while seated beyond what
@@ -324,7 +326,10 @@ impl RawSeats {
             .open(&self.queue)
             .unwrap();
         let step_back = elect::__cli::StepBack::begin();
-        queue.lock().unwrap();
+        // Retried: a stray signal (see `seated`) may interrupt it.
+        while let Err(e) = queue.lock() {
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "{e}");
+        }
         drop(step_back);
         let mut buf = [0u64; 512];
         // SAFETY: reads into a buffer of its length (forgetting what came
@@ -356,9 +361,19 @@ impl RawSeats {
         f.awake.store(false, Ordering::Release);
         f.seat.store(j, Ordering::Release);
         poke(&f.cmd);
-        let got_own = f.won.load(Ordering::Acquire) == NONE && {
+        // EINTR with nobody the winner is a stray signal: a helper of an
+        // earlier wait, under SCHED_BATCH, can be held up between seeing
+        // this thread still asleep and signalling it, and the signal then
+        // lands in this wait. (The first full run of this code took it for
+        // the helper's win and returned no slot at all.)
+        let got_own = loop {
+            if f.won.load(Ordering::Acquire) != NONE {
+                break false;
+            }
             // SAFETY: plain system call on an open descriptor.
-            unsafe { libc::flock(f.slots[j].as_raw_fd(), libc::LOCK_EX) == 0 }
+            if unsafe { libc::flock(f.slots[j].as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break true;
+            }
         };
         if got_own
             && f.won
