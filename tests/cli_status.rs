@@ -42,6 +42,16 @@ fn check_against_kernel(dir: &Path, name: &str, st: &serde_json::Value) -> usize
     held
 }
 
+/// The resources' names in a status document, in its order.
+fn names_in(st: &serde_json::Value) -> Vec<&str> {
+    st["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r["name"].as_str().expect("a name"))
+        .collect()
+}
+
 /// Whether the kernel says exactly `n` slots of `pool` are held.
 fn settled(dir: &Path, n: usize) -> bool {
     (0..3)
@@ -107,13 +117,7 @@ fn status_lists_every_resource_and_an_unused_name_is_empty() {
     let out = output(elect(["status", "--json", "-d"]).arg(&dir));
     assert!(out.status.success());
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = st["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["alpha", "beta.x"]);
+    assert_eq!(names_in(&st), ["alpha", "beta.x"]);
 
     let st = status_json(&dir, "never-used");
     assert_eq!(st["resources"], serde_json::json!([]));
@@ -212,13 +216,7 @@ fn status_of_a_large_directory_is_read_even_when_no_thread_can_be_started() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let alone = run(true);
-    let listed: Vec<&str> = alone["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, names);
+    assert_eq!(names_in(&alone), names);
     for (i, r) in alone["resources"].as_array().unwrap().iter().enumerate() {
         assert_eq!(r["slots"][0]["held"], i % 7 == 0, "{r}");
     }

@@ -318,19 +318,7 @@ impl RawSeats {
         if let Some(i) = f.probe(0) {
             return (i, false);
         }
-        let queue = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.queue)
-            .unwrap();
-        let step_back = elect::__cli::StepBack::begin();
-        // Retried: a stray signal (see `seated`) may interrupt it.
-        while let Err(e) = queue.lock() {
-            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "{e}");
-        }
-        drop(step_back);
+        let queue = super::stand_in_line(&self.queue);
         let mut buf = [0u64; 512];
         // SAFETY: reads into a buffer of its length (forgetting what came
         // while this process was not the head).
