@@ -329,3 +329,41 @@ fn status_of_a_run_dir_with_strangers_in_it() {
     let names: Vec<_> = st.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["real"]);
 }
+
+#[test]
+fn status_and_watch_read_past_a_fifo_or_directory_in_place_of_their_files() {
+    // They read `tickets` and records only to show them, without the check
+    // an acquisition makes: a FIFO (even one with no writer) or a directory
+    // there must neither hang them nor turn into a record.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let res = dir.join("odd");
+    fs::create_dir_all(&res).unwrap();
+    for name in ["tickets", "slot.0"] {
+        let c = std::ffi::CString::new(res.join(name).to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    fs::create_dir(res.join("slot.1")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let st = elect::status(Some(&dir), None).unwrap();
+        let mut w = election(&dir, "odd").watch().unwrap();
+        let event = w
+            .next_event_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        tx.send((st, event)).unwrap();
+    });
+    let (st, event) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("status and watch returned");
+    assert_eq!(st.resources.len(), 1);
+    let slots = &st.resources[0].slots;
+    // No tickets file to read: as many slots as slot files.
+    assert_eq!(slots.len(), 2);
+    assert!(
+        slots.iter().all(|s| !s.held && s.holder.is_none()),
+        "{slots:?}"
+    );
+    assert!(event.is_none(), "{event:?}");
+}
