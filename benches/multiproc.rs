@@ -1,7 +1,9 @@
 //! Multi-process figures, each beside its anchor measured in the same run:
 //!
 //! * hand-off latency (holder releases → a waiting process owns), elect with
-//!   1 and 4 tickets against raw kernel flock(2);
+//!   1 and 4 tickets against raw kernel flock(2), beside two ways of waiting
+//!   for any of 4 slots made with raw system calls: elect's line
+//!   ([`RawLine`]) and seats ([`seats::RawSeats`], not in elect);
 //! * fail-over latency (holder SIGKILLed → a waiting process owns), elect
 //!   against raw flock(2);
 //! * idle cost: 100 waiters for 10 s, CPU and wake-ups;
