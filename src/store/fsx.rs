@@ -146,19 +146,9 @@ fn open_error(op: &'static str, path: &Path, err: io::Error) -> Error {
 
 /// Opens the directory `name` inside `parent` (or the absolute path `name`
 /// when `parent` is `None`), creating it with `mode` first if `create`, and
-/// checks it. Returns `Ok(None)` when it does not exist and `create` is false.
+/// checks it, giving the `fstat` it checked it with. Returns `Ok(None)` when
+/// it does not exist and `create` is false.
 pub(crate) fn open_dir(
-    parent: Option<BorrowedFd<'_>>,
-    name: &Path,
-    path: &Path,
-    create: bool,
-    mode: u32,
-) -> Result<Option<OwnedFd>> {
-    Ok(open_dir_stat(parent, name, path, create, mode)?.map(|(fd, _)| fd))
-}
-
-/// [`open_dir`], also giving the `fstat` it checked the directory with.
-pub(crate) fn open_dir_stat(
     parent: Option<BorrowedFd<'_>>,
     name: &Path,
     path: &Path,
@@ -184,7 +174,7 @@ pub(crate) fn open_dir_stat(
                             .create(up)
                             .map_err(|e| Error::io("cannot create", up, e))?;
                     }
-                    return open_dir_stat(parent, name, path, create, mode);
+                    return open_dir(parent, name, path, create, mode);
                 }
                 _ => return Err(open_error("cannot create directory", path, err)),
             }

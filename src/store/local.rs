@@ -276,7 +276,10 @@ impl LocalStore {
     }
 
     fn open_run_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
-        fsx::open_dir(None, &self.run_dir, &self.run_dir, create, self.dir_mode)
+        Ok(
+            fsx::open_dir(None, &self.run_dir, &self.run_dir, create, self.dir_mode)?
+                .map(|(fd, _)| fd),
+        )
     }
 
     fn open_resource(
@@ -286,7 +289,7 @@ impl LocalStore {
         create: bool,
     ) -> Result<Option<ResourceDir>> {
         let path = self.run_dir.join(name);
-        let Some((fd, st)) = fsx::open_dir_stat(
+        let Some((fd, st)) = fsx::open_dir(
             Some(run.as_fd()),
             Path::new(name),
             &path,
