@@ -107,6 +107,14 @@ impl Kind {
         }
     }
 
+    /// How many holders at once: N for elect, one for every raw kind.
+    fn tickets(self) -> u32 {
+        match self {
+            Kind::Elect(n) => n,
+            _ => 1,
+        }
+    }
+
     fn parse(s: &str) -> Self {
         if s == "rawcalls" {
             return Kind::RawCalls;
@@ -289,7 +297,6 @@ struct SeatsHeld(std::rc::Rc<seats::RawSeats>, (usize, bool));
 
 impl Drop for SeatsHeld {
     fn drop(&mut self) {
-        self.0.check_held(self.1.0);
         self.0.release(self.1);
     }
 }
@@ -298,9 +305,6 @@ impl Drop for SeatsHeld {
 /// program would.
 fn election(kind: Kind, dir: &Path) -> Option<Election> {
     match kind {
-        Kind::Raw | Kind::RawLocks(_) | Kind::RawCalls | Kind::RawLine(_) | Kind::RawSeats(_) => {
-            None
-        }
         Kind::Elect(n) => Some(
             Election::builder("bench")
                 .tickets(n)
@@ -308,6 +312,7 @@ fn election(kind: Kind, dir: &Path) -> Option<Election> {
                 .build()
                 .unwrap(),
         ),
+        _ => None,
     }
 }
 
@@ -401,6 +406,11 @@ fn cycler(args: &[String]) {
             buf.extend_from_slice(&(got - released).to_le_bytes());
         }
         spin_or_sleep(hold);
+        // Still the owner after the hold? (Before the release stamp, so
+        // that the check is no part of the hand-off measured.)
+        if let Guard::Seats(SeatsHeld(s, (i, _))) = &guard {
+            s.check_held(*i);
+        }
         let mut rec = [0u8; 16];
         rec[..8].copy_from_slice(&now_ns().to_le_bytes());
         rec[8..].copy_from_slice(&me.to_le_bytes());
@@ -658,10 +668,7 @@ fn failover_round(base: &Path, kind: Kind, round: u32) -> u64 {
     let dir = fresh(base, &format!("fo-{}-{round}", kind.arg()));
     let args = vec![kind.arg(), dir.to_str().unwrap().into()];
     let mut holders: Vec<Child> = Vec::new();
-    let n = match kind {
-        Kind::Raw | Kind::RawLocks(_) | Kind::RawCalls | Kind::RawLine(_) | Kind::RawSeats(_) => 1,
-        Kind::Elect(n) => n,
-    };
+    let n = kind.tickets();
     for _ in 0..n {
         let _ = std::fs::remove_file(dir.join("ready"));
         holders.push(spawn("holder", &args));
@@ -718,14 +725,7 @@ fn idle(base: &Path, quick: bool) {
     for kind in [Kind::Raw, Kind::Elect(1), Kind::Elect(3)] {
         let dir = fresh(base, &format!("idle-{}", kind.arg()));
         let args = vec![kind.arg(), dir.to_str().unwrap().into()];
-        let n = match kind {
-            Kind::Raw
-            | Kind::RawLocks(_)
-            | Kind::RawCalls
-            | Kind::RawLine(_)
-            | Kind::RawSeats(_) => 1,
-            Kind::Elect(n) => n,
-        };
+        let n = kind.tickets();
         let mut holders = Vec::new();
         for _ in 0..n {
             let _ = std::fs::remove_file(dir.join("ready"));
