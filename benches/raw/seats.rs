@@ -34,10 +34,13 @@
 //!   under SCHED_BATCH, so waking it does not preempt the new owner. A
 //!   first try in which the winner did that work itself, and woke a helper
 //!   of normal policy, measured p50 55 µs in a quick run where raw 4 files
-//!   took 8 µs; this way measured 21 to 29 µs in four quick runs, with raw
-//!   4 files at 12 to 22 µs in the same runs (1.33× to 1.68×), and 1.82×
-//!   and 1.51× in two full runs (`multiproc handoff`), where elect's line
-//!   made raw measured 2.09× and 1.98×.
+//!   took 8 µs.
+//!
+//! Figures: runs before commit "check a seats owner still holds its slot
+//! before the release stamp" measured 1.33× to 2.17× of 4 raw files, but
+//! they counted an ownership check (open, flock, close) inside every
+//! hand-off. Without it: 0.92× in a quick run, 1.18× and 1.05× in two full
+//! runs (BENCHMARKS.md has the last).
 //!
 //! Not here, as in [`super::RawLine`]: no path check, token or record, no
 //! cancellation, and nothing for a process killed while seated beyond what
