@@ -42,8 +42,9 @@ static SIGNAL_OURS: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_wake_signal(_: libc::c_int) {}
 
-/// Installs the no-op handler once, unless the signal is already handled.
-fn signal_available() -> bool {
+/// Installs the no-op handler once, unless the signal is already handled;
+/// says whether waits can be interrupted by [`WAKE_SIGNAL`].
+pub(crate) fn signal_available() -> bool {
     INSTALL.call_once(|| {
         // SAFETY: sigaction with a zeroed struct is the documented way to
         // query and set a disposition; the handler is async-signal-safe (it
@@ -294,14 +295,32 @@ impl Interrupter {
     /// Takes an exclusive flock on `fd`, sleeping in the kernel until it is
     /// granted or this interrupter is triggered.
     pub(crate) fn lock_exclusive(&self, fd: BorrowedFd<'_>) -> Result<io::Result<()>, Reason> {
+        static NEVER: AtomicBool = AtomicBool::new(false);
+        self.lock_exclusive_unless(fd, &NEVER)
+            .map(|r| r.map(|_| ()))
+    }
+
+    /// Takes an exclusive flock on `fd` like [`Interrupter::lock_exclusive`],
+    /// but gives up, with `Ok(Ok(false))`, once `stop` is set: whoever sets
+    /// it then nudges this wait (see [`Interrupter::nudge`]), and a nudge
+    /// that came before the sleep began is seen here, because `stop` is
+    /// read after the sleeper registered.
+    pub(crate) fn lock_exclusive_unless(
+        &self,
+        fd: BorrowedFd<'_>,
+        stop: &AtomicBool,
+    ) -> Result<io::Result<bool>, Reason> {
         let raw = fd.as_raw_fd();
         if !signal_available() {
-            return self.lock_by_polling(raw);
+            return self.lock_by_polling(raw, stop);
         }
         self.sleep(|| {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
             // SAFETY: raw is a descriptor borrowed for this call.
             if unsafe { libc::flock(raw, libc::LOCK_EX) } == 0 {
-                Ok(())
+                Ok(true)
             } else {
                 Err(io::Error::last_os_error())
             }
@@ -309,11 +328,18 @@ impl Interrupter {
     }
 
     /// The fallback when the wake signal belongs to someone else.
-    fn lock_by_polling(&self, raw: libc::c_int) -> Result<io::Result<()>, Reason> {
+    fn lock_by_polling(
+        &self,
+        raw: libc::c_int,
+        stop: &AtomicBool,
+    ) -> Result<io::Result<bool>, Reason> {
         loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(Ok(false));
+            }
             // SAFETY: raw is a descriptor borrowed for this call.
             if unsafe { libc::flock(raw, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Ok(()));
+                return Ok(Ok(true));
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::WouldBlock && err.kind() != io::ErrorKind::Interrupted {

@@ -80,6 +80,14 @@ pub(crate) fn register(
     }
 }
 
+impl Recheck {
+    /// The id its nudges carry: another thread may nudge the same wait with
+    /// it (see [`Interrupter::nudge`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for Recheck {
     fn drop(&mut self) {
         let reg = registry();

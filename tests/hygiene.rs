@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use elect::Election;
 
+mod support;
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -28,6 +30,33 @@ fn settled_threads(expected: usize) -> usize {
         }
         std::thread::yield_now();
     }
+}
+
+/// Makes a thread of this process sit on a seat of `three` once, so that
+/// what sitting keeps for next time (the seats' descriptors, the helper
+/// thread and its descriptors) exists before counting: every slot held, a
+/// waiter at the head of the line and a second behind it; a touch of a slot
+/// file wakes the head, which finds nothing free and sits.
+fn sit_once(three: &Election, res: &std::path::Path) {
+    let me = std::process::id();
+    let held: Vec<_> = (0..3).map(|_| three.obtain().unwrap()).collect();
+    let wait = || {
+        let e = three.clone();
+        std::thread::spawn(move || e.obtain_timeout(Duration::from_secs(60)))
+    };
+    let head = wait();
+    support::wait_holds(me, &res.join("queue"), true);
+    let behind = wait();
+    support::wait_blocked_on(me, &res.join("queue"));
+    let slot = std::fs::File::options()
+        .write(true)
+        .open(res.join("slot.0"))
+        .unwrap();
+    slot.set_modified(std::time::SystemTime::now()).unwrap();
+    support::wait_seated(me, res);
+    drop(held);
+    let got = [head, behind].map(|t| t.join().unwrap().unwrap().expect("a slot"));
+    drop(got);
 }
 
 #[test]
@@ -58,6 +87,7 @@ fn descriptors_and_threads_come_back_to_where_they_started() {
             .is_none()
     );
     drop(three_held);
+    sit_once(&three, &tmp.path().join("three"));
     let fds = open_fds();
     let tasks = threads();
 

@@ -38,10 +38,11 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::fsx::{self, Access, fd_borrow};
+use super::seats::{SEATS_MAX, Seats};
 use super::token;
 use super::watched::Watched;
 use crate::error::{Error, Result};
@@ -57,7 +58,7 @@ const TICKETS_FILE: &str = "tickets";
 const QUEUE_FILE: &str = "queue";
 /// How long the head of the line sleeps before looking again, after an event
 /// that did not yield a slot; the last step is the idle safety net.
-const RETRY: [Duration; 6] = [
+pub(super) const RETRY: [Duration; 6] = [
     Duration::from_micros(100),
     Duration::from_micros(500),
     Duration::from_millis(2),
@@ -97,8 +98,13 @@ struct Opened {
     /// `token`: the fencing-token counter.
     token: token::Counter,
     /// `watched`: whether a release must make an event for anyone; `None`
-    /// when this process cannot tell (then it always does).
-    watched: Option<Watched>,
+    /// when this process cannot tell (then it always does). Shared with
+    /// the seats' helper, which listens too.
+    watched: Option<Arc<Watched>>,
+    /// The seats of a resource of 2 to `SEATS_MAX` tickets (see
+    /// `seats`), once this process used it with that many; `None` inside
+    /// when it has none.
+    seats: OnceLock<Option<Seats>>,
     /// flock is per open file description, so threads sharing `tickets`
     /// would not exclude each other: they take this too.
     in_process: Mutex<()>,
@@ -123,6 +129,16 @@ struct Opened {
     /// shares these open file descriptions with its parent and must open
     /// its own.
     generation: u64,
+}
+
+impl Opened {
+    /// Whether someone sits on slot `slot`'s seat (see `seats`).
+    fn seat_taken(&self, slot: u32) -> bool {
+        self.seats
+            .get()
+            .and_then(Option::as_ref)
+            .is_some_and(|s| s.taken(slot))
+    }
 }
 
 /// Descriptors of slot files kept for reuse, at most one per slot, by the
@@ -387,6 +403,18 @@ impl LocalStore {
         let opened = self.opened(&req.name)?;
         let res = &opened.res;
         let member = self.join(&opened, req, intr)?;
+        if (2..=SEATS_MAX).contains(&req.tickets) {
+            // Before the first release, which must look at the seats.
+            opened.seats.get_or_init(|| {
+                Seats::new(
+                    res.fd.as_fd(),
+                    &res.path,
+                    self.file_mode(),
+                    req.tickets,
+                    opened.watched.clone(),
+                )
+            });
+        }
         if let Some((slot, lock, id)) = self.probe(&opened, req.tickets, 0, None)? {
             let held = self.finish(&opened, member, slot, lock, id, None, req, intr)?;
             return Ok(held.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))));
@@ -451,13 +479,14 @@ impl LocalStore {
             mode,
         )?;
         let token = token::Counter::new(token, res.path.join(token::TOKEN_FILE), token_len)?;
-        let watched = Watched::open(res.fd.as_fd(), &res.path, mode);
+        let watched = Watched::open(res.fd.as_fd(), &res.path, mode).map(Arc::new);
         let o = Arc::new(Opened {
             name: name.to_string(),
             res,
             tickets,
             token,
             watched,
+            seats: OnceLock::new(),
             in_process: Mutex::new(()),
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
@@ -692,6 +721,8 @@ impl LocalStore {
         // Woken to become the head by the head that just got a slot, this
         // waiter must not preempt that new holder before its obtain returns
         // (see `StepBack`); as head it waits under its own policy again.
+        let seats = o.seats.get().and_then(Option::as_ref);
+        let behind = seats.and_then(Seats::stand_behind);
         let step_back = sys::StepBack::begin();
         let in_line = intr.lock_exclusive(queue.as_fd());
         drop(step_back);
@@ -702,6 +733,8 @@ impl LocalStore {
             Err(Reason::Nudged) => return Ok(Waited::Restart),
             Err(_) => return Err(Error::Cancelled),
         }
+        // At the head: no longer behind it.
+        drop(behind);
         // Only the head of the line gets here, so one watch per process is
         // enough; reuse it, forgetting what it saw while nobody was head.
         let mut kept = o.watch.lock().unwrap_or_else(|p| p.into_inner());
@@ -727,17 +760,25 @@ impl LocalStore {
                 w.announce(RETRY[step]);
             }
             if let Some(got) = self.probe(o, tickets, first, Some(&mut cache))? {
-                break Some(got);
+                break Ok(got);
             }
             if !same_file(&res.path, res.id) {
-                break None;
+                break Err(None);
+            }
+            // After the look, which the head's watch covers: a seat left
+            // empty since is an event.
+            if let Some(seat) = seats.and_then(|s| s.try_sit(first)) {
+                break Err(Some(seat));
             }
             match intr.watch(&watch, Some(RETRY[step])) {
-                Ok(Ok(seen)) if seen.dir_changed => break None,
+                Ok(Ok(seen)) if seen.dir_changed => break Err(None),
                 Ok(Ok(seen)) if seen.slot_closed => {
                     step = 0;
                     first = seen.first_closed.filter(|&i| i < tickets).unwrap_or(0);
                 }
+                // A seat left by a process that died is unlocked only
+                // after the event: look again soon.
+                Ok(Ok(seen)) if seen.seat_freed => step = 0,
                 Ok(Ok(_)) => step = (step + 1).min(RETRY.len() - 1),
                 Ok(Err(e)) => return Err(Error::io("cannot watch", &res.path, e)),
                 Err(_) => {
@@ -747,6 +788,13 @@ impl LocalStore {
             }
         };
         *kept = Some(watch);
+        // Another thread of this process may be the next head: a seated
+        // wait must not keep the watch from it.
+        drop(kept);
+        let seated = match &got {
+            Err(Some(seat)) => cache.get_mut(*seat as usize).and_then(Option::take),
+            _ => None,
+        };
         // The descriptors of slots still busy go back to the pool for the
         // next probe: closing them here would put system calls between the
         // release that woke us and our ticket.
@@ -755,11 +803,100 @@ impl LocalStore {
                 o.locks.put(i as u32, fd, id);
             }
         }
-        Ok(match got {
+        match got {
             // The caller lets the next in line go once it owns the slot.
-            Some((slot, lock, id)) => Waited::Got(slot, lock, id, None, Some(queue)),
-            None => Waited::Restart,
-        })
+            Ok((slot, lock, id)) => Ok(Waited::Got(slot, lock, id, None, Some(queue))),
+            Err(Some(seat)) => {
+                let seats = seats.expect("sat on one");
+                self.wait_seated(o, seats, (seat, step), seated, queue, intr)
+            }
+            Err(None) => Ok(Waited::Restart),
+        }
+    }
+
+    /// Sits on seat `seat` (taken by this process): leaves the line and
+    /// sleeps in the slot's own kernel queue until the kernel hands it the
+    /// slot or the helper wins another (see `seats`), which goes on from
+    /// the head's retry step `step`. `lock`: this process's descriptor of
+    /// the slot, if the probe kept one.
+    fn wait_seated(
+        &self,
+        o: &Opened,
+        seats: &Seats,
+        (seat, step): (u32, usize),
+        lock: Option<(OwnedFd, FileId)>,
+        queue: OwnedFd,
+        intr: &Interrupter,
+    ) -> Result<Waited> {
+        let res = &o.res;
+        let name = slot_name(seat);
+        let mode = self.file_mode();
+        let open = |access| fsx::open_file(res.fd.as_fd(), &res.path, &name, access, mode);
+        // Both descriptors before sleeping, the lock's numbered above the
+        // record's (see `lock_above`), as for one ticket: nothing but the
+        // path check, token and record stands between hand-off and owner.
+        let descriptors = (|| {
+            let (lock, id) = match lock.or_else(|| o.locks.take(seat)) {
+                Some(kept) => kept,
+                None => open(Access::ReadCreate)?,
+            };
+            let (record, rid) = match o.records.take(seat).filter(|&(_, rid)| rid == id) {
+                Some(kept) => kept,
+                None => open(Access::WriteCreate)?,
+            };
+            let lock = lock_above(lock, &record)
+                .map_err(|e| Error::io("cannot duplicate", res.path.join(&name), e))?;
+            Ok::<_, Error>((lock, id, record, rid))
+        })();
+        let (lock, id, record, rid) = match descriptors {
+            Ok(d) => d,
+            Err(e) => {
+                // No descriptor to try the slot with: the seat's touch
+                // tells the head to look.
+                seats.end(seat, false);
+                seats.leave_untried(seat);
+                return Err(e);
+            }
+        };
+        if rid != id {
+            seats.end(seat, false);
+            seats.leave(seat, lock.as_fd());
+            return Ok(Waited::Restart);
+        }
+        // If the slot file is removed while we sleep, its old holder could
+        // keep us from a fresh, free slot for ever: look once a second.
+        let path = res.path.join(&name);
+        let recheck = crate::recheck::register(intr, move || same_file(&path, id));
+        seats.begin(seat, intr, recheck.id(), step);
+        // Seated: the next in line becomes the head.
+        drop(queue);
+        let slept = intr.lock_exclusive_unless(lock.as_fd(), seats.stop());
+        drop(recheck);
+        let got_own = matches!(slept, Ok(Ok(true)));
+        let prize = seats.end(seat, got_own);
+        if got_own {
+            if let Some(late) = prize {
+                seats.give_back(late);
+            }
+            return Ok(Waited::Got(seat, lock, id, Some(record), None));
+        }
+        seats.leave(seat, lock.as_fd());
+        o.locks.put(seat, lock, id);
+        o.records.put(seat, record, id);
+        match (prize, slept) {
+            // Given up (a deadline, a dropped future) while the helper won:
+            // nobody will own it.
+            (Some(won), Err(Reason::TimedOut | Reason::Cancelled)) => {
+                seats.give_back(won);
+                Err(Error::Cancelled)
+            }
+            (Some((slot, lock, id)), _) => Ok(Waited::Got(slot, lock, id, None, None)),
+            (None, Ok(Err(e))) => Err(Error::io("cannot lock", res.path.join(name), e)),
+            (None, Err(Reason::TimedOut | Reason::Cancelled)) => Err(Error::Cancelled),
+            // Nudged because the slot file went, or stopped without a
+            // prize (cannot happen): start again.
+            (None, _) => Ok(Waited::Restart),
+        }
     }
 
     /// Completes an acquisition: checks the slot is still the one at its
@@ -1063,7 +1200,11 @@ impl Drop for LocalHeld {
                     // unlike a close event, only after the lock is gone.
                     // Unless nobody listens: waiters for one ticket sleep on
                     // the lock itself.
-                    if home.watched.as_ref().is_none_or(Watched::wanted) {
+                    // Nor when someone sits in the slot's own queue: the
+                    // unlock handed the slot over already (see `seats`).
+                    if home.watched.as_ref().is_none_or(|w| w.wanted())
+                        && !home.seat_taken(self.slot)
+                    {
                         touch(record.as_fd());
                     }
                     home.records.put(self.slot, record, self.id);
@@ -1187,14 +1328,14 @@ fn new_record(req: &Request, token: u64) -> HolderRecord {
 /// Sets a slot file's times to now through its write descriptor `fd`: an
 /// inotify IN_ATTRIB event for those watching the directory. A failure only
 /// costs them a moment (they look again on their own), so it is ignored.
-fn touch(fd: BorrowedFd<'_>) {
+pub(super) fn touch(fd: BorrowedFd<'_>) {
     // SAFETY: plain syscall on a borrowed descriptor; a null `times` means
     // "now".
     unsafe { libc::futimens(fd.as_raw_fd(), std::ptr::null()) };
 }
 
 /// Releases a flock held through `fd`.
-fn unlock(fd: BorrowedFd<'_>) {
+pub(super) fn unlock(fd: BorrowedFd<'_>) {
     // SAFETY: plain syscall on a borrowed descriptor.
     unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_UN) };
 }

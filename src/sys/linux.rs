@@ -23,6 +23,9 @@ use super::{FileId, Look, Seen};
 #[derive(Debug)]
 pub(crate) struct DirWatch {
     fd: Option<OwnedFd>,
+    /// Watching slot files one by one (see [`DirWatch::slot_files`]), not
+    /// a directory: events then name no file, and the watch tells which.
+    files: bool,
 }
 
 /// The events that say a slot may have been released.
@@ -51,12 +54,54 @@ impl DirWatch {
 
     fn new(dir: BorrowedFd<'_>, interest: u32) -> io::Result<Self> {
         match Self::inotify(dir, interest) {
-            Ok(fd) => Ok(DirWatch { fd: Some(fd) }),
+            Ok(fd) => Ok(DirWatch {
+                fd: Some(fd),
+                files: false,
+            }),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENOSPC)) => {
-                Ok(DirWatch { fd: None })
+                Ok(DirWatch {
+                    fd: None,
+                    files: false,
+                })
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Watches the files `slot.0` to `slot.<n-1>` in the directory open at
+    /// `dir` for releases, and nothing else: what a seated process's helper
+    /// needs (it must not wake for the seats, which the head watches). Each
+    /// file must exist. Unlike the other watches this one never polls: it
+    /// fails when the kernel refuses it.
+    pub(crate) fn slot_files(dir: BorrowedFd<'_>, n: u32) -> io::Result<Self> {
+        // SAFETY: plain syscall; the result is checked.
+        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        for i in 0..n {
+            // Through our descriptor of the directory, as in `inotify`; the
+            // slot file itself is not followed if it is a symbolic link.
+            let path = CString::new(format!("/proc/self/fd/{}/slot.{i}", dir.as_raw_fd()))
+                .expect("no NUL");
+            // SAFETY: path is a valid C string; fd is an inotify descriptor.
+            let wd = unsafe {
+                libc::inotify_add_watch(
+                    fd.as_raw_fd(),
+                    path.as_ptr(),
+                    RELEASED | libc::IN_DONT_FOLLOW,
+                )
+            };
+            if wd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(DirWatch {
+            fd: Some(fd),
+            files: true,
+        })
     }
 
     fn inotify(dir: BorrowedFd<'_>, interest: u32) -> io::Result<OwnedFd> {
@@ -90,25 +135,41 @@ impl DirWatch {
     /// then drains every queued event. Returns `Err` with `ErrorKind::Interrupted`
     /// when a signal interrupted the sleep.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
+        self.wait_or(timeout, None)
+    }
+
+    /// Like [`DirWatch::wait`], but also ends the sleep when `also` becomes
+    /// readable (the caller reads it).
+    pub(crate) fn wait_or(
+        &self,
+        timeout: Option<Duration>,
+        also: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Seen> {
         let Some(fd) = &self.fd else {
             return Self::poll(timeout);
         };
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
+        let pollfd = |fd: libc::c_int| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
+        let mut pfd = [
+            pollfd(fd.as_raw_fd()),
+            pollfd(also.map_or(-1, |a| a.as_raw_fd())),
+        ];
         let ts = timeout.map(|t| libc::timespec {
             tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
         });
         let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-        // SAFETY: one valid pollfd; tsp is null or points at a live timespec.
-        let n = unsafe { libc::ppoll(&mut pfd, 1, tsp, std::ptr::null()) };
+        let count = if also.is_some() { 2 } else { 1 };
+        // SAFETY: `count` valid pollfds; tsp is null or points at a live
+        // timespec.
+        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), count, tsp, std::ptr::null()) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n == 0 {
+        if n == 0 || pfd[0].revents == 0 {
             return Ok(Seen::default());
         }
         self.drain()
@@ -158,7 +219,7 @@ impl DirWatch {
             let bytes =
                 // SAFETY: the kernel wrote n bytes into buf.
                 unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-            parse_events(bytes, &mut seen);
+            parse_events(bytes, self.files, &mut seen);
             // A read that did not fill the buffer took every queued event;
             // asking again would only say so (EAGAIN). An event queued
             // meanwhile wakes the next wait at once.
@@ -216,7 +277,7 @@ pub(crate) fn look_at(dir: Option<BorrowedFd<'_>>, path: &Path) -> io::Result<Lo
 }
 
 /// Folds a buffer of `inotify_event` records into `seen`.
-fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
+fn parse_events(mut bytes: &[u8], files: bool, seen: &mut Seen) {
     let header = size_of::<libc::inotify_event>();
     while bytes.len() >= header {
         // SAFETY: at least one header's worth of bytes; read_unaligned copes
@@ -226,8 +287,18 @@ fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
         let end = (header + ev.len as usize).min(bytes.len());
         let name = &bytes[header..end];
         let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-        let is_slot = name.starts_with(b"slot.");
         let mask = ev.mask;
+        if files {
+            // A watch of slot files, added in order to a fresh instance,
+            // whose watch descriptors the kernel numbers from 1.
+            if mask & RELEASED != 0 {
+                seen.slot_closed = true;
+                if seen.first_closed.is_none() {
+                    seen.first_closed = u32::try_from(ev.wd - 1).ok();
+                }
+            }
+        }
+        let is_slot = !files && name.starts_with(b"slot.");
         if mask & RELEASED != 0 && is_slot {
             seen.slot_closed = true;
             if seen.first_closed.is_none() {
@@ -235,6 +306,9 @@ fn parse_events(mut bytes: &[u8], seen: &mut Seen) {
                     .ok()
                     .and_then(|n| n.parse().ok());
             }
+        }
+        if mask & RELEASED != 0 && !files && name.starts_with(b"seat.") {
+            seen.seat_freed = true;
         }
         if mask & libc::IN_MODIFY != 0 && is_slot {
             seen.slot_written = true;

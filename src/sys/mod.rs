@@ -78,6 +78,9 @@ pub(crate) struct Seen {
     /// An entry was created in the directory (used when watching a run
     /// directory for a resource directory to appear).
     pub(crate) created: bool,
+    /// A file whose name starts with `seat.` was touched or closed after
+    /// writing: a seat may have been left empty.
+    pub(crate) seat_freed: bool,
 }
 
 impl Seen {

@@ -37,6 +37,20 @@ impl DirWatch {
         Ok(DirWatch)
     }
 
+    /// Refused: seats need inotify (see `store::seats`).
+    pub(crate) fn slot_files(_dir: BorrowedFd<'_>, _n: u32) -> io::Result<Self> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no inotify"))
+    }
+
+    /// As [`DirWatch::wait`]; `also` is not looked at.
+    pub(crate) fn wait_or(
+        &self,
+        timeout: Option<Duration>,
+        _also: Option<BorrowedFd<'_>>,
+    ) -> io::Result<Seen> {
+        self.wait(timeout)
+    }
+
     /// Sleeps for the shorter of `timeout` and the poll interval.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
         std::thread::sleep(timeout.map_or(POLL, |t| t.min(POLL)));

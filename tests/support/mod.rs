@@ -387,6 +387,34 @@ pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
     });
 }
 
+/// The seat of resource directory `res` that process `pid` sits on: it
+/// holds `seat.<i>` exclusively and a thread of it is blocked in flock on
+/// `slot.<i>`.
+pub fn seat_of(pid: u32, res: &Path) -> Option<u32> {
+    let locks = locks_of(pid);
+    let blocked = blocked_of(pid);
+    (0..64).find(|i| {
+        let ino = |name: String| std::fs::metadata(res.join(name)).map(|m| m.ino());
+        matches!(
+            (ino(format!("seat.{i}")), ino(format!("slot.{i}"))),
+            (Ok(seat), Ok(slot)) if locks.contains(&(seat, true)) && blocked.contains(&slot)
+        )
+    })
+}
+
+/// Waits until process `pid` sits on a seat of `res`, and returns it.
+pub fn wait_seated(pid: u32, res: &Path) -> u32 {
+    let mut seat = None;
+    wait_until(
+        &format!("{pid} sits on a seat of {}", res.display()),
+        || {
+            seat = seat_of(pid, res);
+            seat.is_some()
+        },
+    );
+    seat.unwrap()
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the host.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

@@ -1,0 +1,314 @@
+//! Seats (several tickets): a waiter at the head of the line with someone
+//! behind it sits in one slot's own kernel queue and is handed that slot
+//! by the release itself, which then wakes nobody else; a lone waiter stays
+//! at the head and watches; a seated waiter still gets any other slot that
+//! frees (its helper thread watches them); a seat left by a killed waiter
+//! is taken by the next head; a seated wait given up (dropped, timed out)
+//! leaves its seat and holds nothing.
+
+mod support;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use elect::Election;
+use support::{
+    Role, Worker, blocked_of, ino, locks_of, seat_of, wait_blocked_on, wait_holds, wait_seated,
+    wait_until,
+};
+
+#[test]
+#[ignore = "the body of worker processes; the other tests run it"]
+fn worker_process() {
+    support::worker_main();
+}
+
+/// Holds every slot of `name` from worker processes, indexed by slot.
+fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
+    let mut held: Vec<(u32, Worker)> = (0..tickets)
+        .map(|_| {
+            let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+            let (slot, _) = w.expect_held();
+            (slot, w)
+        })
+        .collect();
+    held.sort_by_key(|h| h.0);
+    held.into_iter().map(|h| h.1).collect()
+}
+
+/// A worker that waits for a ticket of `name`.
+fn waiter(run: &Path, name: &str, tickets: u32) -> Worker {
+    let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+    w.expect("START");
+    w
+}
+
+/// Wakes the head of the line as a release would (a touch of a slot file's
+/// times), though nothing is free: it looks, and sits if it may.
+fn wake_the_head(res: &Path) {
+    let slot = std::fs::File::options()
+        .write(true)
+        .open(res.join("slot.0"))
+        .unwrap();
+    slot.set_modified(SystemTime::now()).unwrap();
+}
+
+/// Releases the ticket a holding worker holds.
+fn release(holder: &mut Worker) {
+    holder.send("release");
+    holder.expect("RELEASED");
+}
+
+/// An inotify descriptor that hears slot files in `res` being touched.
+fn hear_touches(res: &Path) -> OwnedFd {
+    let path = std::ffi::CString::new(res.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: plain system calls; the results are checked.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        assert!(fd >= 0);
+        assert!(libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_ATTRIB) >= 0);
+        OwnedFd::from_raw_fd(fd)
+    }
+}
+
+/// The names of the files touched since the last call.
+fn touched(fd: &OwnedFd) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut buf = [0u64; 512];
+    loop {
+        // SAFETY: reads into a buffer of its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 4096) };
+        if n <= 0 {
+            return names;
+        }
+        // SAFETY: the kernel wrote n bytes; u64s are plain bytes.
+        let mut bytes =
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        while bytes.len() >= 16 {
+            let len = u32::from_ne_bytes(bytes[12..16].try_into().unwrap()) as usize;
+            let name = &bytes[16..16 + len];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(len)];
+            names.push(String::from_utf8_lossy(name).into_owned());
+            bytes = &bytes[16 + len..];
+        }
+    }
+}
+
+#[test]
+fn a_waiter_with_someone_behind_sits_and_the_release_hands_it_the_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("seats");
+    let mut holders = hold_all(run, "seats", 2);
+
+    // Alone, the first waiter is the head of the line and watches. With a
+    // second behind it, the head sits at its next look, and the second
+    // becomes the head.
+    let mut first = waiter(run, "seats", 2);
+    wait_holds(first.pid, &res.join("queue"), true);
+    let mut second = waiter(run, "seats", 2);
+    wait_blocked_on(second.pid, &res.join("queue"));
+    assert_eq!(seat_of(first.pid, &res), None, "sat with nobody behind");
+    wake_the_head(&res);
+    let seat = wait_seated(first.pid, &res);
+    wait_holds(second.pid, &res.join("queue"), true);
+
+    // The release of the seat's slot is handed over inside the unlock: the
+    // seated waiter gets that very slot, and the head hears nothing of it.
+    let heard = hear_touches(&res);
+    release(&mut holders[seat as usize]);
+    let (slot, _) = first.expect_held();
+    assert_eq!(slot, seat);
+    let names = touched(&heard);
+    assert!(
+        !names.contains(&format!("slot.{seat}")),
+        "the release woke the head too: {names:?}"
+    );
+
+    // The second, alone again, watches at the head and gets the other slot.
+    assert_eq!(seat_of(second.pid, &res), None);
+    let other = 1 - seat;
+    release(&mut holders[other as usize]);
+    assert_eq!(second.expect_held().0, other);
+    first.finish();
+    second.finish();
+}
+
+#[test]
+fn a_seated_waiter_gets_a_slot_nobody_sits_for_through_its_helper() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    for how in ["release", "kill"] {
+        let name = format!("helper-{how}");
+        let res = run.join(&name);
+        let mut holders = hold_all(run, &name, 3);
+        let mut seated = waiter(run, &name, 3);
+        wait_holds(seated.pid, &res.join("queue"), true);
+        let mut head = waiter(run, &name, 3);
+        wait_blocked_on(head.pid, &res.join("queue"));
+        wake_the_head(&res);
+        let seat = wait_seated(seated.pid, &res);
+        wait_holds(head.pid, &res.join("queue"), true);
+
+        // Nobody is left in line when a slot whose seat is empty frees,
+        // by a release or by its holder's death. The seated waiter's own
+        // slot stays held: only its helper can get it the freed one.
+        head.kill();
+        let other = (0..3).find(|&i| i != seat).unwrap();
+        match how {
+            "release" => release(&mut holders[other as usize]),
+            _ => holders[other as usize].kill(),
+        }
+        assert_eq!(seated.expect_held().0, other, "{how}");
+        seated.finish();
+    }
+}
+
+#[test]
+fn a_seat_left_by_a_killed_waiter_is_taken_by_the_next_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("killed");
+    let queue = res.join("queue");
+    let mut holders = hold_all(run, "killed", 2);
+
+    // Two seated (each sat with someone behind it), a head, and one
+    // behind the head, which therefore may sit once a seat is free.
+    let mut waiters = vec![waiter(run, "killed", 2)];
+    wait_holds(waiters[0].pid, &queue, true);
+    for i in 1..4 {
+        waiters.push(waiter(run, "killed", 2));
+        wait_blocked_on(waiters[i].pid, &queue);
+        if i < 3 {
+            wake_the_head(&res);
+            wait_seated(waiters[i - 1].pid, &res);
+            wait_holds(waiters[i].pid, &queue, true);
+        }
+    }
+    let seat0 = seat_of(waiters[0].pid, &res).unwrap();
+    let seat1 = seat_of(waiters[1].pid, &res).unwrap();
+    assert_ne!(seat0, seat1);
+
+    // The kernel drops a killed waiter's seat and closes its descriptor of
+    // it, which the head hears; the head sits there.
+    waiters[0].kill();
+    assert_eq!(wait_seated(waiters[2].pid, &res), seat0);
+    wait_holds(waiters[3].pid, &queue, true);
+    release(&mut holders[seat0 as usize]);
+    assert_eq!(waiters[2].expect_held().0, seat0);
+    release(&mut holders[seat1 as usize]);
+    assert_eq!(waiters[1].expect_held().0, seat1);
+    // The last, at the head and alone, gets the next slot freed.
+    let mut rest = waiters.split_off(1);
+    rest.remove(0).finish();
+    assert_eq!(rest[1].expect_held().0, seat1);
+    for w in rest {
+        w.finish();
+    }
+}
+
+/// No lock of this process on `res` or its files, held or awaited.
+fn assert_no_lock_of_ours(res: &Path) {
+    let me = std::process::id();
+    let mut ours: Vec<u64> = std::fs::read_dir(res)
+        .unwrap()
+        .map(|e| ino(&e.unwrap().path()))
+        .collect();
+    ours.push(ino(res));
+    let held: Vec<_> = locks_of(me)
+        .into_iter()
+        .filter(|l| ours.contains(&l.0) && l.0 != ino(res))
+        .collect();
+    assert!(held.is_empty(), "locks left behind: {held:?}");
+    let awaited: Vec<_> = blocked_of(me)
+        .into_iter()
+        .filter(|i| ours.contains(i))
+        .collect();
+    assert!(awaited.is_empty(), "still waiting for {awaited:?}");
+}
+
+/// Seats a wait of this process made by `start` (at the head, with a worker
+/// behind it), and returns the seat and the worker.
+fn seat_our_wait(run: &Path, name: &str, start: impl FnOnce()) -> (u32, Worker) {
+    let res = run.join(name);
+    let me = std::process::id();
+    start();
+    wait_holds(me, &res.join("queue"), true);
+    let behind = waiter(run, name, 2);
+    wait_blocked_on(behind.pid, &res.join("queue"));
+    wake_the_head(&res);
+    (wait_seated(me, &res), behind)
+}
+
+#[test]
+fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+
+    // Timed out.
+    let res = run.join("timeout");
+    let mut holders = hold_all(run, "timeout", 2);
+    let e = Election::builder("timeout")
+        .tickets(2)
+        .dir(run)
+        .build()
+        .unwrap();
+    let mut waiting = None;
+    let (seat, mut behind) = seat_our_wait(run, "timeout", || {
+        let e = e.clone();
+        waiting = Some(std::thread::spawn(move || {
+            e.obtain_timeout(Duration::from_secs(10)).unwrap()
+        }));
+    });
+    assert!(waiting.unwrap().join().unwrap().is_none());
+    assert_no_lock_of_ours(&res);
+    // The seat is empty, and the worker (now the head, alone) gets the
+    // slot when it frees.
+    wait_until("the worker heads the line", || {
+        support::holds(behind.pid, &res.join("queue"), true)
+    });
+    release(&mut holders[seat as usize]);
+    assert_eq!(behind.expect_held().0, seat);
+    behind.finish();
+    drop(holders);
+
+    // Dropped, as an async wait is when its future is.
+    let res = run.join("dropped");
+    let mut holders = hold_all(run, "dropped", 2);
+    let e = Election::builder("dropped")
+        .tickets(2)
+        .dir(run)
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut task = None;
+    let (seat, mut behind) = seat_our_wait(run, "dropped", || {
+        let e = e.clone();
+        task = Some(std::thread::spawn(move || {
+            rt.block_on(async move {
+                tokio::select! {
+                    t = e.obtain_async() => Some(t.unwrap()),
+                    _ = stopped => None,
+                }
+            })
+        }));
+    });
+    stop.send(()).unwrap();
+    assert!(task.unwrap().join().unwrap().is_none());
+    wait_until("the dropped wait has left", || {
+        seat_of(std::process::id(), &res).is_none()
+    });
+    assert_no_lock_of_ours(&res);
+    wait_until("the worker heads the line", || {
+        support::holds(behind.pid, &res.join("queue"), true)
+    });
+    release(&mut holders[seat as usize]);
+    assert_eq!(behind.expect_held().0, seat);
+    behind.finish();
+}
