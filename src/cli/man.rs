@@ -316,6 +316,10 @@ fn files() -> Section {
                 "The fencing-token counter, the number of tickets the live participants agreed on, the line waiters stand in, and whether anyone listens for releases. token holds 16 bytes (a magic number and the last token issued, in the host's byte order) that every participant maps into memory and updates there; to set the counter by hand, write a decimal number into it, which the next acquisition takes up. watched holds 8 bytes (a deadline in nanoseconds since the epoch, in the host's byte order) that the head of a line and watch raise before each sleep; a release touches its slot file, the event they wake on, only while it is ahead.",
             ),
             Tag(
+                "DIR/NAME/seat.I, DIR/NAME/waiting",
+                "With 2 to 8 tickets: a waiter that holds seat I's exclusive flock sleeps in the kernel's queue of slot I, and is handed the slot by its release; waiters in line hold a shared flock on waiting, which tells the head of the line whether anyone is behind it. Only their locks mean anything; the files stay empty.",
+            ),
+            Tag(
                 "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
                 "The default run directories. Directories elect creates are mode 0700. A directory or slot file that is a symbolic link, or a directory owned by another user and writable by others, is refused.",
             ),

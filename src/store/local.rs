@@ -4,7 +4,8 @@
 //! Beside the slots live four small files: `tickets` (the agreed number of
 //! tickets, and the mutex under which participants agree on it), `token`
 //! (the fencing-token counter), `queue` (the waiting line) and `watched`
-//! (whether anyone listens for releases). Every live
+//! (whether anyone listens for releases); with 2 to 8 tickets also the
+//! seats (`seat.<i>`) and `waiting` (see `seats`). Every live
 //! participant keeps a shared flock on the resource directory itself: that
 //! is how others tell whether anyone is live, and it makes systemd-tmpfiles
 //! leave the directory alone. A process joins at its first obtain and stays
@@ -21,6 +22,10 @@
 //!   directory with inotify for a slot file being released. A release wakes
 //!   one process, not every waiter: no thundering herd. When the head gets a
 //!   slot it closes `queue`, and the kernel wakes the next in line.
+//! * With 2 to 8 tickets, a head with someone behind it (a shared lock on
+//!   `waiting`) takes an empty seat (`seat.<i>`) and leaves the line to
+//!   sleep in the kernel's own queue of `slot.<i>`, as with one ticket; a
+//!   helper thread watches the other slots for it (see `seats`).
 //! * A holder keeps two descriptors on its slot: the lock is on a read-only
 //!   one, and the record is written through a write-only one. Releasing
 //!   unlocks, then, if the head of a line or a watcher listens (see

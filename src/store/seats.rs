@@ -35,10 +35,22 @@
 //!   sits for wakes every seated process's helper, and that number must
 //!   stay small. Beyond it the line alone serves, as before.
 //!
+//! * The head sits only if someone waits behind it (a shared lock on the
+//!   [`WAITING_FILE`]), who then becomes the head: a lone waiter that sat
+//!   would have to win every other slot through its helper, one wake-up
+//!   later than a head watching.
+//!
 //! A seat's lock is taken through a write-only descriptor: when a seated
 //! process dies, the kernel closes it, which is an event (IN_CLOSE_WRITE)
 //! the head hears, and drops the lock. Nothing is ever read from a seat
-//! file; only its lock means anything.
+//! file; only its lock means anything, so a hostile file there (a FIFO, a
+//! link) is refused on opening and costs only the seat.
+//!
+//! A known limit: a process forked while one of its threads sits shares
+//! that seat's lock (it belongs to the open file description) until the
+//! child execs or exits. If the parent leaves meanwhile the seat stays
+//! taken with nobody in the slot's queue, so a release of that slot tells
+//! nobody, and the head finds it by its own look, once a second.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
