@@ -1,10 +1,13 @@
-//! A way of waiting for any of n slots that elect does not use (yet), made
-//! with raw system calls, to measure what it would give at N=4 before
-//! building it into the library: **seats**.
+//! Seats, the way elect waits for one of 2 to 8 tickets, made with raw
+//! system calls and nothing else (no path check, token, record or
+//! cancellation): the floor of the mechanism, measured beside elect at N=4.
+//! It was written first, to measure what seats would give before they were
+//! built into the library (`src/store/seats.rs`).
 //!
-//! elect's waiters for several tickets stand in one line, and only its head
-//! watches (inotify) for a release; so every hand-off costs the releaser's
-//! touch of the slot file, the head's wake-up, and its lock of the slot.
+//! Without seats, elect's waiters for several tickets stand in one line,
+//! and only its head watches (inotify) for a release; so every hand-off
+//! costs the releaser's touch of the slot file, the head's wake-up, and its
+//! lock of the slot.
 //! The kernel's own hand-off (a waiter blocked in `flock(LOCK_EX)` on the
 //! very file released) is not used at all.
 //!
@@ -35,12 +38,8 @@
 //!   first try in which the winner did that work itself, and woke a helper
 //!   of normal policy, measured p50 55 µs in a quick run where raw 4 files
 //!   took 8 µs.
-//!
-//! Figures: runs before commit "check a seats owner still holds its slot
-//! before the release stamp" measured 1.33× to 2.17× of 4 raw files, but
-//! they counted an ownership check (open, flock, close) inside every
-//! hand-off. Without it: 0.92× in a quick run, 1.18× and 1.05× in two full
-//! runs (BENCHMARKS.md has the last).
+//! * As in the library, the head sits only if someone waits behind it (a
+//!   shared lock on the file `waiting`, taken before standing in line).
 //!
 //! Not here, as in [`super::RawLine`]: no path check, token or record, no
 //! cancellation, and nothing for a process killed while seated beyond what
@@ -86,6 +85,9 @@ struct Shared {
 pub(crate) struct RawSeats {
     shared: Arc<Shared>,
     queue: PathBuf,
+    /// `waiting`: every waiter in line behind the head holds it shared;
+    /// this descriptor is only tried (is anyone behind?).
+    waiting: File,
     /// The head's watch (IN_ATTRIB on the directory: slots and seats).
     inotify: OwnedFd,
 }
@@ -309,6 +311,7 @@ impl RawSeats {
             inotify: watch([&cstr(&res)]),
             shared,
             queue: res.join("queue"),
+            waiting: open("waiting".into()),
         }
     }
 
@@ -321,7 +324,16 @@ impl RawSeats {
         if let Some(i) = f.probe(0) {
             return (i, false);
         }
+        let behind = OpenOptions::new()
+            .read(true)
+            .open(self.queue.with_file_name("waiting"))
+            .unwrap();
+        // Retried: a stray wake-up signal may interrupt it (see `seated`).
+        while let Err(e) = behind.lock_shared() {
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "{e}");
+        }
         let queue = super::stand_in_line(&self.queue);
+        drop(behind);
         let mut buf = [0u64; 512];
         // SAFETY: reads into a buffer of its length (forgetting what came
         // while this process was not the head).
@@ -330,7 +342,17 @@ impl RawSeats {
         loop {
             // Watch first (above), then look: a seat emptied or a slot
             // released after this look is an event.
-            if let Some(j) = (0..f.seats.len()).find(|&j| f.seats[j].try_lock().is_ok()) {
+            let someone_behind = match self.waiting.try_lock() {
+                Ok(()) => {
+                    self.waiting.unlock().unwrap();
+                    false
+                }
+                Err(_) => true,
+            };
+            if let Some(j) = (0..f.seats.len())
+                .filter(|_| someone_behind)
+                .find(|&j| f.seats[j].try_lock().is_ok())
+            {
                 drop(queue);
                 return self.seated(j);
             }

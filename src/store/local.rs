@@ -60,7 +60,11 @@ use std::os::fd::BorrowedFd;
 /// The agreed number of tickets, and the mutex for agreeing on it.
 const TICKETS_FILE: &str = "tickets";
 /// The line that waiters for a resource with several tickets stand in.
-const QUEUE_FILE: &str = "queue";
+pub(super) const QUEUE_FILE: &str = "queue";
+/// The key of a kept `queue` descriptor in `Opened::lines`.
+const LINE_QUEUE: u32 = 0;
+/// The key of a kept `waiting` descriptor in `Opened::lines`.
+const LINE_WAITING: u32 = 1;
 /// How long the head of the line sleeps before looking again, after an event
 /// that did not yield a slot; the last step is the idle safety net.
 pub(super) const RETRY: [Duration; 6] = [
@@ -127,6 +131,10 @@ struct Opened {
     /// Write-only slot descriptors of released tickets, for the next
     /// holder's record.
     records: SlotPool,
+    /// Descriptors of `queue` (key [`LINE_QUEUE`]) and `waiting`
+    /// ([`LINE_WAITING`]) for the next wait: opening and checking one costs
+    /// three system calls.
+    lines: SlotPool,
     /// This process's membership of the live participants, once it joined:
     /// kept for the next obtain, which then need not agree on N again.
     member: Mutex<Option<Arc<Membership>>>,
@@ -137,6 +145,13 @@ struct Opened {
 }
 
 impl Opened {
+    /// Leaves the line: unlocks `queue` (the kernel wakes the next in line)
+    /// and keeps the descriptor for the next wait.
+    fn leave_line(&self, (fd, id): Line) {
+        unlock(fd.as_fd());
+        self.lines.put(LINE_QUEUE, fd, id);
+    }
+
     /// Whether someone sits on slot `slot`'s seat (see `seats`).
     fn seat_taken(&self, slot: u32) -> bool {
         self.seats
@@ -268,12 +283,16 @@ enum Attempt {
     Restart,
 }
 
+/// A place in the line: a descriptor of `queue` locked through it, and the
+/// file.
+type Line = (OwnedFd, FileId);
+
 /// How a wait ended.
 enum Waited {
     /// A slot, its lock descriptor and file, if already open a write-only
     /// descriptor to write its record through, and the place in line to
     /// give up once the ticket is complete.
-    Got(u32, OwnedFd, FileId, Option<OwnedFd>, Option<OwnedFd>),
+    Got(u32, OwnedFd, FileId, Option<OwnedFd>, Option<Line>),
     Restart,
 }
 
@@ -443,9 +462,11 @@ impl LocalStore {
             Waited::Got(slot, lock, id, record, line) => {
                 let held = self.finish(&opened, member, slot, lock, id, record, req, intr);
                 // Only now the next in line may go: the ticket is complete,
-                // and closing the line cost no time between the release
+                // and leaving the line cost no time between the release
                 // and this owner.
-                drop(line);
+                if let Some(line) = line {
+                    opened.leave_line(line);
+                }
                 Ok(held?.map_or(Attempt::Restart, |h| Attempt::Done(Some(h))))
             }
             Waited::Restart => Ok(Attempt::Restart),
@@ -496,6 +517,7 @@ impl LocalStore {
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
             records: SlotPool::new(generation),
+            lines: SlotPool::new(generation),
             member: Mutex::new(None),
             generation,
         });
@@ -712,13 +734,16 @@ impl LocalStore {
     fn wait_in_line(&self, o: &Opened, tickets: u32, intr: &Interrupter) -> Result<Waited> {
         let res = &o.res;
         let qpath = res.path.join(QUEUE_FILE);
-        let (queue, _) = fsx::open_file(
-            res.fd.as_fd(),
-            &res.path,
-            QUEUE_FILE,
-            Access::ReadCreate,
-            self.file_mode(),
-        )?;
+        let queue = match o.lines.take(LINE_QUEUE) {
+            Some(kept) => kept,
+            None => fsx::open_file(
+                res.fd.as_fd(),
+                &res.path,
+                QUEUE_FILE,
+                Access::ReadCreate,
+                self.file_mode(),
+            )?,
+        };
         // The line of a directory that was removed leads nowhere: look once
         // a second (the head of the line does the same between probes).
         let (dir_path, dir_id) = (res.path.clone(), res.id);
@@ -727,9 +752,9 @@ impl LocalStore {
         // waiter must not preempt that new holder before its obtain returns
         // (see `StepBack`); as head it waits under its own policy again.
         let seats = o.seats.get().and_then(Option::as_ref);
-        let behind = seats.and_then(Seats::stand_behind);
+        let behind = seats.and_then(|s| s.stand_behind(o.lines.take(LINE_WAITING)));
         let step_back = sys::StepBack::begin();
-        let in_line = intr.lock_exclusive(queue.as_fd());
+        let in_line = intr.lock_exclusive(queue.0.as_fd());
         drop(step_back);
         drop(recheck);
         match in_line {
@@ -739,7 +764,10 @@ impl LocalStore {
             Err(_) => return Err(Error::Cancelled),
         }
         // At the head: no longer behind it.
-        drop(behind);
+        if let Some((fd, id)) = behind {
+            unlock(fd.as_fd());
+            o.lines.put(LINE_WAITING, fd, id);
+        }
         // Only the head of the line gets here, so one watch per process is
         // enough; reuse it, forgetting what it saw while nobody was head.
         let mut kept = o.watch.lock().unwrap_or_else(|p| p.into_inner());
@@ -788,6 +816,16 @@ impl LocalStore {
                 Ok(Err(e)) => return Err(Error::io("cannot watch", &res.path, e)),
                 Err(_) => {
                     *kept = Some(watch);
+                    drop(kept);
+                    if let Some(seats) = seats {
+                        // Helpers leave a release to the head while there is
+                        // one (see `seats`): one that came as this head gave
+                        // up must not wait for their next look.
+                        o.leave_line(queue);
+                        if let Some(free) = self.probe(o, tickets, 0, Some(&mut cache))? {
+                            seats.give_back(free);
+                        }
+                    }
                     return Err(Error::Cancelled);
                 }
             }
@@ -830,7 +868,7 @@ impl LocalStore {
         seats: &Seats,
         (seat, step): (u32, usize),
         lock: Option<(OwnedFd, FileId)>,
-        queue: OwnedFd,
+        queue: Line,
         intr: &Interrupter,
     ) -> Result<Waited> {
         let res = &o.res;
@@ -874,7 +912,7 @@ impl LocalStore {
         let recheck = crate::recheck::register(intr, move || same_file(&path, id));
         seats.begin(seat, intr, recheck.id(), step);
         // Seated: the next in line becomes the head.
-        drop(queue);
+        o.leave_line(queue);
         let slept = intr.lock_exclusive_unless(lock.as_fd(), seats.stop());
         drop(recheck);
         let got_own = matches!(slept, Ok(Ok(true)));
@@ -1413,3 +1451,4 @@ fn probe_held(res: &ResourceDir, name: &str) -> bool {
         Err(_) => false,
     }
 }
+

@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::fsx::{self, Access};
-use super::local::{RETRY, slot_name, touch, unlock};
+use super::local::{QUEUE_FILE, RETRY, slot_name, touch, unlock};
 use super::watched::Watched;
 use crate::interrupt::Interrupter;
 use crate::sys::{self, DirWatch, FileId};
@@ -189,13 +189,25 @@ impl Seats {
     }
 
     /// Stands behind the head of the line: a shared lock on the
-    /// [`WAITING_FILE`], through a descriptor of this wait's own, to be
-    /// closed at the head.
-    pub(crate) fn stand_behind(&self) -> Option<OwnedFd> {
-        let fd = self.shared.open(WAITING_FILE, Access::ReadCreate)?;
-        // SAFETY: plain system call on a descriptor we own.
-        let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) };
-        (rc == 0).then_some(fd)
+    /// [`WAITING_FILE`], through `kept` (a descriptor of it kept from an
+    /// earlier wait) or one opened now, to be unlocked at the head.
+    pub(crate) fn stand_behind(&self, kept: Option<(OwnedFd, FileId)>) -> Option<(OwnedFd, FileId)> {
+        let (fd, id) = match kept {
+            Some(kept) => kept,
+            None => self.shared.open_with_id(WAITING_FILE, Access::ReadCreate)?,
+        };
+        // Blocks only while a head tries the exclusive lock, for a moment;
+        // a stray wake-up signal (a helper's late nudge) is no reason to
+        // give up.
+        loop {
+            // SAFETY: plain system call on a descriptor we own.
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) } == 0 {
+                return Some((fd, id));
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return None;
+            }
+        }
     }
 
     /// Takes an empty seat for this process, at the head of the line, if
@@ -431,6 +443,7 @@ impl Shared {
         let mut fds: Vec<Option<(OwnedFd, FileId)>> = (0..self.n)
             .map(|i| self.open_with_id(&slot_name(i), Access::ReadCreate))
             .collect();
+        let queue = self.open(QUEUE_FILE, Access::ReadCreate);
         let last = RETRY.len() - 1;
         let mut step = last;
         let mut first = 0;
@@ -470,9 +483,16 @@ impl Shared {
             if let Some(w) = &self.watched {
                 w.announce(RETRY[step]);
             }
+            // While the line has a head, a release is the head's: a helper
+            // that won it would wake its sleeper, a second wake-up before
+            // the slot has an owner. A head that gives up tries the slots
+            // once it has left the line, for a release that came meanwhile.
+            let headless = queue
+                .as_ref()
+                .is_none_or(|q| !locked_elsewhere(q.as_fd()));
             let found = (first..self.n)
                 .chain(0..first)
-                .filter(|&i| i != seat)
+                .filter(|&i| i != seat && headless)
                 .find_map(|i| self.probe_one(&mut fds, i).map(|(fd, id)| (i, fd, id)));
             if let Some(won) = found {
                 self.claim(seat, won, &mut fds);
