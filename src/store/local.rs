@@ -1451,4 +1451,3 @@ fn probe_held(res: &ResourceDir, name: &str) -> bool {
         Err(_) => false,
     }
 }
-

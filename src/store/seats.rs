@@ -191,7 +191,10 @@ impl Seats {
     /// Stands behind the head of the line: a shared lock on the
     /// [`WAITING_FILE`], through `kept` (a descriptor of it kept from an
     /// earlier wait) or one opened now, to be unlocked at the head.
-    pub(crate) fn stand_behind(&self, kept: Option<(OwnedFd, FileId)>) -> Option<(OwnedFd, FileId)> {
+    pub(crate) fn stand_behind(
+        &self,
+        kept: Option<(OwnedFd, FileId)>,
+    ) -> Option<(OwnedFd, FileId)> {
         let (fd, id) = match kept {
             Some(kept) => kept,
             None => self.shared.open_with_id(WAITING_FILE, Access::ReadCreate)?,
@@ -487,9 +490,7 @@ impl Shared {
             // that won it would wake its sleeper, a second wake-up before
             // the slot has an owner. A head that gives up tries the slots
             // once it has left the line, for a release that came meanwhile.
-            let headless = queue
-                .as_ref()
-                .is_none_or(|q| !locked_elsewhere(q.as_fd()));
+            let headless = queue.as_ref().is_none_or(|q| !locked_elsewhere(q.as_fd()));
             let found = (first..self.n)
                 .chain(0..first)
                 .filter(|&i| i != seat && headless)
