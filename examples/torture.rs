@@ -43,8 +43,9 @@
 //!   within one second, and no holder lost its ticket without a removal.
 //! * (d) hand-offs per second, and the longest stretch a waiter (not itself
 //!   stopped) waited while fewer than N holdings were logged, with what
-//!   explains it: another waiter stopped at the head of the line, a removal,
-//!   or the start-up of an `elect run` command.
+//!   explains it: another waiter stopped at the head of the line or in a
+//!   seat (a stopped process cannot take the lock the kernel offers it), a
+//!   removal, or the start-up of an `elect run` command.
 //! * (e) every worker finished within 30 s of the end (no lost wake-up).
 //!
 //! It prints a one-screen summary and exits 1 on any violation of (a), (b),
@@ -2651,7 +2652,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         let (waiting, released) = stopped_during(w.wid, a, b);
         if !waiting.is_empty() {
             why.push(format!(
-                "waiter(s) {waiting:?} stopped meanwhile (head of the line, or stopped between acquiring and logging ENTER)"
+                "waiter(s) {waiting:?} stopped meanwhile (head of the line, seated in a slot's queue, or stopped between acquiring and logging ENTER)"
             ));
         }
         if !released.is_empty() {
