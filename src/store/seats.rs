@@ -46,11 +46,17 @@
 //! file; only its lock means anything, so a hostile file there (a FIFO, a
 //! link) is refused on opening and costs only the seat.
 //!
-//! A known limit: a process forked while one of its threads sits shares
-//! that seat's lock (it belongs to the open file description) until the
-//! child execs or exits. If the parent leaves meanwhile the seat stays
-//! taken with nobody in the slot's queue, so a release of that slot tells
-//! nobody, and the head finds it by its own look, once a second.
+//! Known limits, both slower hand-offs, never a lost slot:
+//!
+//! * A seated process that is stopped (SIGSTOP, a terminal's ^Z) cannot
+//!   take the slot the kernel offers it, and nobody else is told of that
+//!   release: the head of the line, or another seated process's helper,
+//!   finds the slot free by its own look, within a second.
+//! * A process forked while one of its threads sits shares that seat's
+//!   lock (it belongs to the open file description) until the child execs
+//!   or exits. If the parent leaves meanwhile, the seat stays taken with
+//!   nobody in the slot's queue, and releases of that slot are found the
+//!   same way.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
