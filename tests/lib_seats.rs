@@ -312,3 +312,63 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
     assert_eq!(behind.expect_held().0, seat);
     behind.finish();
 }
+
+#[test]
+fn a_slot_freed_without_an_event_still_reaches_a_seated_waiter() {
+    // The helper sleeps without a timer; a release nobody hears (a holder
+    // outside elect that unlocks and touches nothing) is found by the
+    // seated waiter's once-a-second recheck, which starts it again.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("silent");
+    let e = Election::builder("silent")
+        .tickets(2)
+        .dir(run)
+        .build()
+        .unwrap();
+    drop((e.obtain().unwrap(), e.obtain().unwrap()));
+    drop(e);
+    // Read-only descriptors: closing them is no inotify event either.
+    let outside: Vec<std::fs::File> = (0..2)
+        .map(|i| {
+            let f = std::fs::File::open(res.join(format!("slot.{i}"))).unwrap();
+            f.try_lock().unwrap();
+            f
+        })
+        .collect();
+    let mut seated = waiter(run, "silent", 2);
+    wait_holds(seated.pid, &res.join("queue"), true);
+    let mut head = waiter(run, "silent", 2);
+    wait_blocked_on(head.pid, &res.join("queue"));
+    wake_the_head(&res);
+    let seat = wait_seated(seated.pid, &res);
+    wait_holds(head.pid, &res.join("queue"), true);
+    head.kill();
+    // Past its quick retries after the event that seated the waiter, its
+    // helper sleeps with no timeout.
+    wait_until("the helper sleeps without a timer", || {
+        helper_sleeps_untimed(seated.pid)
+    });
+
+    let mut outside: Vec<Option<std::fs::File>> = outside.into_iter().map(Some).collect();
+    let other = 1 - seat;
+    outside[other as usize] = None;
+    assert_eq!(seated.expect_held().0, other);
+    seated.finish();
+}
+
+/// Whether process `pid`'s seat helper (the thread `elect-seat`) sleeps in
+/// ppoll(2) without a timeout, as `/proc/<pid>/task/*/syscall` shows.
+fn helper_sleeps_untimed(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let call = std::fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
+        let f: Vec<&str> = call.split_whitespace().collect();
+        comm.trim() == "elect-seat"
+            && f.first().and_then(|n| n.parse::<libc::c_long>().ok()) == Some(libc::SYS_ppoll)
+            && f.get(3) == Some(&"0x0")
+    })
+}

@@ -909,7 +909,8 @@ impl LocalStore {
         // If the slot file is removed while we sleep, its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
         let path = res.path.join(&name);
-        let recheck = crate::recheck::register(intr, move || same_file(&path, id));
+        let net = seats.safety_net(seat);
+        let recheck = crate::recheck::register(intr, move || same_file(&path, id) && net());
         seats.begin(seat, intr, recheck.id(), step);
         // Seated: the next in line becomes the head.
         o.leave_line(queue);

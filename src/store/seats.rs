@@ -114,6 +114,12 @@ struct Shared {
     /// Write-only descriptors of the seats, through which this process
     /// sits; all opened at the first sitting (`None`: could not be).
     sit: OnceLock<Vec<Option<OwnedFd>>>,
+    /// A descriptor of `queue` through which helpers look whether the line
+    /// has a head.
+    queue: OnceLock<Option<OwnedFd>>,
+    /// Read-only descriptors of the slots, through which the safety net
+    /// looks for a free one; all opened at its first look.
+    slots: OnceLock<Vec<Option<OwnedFd>>>,
     /// A descriptor of the [`WAITING_FILE`] through which the head looks
     /// whether anyone is behind it (never locked by a waiter in line).
     waiting: OnceLock<Option<OwnedFd>>,
@@ -175,6 +181,8 @@ impl Seats {
             sit: OnceLock::new(),
             look: OnceLock::new(),
             waiting: OnceLock::new(),
+            queue: OnceLock::new(),
+            slots: OnceLock::new(),
             state: Mutex::default(),
             stop: AtomicBool::new(false),
             // SAFETY: wake is a fresh descriptor that nothing else owns.
@@ -248,6 +256,22 @@ impl Seats {
     /// `Interrupter::lock_exclusive_unless`).
     pub(crate) fn stop(&self) -> &AtomicBool {
         &self.shared.stop
+    }
+
+    /// What the sitter on seat `seat` has the recheck thread do once a
+    /// second (see `recheck`), in place of a timer in the helper: say again
+    /// that the helper listens, and say `false` (which nudges the sitter,
+    /// which then starts again and takes it) if the line has no head and a
+    /// slot other than the seat's is free, a release the helper did not
+    /// hear. That costs the seated process no wake-up of its own.
+    pub(crate) fn safety_net(&self, seat: u32) -> impl Fn() -> bool + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || {
+            if let Some(w) = &shared.watched {
+                w.announce(RETRY[RETRY.len() - 1]);
+            }
+            !shared.free_elsewhere(seat)
+        }
     }
 
     /// Starts the sitting on seat `seat`: the helper watches from now on,
@@ -406,6 +430,30 @@ impl Shared {
         fd.as_ref().is_some_and(|fd| locked_elsewhere(fd.as_fd()))
     }
 
+    /// Whether the line has no head now (nobody holds `queue`).
+    fn headless(&self) -> bool {
+        self.queue
+            .get_or_init(|| self.open(QUEUE_FILE, Access::ReadCreate))
+            .as_ref()
+            .is_none_or(|q| !locked_elsewhere(q.as_fd()))
+    }
+
+    /// Whether, with no head in line, a slot other than `seat` is free.
+    fn free_elsewhere(&self, seat: u32) -> bool {
+        if !self.headless() {
+            return false;
+        }
+        let slots = self.slots.get_or_init(|| {
+            (0..self.n)
+                .map(|i| self.open(&slot_name(i), Access::ReadCreate))
+                .collect()
+        });
+        (0..self.n)
+            .filter(|&i| i != seat)
+            .filter_map(|i| slots[i as usize].as_ref())
+            .any(|fd| !locked_elsewhere(fd.as_fd()))
+    }
+
     fn taken(&self, slot: u32) -> bool {
         self.seat_fd(&self.look, slot, Access::ReadCreate)
             .is_some_and(|fd| locked_elsewhere(fd.as_fd()))
@@ -452,7 +500,6 @@ impl Shared {
         let mut fds: Vec<Option<(OwnedFd, FileId)>> = (0..self.n)
             .map(|i| self.open_with_id(&slot_name(i), Access::ReadCreate))
             .collect();
-        let queue = self.open(QUEUE_FILE, Access::ReadCreate);
         let last = RETRY.len() - 1;
         let mut step = last;
         let mut first = 0;
@@ -496,7 +543,7 @@ impl Shared {
             // that won it would wake its sleeper, a second wake-up before
             // the slot has an owner. A head that gives up tries the slots
             // once it has left the line, for a release that came meanwhile.
-            let headless = queue.as_ref().is_none_or(|q| !locked_elsewhere(q.as_fd()));
+            let headless = self.headless();
             let found = (first..self.n)
                 .chain(0..first)
                 .filter(|&i| i != seat && headless)
@@ -505,7 +552,12 @@ impl Shared {
                 self.claim(seat, won, &mut fds);
                 continue;
             }
-            match watch.wait_or(Some(RETRY[step]), Some(self.wake.as_fd())) {
+            // The idle step has no timeout: the sitter's once-a-second
+            // recheck keeps saying that the helper listens, and looks for a
+            // slot it missed (see `Seats::safety_net`), so that a seated
+            // process wakes no more often than one in line.
+            let timeout = (step < last).then(|| RETRY[step]);
+            match watch.wait_or(timeout, Some(self.wake.as_fd())) {
                 Ok(seen) if seen.slot_closed => {
                     step = 0;
                     first = seen.first_closed.filter(|&i| i < self.n).unwrap_or(0);
