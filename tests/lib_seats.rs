@@ -113,9 +113,15 @@ fn a_waiter_with_someone_behind_sits_and_the_release_hands_it_the_slot() {
     wake_the_head(&res);
     let seat = wait_seated(first.pid, &res);
     wait_holds(second.pid, &res.join("queue"), true);
+    // A head that happens to be probing when the slot frees may take it
+    // before the seated waiter runs (that is allowed): take the head away,
+    // so the slot can only go to the seat. The seated process's helper
+    // says it listens, so a release would still touch if it ignored the
+    // seat.
+    second.kill();
 
     // The release of the seat's slot is handed over inside the unlock: the
-    // seated waiter gets that very slot, and the head hears nothing of it.
+    // seated waiter gets that very slot, and the release touches nothing.
     let heard = hear_touches(&res);
     release(&mut holders[seat as usize]);
     let (slot, _) = first.expect_held();
@@ -123,16 +129,9 @@ fn a_waiter_with_someone_behind_sits_and_the_release_hands_it_the_slot() {
     let names = touched(&heard);
     assert!(
         !names.contains(&format!("slot.{seat}")),
-        "the release woke the head too: {names:?}"
+        "the release was touched for a head: {names:?}"
     );
-
-    // The second, alone again, watches at the head and gets the other slot.
-    assert_eq!(seat_of(second.pid, &res), None);
-    let other = 1 - seat;
-    release(&mut holders[other as usize]);
-    assert_eq!(second.expect_held().0, other);
     first.finish();
-    second.finish();
 }
 
 #[test]
@@ -171,7 +170,7 @@ fn a_seat_left_by_a_killed_waiter_is_taken_by_the_next_head() {
     let run = tmp.path();
     let res = run.join("killed");
     let queue = res.join("queue");
-    let mut holders = hold_all(run, "killed", 2);
+    let holders = hold_all(run, "killed", 2);
 
     // Two seated (each sat with someone behind it), a head, and one
     // behind the head, which therefore may sit once a seat is free.
@@ -195,17 +194,20 @@ fn a_seat_left_by_a_killed_waiter_is_taken_by_the_next_head() {
     waiters[0].kill();
     assert_eq!(wait_seated(waiters[2].pid, &res), seat0);
     wait_holds(waiters[3].pid, &queue, true);
-    release(&mut holders[seat0 as usize]);
-    assert_eq!(waiters[2].expect_held().0, seat0);
-    release(&mut holders[seat1 as usize]);
-    assert_eq!(waiters[1].expect_held().0, seat1);
-    // The last, at the head and alone, gets the next slot freed.
-    let mut rest = waiters.split_off(1);
-    rest.remove(0).finish();
-    assert_eq!(rest[1].expect_held().0, seat1);
-    for w in rest {
-        w.finish();
-    }
+
+    // Both slots freed go to two of the three left (the head may take one
+    // before a seated waiter runs), one each.
+    drop(holders);
+    let left: Vec<u32> = waiters[1..].iter().map(|w| w.pid).collect();
+    wait_until("both slots are held by waiters", || {
+        let st = elect::status(Some(run), Some("killed")).unwrap();
+        let pids: Vec<u32> = st.resources[0]
+            .slots
+            .iter()
+            .filter_map(|s| s.holder.as_ref().map(|h| h.pid))
+            .collect();
+        pids.len() == 2 && pids[0] != pids[1] && pids.iter().all(|p| left.contains(p))
+    });
 }
 
 /// No lock of this process on `res` or its files, held or awaited.
