@@ -13,10 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use elect::Election;
-use support::{
-    Role, Worker, blocked_of, ino, locks_of, seat_of, wait_blocked_on, wait_holds, wait_seated,
-    wait_until,
-};
+use support::{Role, Worker, seat_of, wait_blocked_on, wait_holds, wait_seated, wait_until};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -52,6 +49,24 @@ fn wake_the_head(res: &Path) {
         .open(res.join("slot.0"))
         .unwrap();
     slot.set_modified(SystemTime::now()).unwrap();
+}
+
+/// Seats a worker waiting for `name` (every slot held): it waits at the
+/// head of the line; a second worker stands behind it; the head, woken,
+/// sits, and the second becomes the head. Returns the seat, the seated
+/// worker and the head, with the head's absence of a seat checked first.
+fn seat_a_worker(run: &Path, name: &str, tickets: u32) -> (u32, Worker, Worker) {
+    let res = run.join(name);
+    let queue = res.join("queue");
+    let seated = waiter(run, name, tickets);
+    wait_holds(seated.pid, &queue, true);
+    let head = waiter(run, name, tickets);
+    wait_blocked_on(head.pid, &queue);
+    assert_eq!(seat_of(seated.pid, &res), None, "sat with nobody behind");
+    wake_the_head(&res);
+    let seat = wait_seated(seated.pid, &res);
+    wait_holds(head.pid, &queue, true);
+    (seat, seated, head)
 }
 
 /// Releases the ticket a holding worker holds.
@@ -105,14 +120,7 @@ fn a_waiter_with_someone_behind_sits_and_the_release_hands_it_the_slot() {
     // Alone, the first waiter is the head of the line and watches. With a
     // second behind it, the head sits at its next look, and the second
     // becomes the head.
-    let mut first = waiter(run, "seats", 2);
-    wait_holds(first.pid, &res.join("queue"), true);
-    let mut second = waiter(run, "seats", 2);
-    wait_blocked_on(second.pid, &res.join("queue"));
-    assert_eq!(seat_of(first.pid, &res), None, "sat with nobody behind");
-    wake_the_head(&res);
-    let seat = wait_seated(first.pid, &res);
-    wait_holds(second.pid, &res.join("queue"), true);
+    let (seat, mut first, mut second) = seat_a_worker(run, "seats", 2);
     // A head that happens to be probing when the slot frees may take it
     // before the seated waiter runs (that is allowed): take the head away,
     // so the slot can only go to the seat. The seated process's helper
@@ -140,15 +148,8 @@ fn a_seated_waiter_gets_a_slot_nobody_sits_for_through_its_helper() {
     let run = tmp.path();
     for how in ["release", "kill"] {
         let name = format!("helper-{how}");
-        let res = run.join(&name);
         let mut holders = hold_all(run, &name, 3);
-        let mut seated = waiter(run, &name, 3);
-        wait_holds(seated.pid, &res.join("queue"), true);
-        let mut head = waiter(run, &name, 3);
-        wait_blocked_on(head.pid, &res.join("queue"));
-        wake_the_head(&res);
-        let seat = wait_seated(seated.pid, &res);
-        wait_holds(head.pid, &res.join("queue"), true);
+        let (seat, mut seated, mut head) = seat_a_worker(run, &name, 3);
 
         // Nobody is left in line when a slot whose seat is empty frees,
         // by a release or by its holder's death. The seated waiter's own
@@ -210,24 +211,17 @@ fn a_seat_left_by_a_killed_waiter_is_taken_by_the_next_head() {
     });
 }
 
-/// No lock of this process on `res` or its files, held or awaited.
-fn assert_no_lock_of_ours(res: &Path) {
-    let me = std::process::id();
-    let mut ours: Vec<u64> = std::fs::read_dir(res)
-        .unwrap()
-        .map(|e| ino(&e.unwrap().path()))
-        .collect();
-    ours.push(ino(res));
-    let held: Vec<_> = locks_of(me)
-        .into_iter()
-        .filter(|l| ours.contains(&l.0) && l.0 != ino(res))
-        .collect();
-    assert!(held.is_empty(), "locks left behind: {held:?}");
-    let awaited: Vec<_> = blocked_of(me)
-        .into_iter()
-        .filter(|i| ours.contains(i))
-        .collect();
-    assert!(awaited.is_empty(), "still waiting for {awaited:?}");
+/// After a wait of this process on `res` left its seat `seat`: it holds
+/// and awaits nothing, and the worker that stood behind it, now the head
+/// and alone, gets the seat's slot when `holder` releases it.
+fn left_nothing(res: &Path, mut behind: Worker, holder: &mut Worker, seat: u32) {
+    support::assert_no_lock_of_ours(res, true);
+    wait_until("the worker heads the line", || {
+        support::holds(behind.pid, &res.join("queue"), true)
+    });
+    release(holder);
+    assert_eq!(behind.expect_held().0, seat);
+    behind.finish();
 }
 
 /// Seats a wait of this process made by `start` (at the head, with a worker
@@ -258,22 +252,14 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
         .build()
         .unwrap();
     let mut waiting = None;
-    let (seat, mut behind) = seat_our_wait(run, "timeout", || {
+    let (seat, behind) = seat_our_wait(run, "timeout", || {
         let e = e.clone();
         waiting = Some(std::thread::spawn(move || {
             e.obtain_timeout(Duration::from_secs(10)).unwrap()
         }));
     });
     assert!(waiting.unwrap().join().unwrap().is_none());
-    assert_no_lock_of_ours(&res);
-    // The seat is empty, and the worker (now the head, alone) gets the
-    // slot when it frees.
-    wait_until("the worker heads the line", || {
-        support::holds(behind.pid, &res.join("queue"), true)
-    });
-    release(&mut holders[seat as usize]);
-    assert_eq!(behind.expect_held().0, seat);
-    behind.finish();
+    left_nothing(&res, behind, &mut holders[seat as usize], seat);
     drop(holders);
 
     // Dropped, as an async wait is when its future is.
@@ -290,7 +276,7 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut task = None;
-    let (seat, mut behind) = seat_our_wait(run, "dropped", || {
+    let (seat, behind) = seat_our_wait(run, "dropped", || {
         let e = e.clone();
         task = Some(std::thread::spawn(move || {
             rt.block_on(async move {
@@ -306,13 +292,7 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
     wait_until("the dropped wait has left", || {
         seat_of(std::process::id(), &res).is_none()
     });
-    assert_no_lock_of_ours(&res);
-    wait_until("the worker heads the line", || {
-        support::holds(behind.pid, &res.join("queue"), true)
-    });
-    release(&mut holders[seat as usize]);
-    assert_eq!(behind.expect_held().0, seat);
-    behind.finish();
+    left_nothing(&res, behind, &mut holders[seat as usize], seat);
 }
 
 #[test]
@@ -338,13 +318,7 @@ fn a_slot_freed_without_an_event_still_reaches_a_seated_waiter() {
             f
         })
         .collect();
-    let mut seated = waiter(run, "silent", 2);
-    wait_holds(seated.pid, &res.join("queue"), true);
-    let mut head = waiter(run, "silent", 2);
-    wait_blocked_on(head.pid, &res.join("queue"));
-    wake_the_head(&res);
-    let seat = wait_seated(seated.pid, &res);
-    wait_holds(head.pid, &res.join("queue"), true);
+    let (seat, mut seated, mut head) = seat_a_worker(run, "silent", 2);
     head.kill();
     // Past its quick retries after the event that seated the waiter, its
     // helper sleeps with no timeout.

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use elect::{Election, Ending};
-use support::{DEADLINE, Role, Worker, blocked_of, ino, locks_of, wait_blocked_on, wait_holds};
+use support::{DEADLINE, Role, Worker, wait_blocked_on, wait_holds};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -51,28 +51,6 @@ fn wait_until_we_wait(run: &Path, name: &str, tickets: u32) {
     }
 }
 
-/// No lock of this process is left on the resource directory or its files,
-/// held or awaited.
-fn assert_no_lock_of_ours(run: &Path, name: &str) {
-    let me = std::process::id();
-    let dir = run.join(name);
-    let mut ours: Vec<u64> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| ino(&e.unwrap().path()))
-        .collect();
-    ours.push(ino(&dir));
-    let held: Vec<_> = locks_of(me)
-        .into_iter()
-        .filter(|l| ours.contains(&l.0))
-        .collect();
-    assert!(held.is_empty(), "locks left behind: {held:?}");
-    let awaited: Vec<_> = blocked_of(me)
-        .into_iter()
-        .filter(|i| ours.contains(i))
-        .collect();
-    assert!(awaited.is_empty(), "still waiting for {awaited:?}");
-}
-
 #[test]
 fn obtain_timeout_gives_up_after_the_timeout() {
     let _serial = support::serial();
@@ -93,7 +71,7 @@ fn obtain_timeout_gives_up_after_the_timeout() {
         // The election stays a live participant (a shared lock on the
         // directory) until it is dropped; nothing else may stay.
         drop(e);
-        assert_no_lock_of_ours(run, &name);
+        support::assert_no_lock_of_ours(&run.join(&name), false);
         drop(holders);
     }
 }
@@ -254,7 +232,7 @@ fn resigning_a_waiting_blocking_campaign_returns_promptly() {
         let took = start.elapsed();
         assert!(took < Duration::from_secs(5), "resign took {took:?}");
         assert!(rx.try_recv().is_err(), "owned code or cleanup ran");
-        assert_no_lock_of_ours(run, &name);
+        support::assert_no_lock_of_ours(&run.join(&name), false);
         drop(holders);
     }
 }
@@ -293,7 +271,7 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
         let took = start.elapsed();
         assert!(took < Duration::from_secs(5), "resign took {took:?}");
         assert!(rx.try_recv().is_err(), "owned code or cleanup ran");
-        assert_no_lock_of_ours(run, &name);
+        support::assert_no_lock_of_ours(&run.join(&name), false);
         drop(holders);
     }
 }

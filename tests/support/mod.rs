@@ -387,6 +387,28 @@ pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
     });
 }
 
+/// No lock of this process is left on resource directory `res` or its
+/// files, held or awaited; `but_membership`: except the shared lock on
+/// `res` itself that a live election keeps.
+pub fn assert_no_lock_of_ours(res: &Path, but_membership: bool) {
+    let me = std::process::id();
+    let mut ours: Vec<u64> = std::fs::read_dir(res)
+        .unwrap()
+        .map(|e| ino(&e.unwrap().path()))
+        .collect();
+    ours.push(ino(res));
+    let held: Vec<_> = locks_of(me)
+        .into_iter()
+        .filter(|l| ours.contains(&l.0) && !(but_membership && *l == (ino(res), false)))
+        .collect();
+    assert!(held.is_empty(), "locks left behind: {held:?}");
+    let awaited: Vec<_> = blocked_of(me)
+        .into_iter()
+        .filter(|i| ours.contains(i))
+        .collect();
+    assert!(awaited.is_empty(), "still waiting for {awaited:?}");
+}
+
 /// The seat of resource directory `res` that process `pid` sits on: it
 /// holds `seat.<i>` exclusively and a thread of it is blocked in flock on
 /// `slot.<i>`.
