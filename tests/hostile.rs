@@ -11,6 +11,8 @@ use std::process::Command;
 
 use elect::{Election, Error};
 
+mod support;
+
 fn election(dir: &Path, name: &str) -> Election {
     Election::builder(name).dir(dir).build().unwrap()
 }
@@ -366,4 +368,81 @@ fn status_and_watch_read_past_a_fifo_or_directory_in_place_of_their_files() {
         "{slots:?}"
     );
     assert!(event.is_none(), "{event:?}");
+}
+
+/// Whether a thread of this process is named `name`.
+fn has_thread(name: &str) -> bool {
+    fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .any(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+}
+
+#[test]
+fn seats_and_waiting_that_are_links_fifos_or_directories_cost_only_the_seats() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "not elect's").unwrap();
+    let modified = fs::metadata(&victim).unwrap().modified().unwrap();
+    let me = std::process::id();
+    for (name, waiting_is_a_dir) in [("seats", false), ("nowait", true)] {
+        let e = Election::builder(name)
+            .tickets(2)
+            .dir(&run)
+            .build()
+            .unwrap();
+        let held = [e.obtain().unwrap(), e.obtain().unwrap()];
+        let res = run.join(name);
+        symlink(&victim, res.join("seat.0")).unwrap();
+        let c = std::ffi::CString::new(res.join("seat.1").to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        if waiting_is_a_dir {
+            fs::create_dir(res.join("waiting")).unwrap();
+        }
+        let wait = || {
+            let e = e.clone();
+            std::thread::spawn(move || e.obtain_timeout(std::time::Duration::from_secs(60)))
+        };
+        let head = wait();
+        support::wait_holds(me, &res.join("queue"), true);
+        let behind = wait();
+        support::wait_blocked_on(me, &res.join("queue"));
+        // Woken with nothing free, the head tries to sit (it starts the
+        // seats' helper first), but no seat file is one it may lock.
+        fs::File::options()
+            .write(true)
+            .open(res.join("slot.0"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        if !waiting_is_a_dir {
+            support::wait_until("the head tries to sit", || has_thread("elect-seat"));
+        }
+        drop(held);
+        let got: Vec<u32> = [head, behind]
+            .map(|t| t.join().unwrap().unwrap().expect("a slot").slot())
+            .into_iter()
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_ne!(got[0], got[1], "{name}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "not elect's");
+        assert_eq!(
+            fs::metadata(&victim).unwrap().modified().unwrap(),
+            modified,
+            "the link's target was touched"
+        );
+        fs::File::open(&victim)
+            .unwrap()
+            .try_lock()
+            .expect("the link's target is not locked");
+        assert!(
+            fs::symlink_metadata(res.join("seat.0"))
+                .unwrap()
+                .is_symlink()
+        );
+        drop(e);
+    }
 }
