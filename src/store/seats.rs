@@ -12,8 +12,12 @@
 //! The rules, and why each is needed:
 //!
 //! * The head of the line, finding no slot free, takes an empty seat and
-//!   leaves the line; with every seat taken it watches, as before. A seat
-//!   left empty is touched, so the head hears of it and sits down.
+//!   leaves the line if someone waits behind it (a shared lock on the
+//!   [`WAITING_FILE`]), who then becomes the head; with every seat taken,
+//!   or nobody behind, it watches, as before. A lone waiter that sat would
+//!   have to win every other slot through its helper, one wake-up later
+//!   than a head watching. A seat left empty is touched, so the head hears
+//!   of it and sits down.
 //! * A releaser touches its slot (the event that wakes the head) only if
 //!   the slot's seat is empty: a seated waiter was just handed the slot by
 //!   the unlock, and a head woken too could only race it for the lock.
@@ -34,11 +38,6 @@
 //! * Seats are kept only for up to [`SEATS_MAX`] tickets: a release nobody
 //!   sits for wakes every seated process's helper, and that number must
 //!   stay small. Beyond it the line alone serves, as before.
-//!
-//! * The head sits only if someone waits behind it (a shared lock on the
-//!   [`WAITING_FILE`]), who then becomes the head: a lone waiter that sat
-//!   would have to win every other slot through its helper, one wake-up
-//!   later than a head watching.
 //!
 //! A seat's lock is taken through a write-only descriptor: when a seated
 //! process dies, the kernel closes it, which is an event (IN_CLOSE_WRITE)
@@ -233,11 +232,10 @@ impl Seats {
     /// told of its release and found it still locked, and in its queue the
     /// kernel hands it over the moment it is free.
     pub(crate) fn try_sit(&self, first: u32) -> Option<u32> {
-        if !self.shared.someone_behind() {
-            return None;
-        }
+        // The checks that cost no system call first.
         if self.generation != sys::fork_generation()
             || !crate::interrupt::signal_available()
+            || !self.shared.someone_behind()
             || self.sitting.swap(true, Ordering::AcqRel)
         {
             return None;
@@ -316,11 +314,7 @@ impl Seats {
     /// once through `slot` (this sitter's descriptor of it) for a release
     /// that saw the seat taken, and releases it again if found free.
     pub(crate) fn leave(&self, seat: u32, slot: BorrowedFd<'_>) {
-        {
-            let _st = self.shared.lock();
-            self.shared.empty_seat(seat);
-        }
-        self.sitting.store(false, Ordering::Release);
+        self.leave_untried(seat);
         if fsx::try_flock(slot, true).unwrap_or(false) {
             self.shared.release_bare(seat, slot);
         }
