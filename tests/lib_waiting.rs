@@ -4,7 +4,8 @@
 //! ends; resigning a campaign, blocking or async, while it waits for a slot
 //! held by another process returns promptly, runs no owned code or cleanup
 //! and leaves no lock behind. A release is an inotify event for those who
-//! wait on one, even though the holder keeps its descriptors for next time.
+//! wait on one, even though the holder keeps its descriptors for next time,
+//! and none when someone sits in the slot's own queue.
 
 mod support;
 
@@ -368,6 +369,50 @@ fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
         drop(again);
         slot_events(fd);
     }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn a_release_makes_no_event_while_someone_sits_in_its_slots_queue() {
+    // A seated waiter (see lib_seats) holds the lock of the slot's seat and
+    // is handed the slot by the unlock itself: the release's touch would
+    // only wake a head to race it. Here the test holds the seat, so no
+    // winner can empty it before the releaser looks.
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let res = tmp.path().join("seated");
+    let e = election(tmp.path(), "seated", 2);
+    let (t0, t1) = (e.obtain().unwrap(), e.obtain().unwrap());
+    assert_eq!((t0.slot(), t1.slot()), (0, 1));
+    listen_for_an_hour(&res);
+    let seat = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(res.join("seat.0"))
+        .unwrap();
+    seat.try_lock().unwrap();
+    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain system calls; the results are checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
+    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), mask) } >= 0);
+    drop(t0);
+    let seen = slot_events(fd);
+    assert!(
+        seen.is_empty(),
+        "a release with its seat taken made {seen:?}"
+    );
+    // The seat empty again, the same release makes its event.
+    seat.unlock().unwrap();
+    let t0 = e.try_obtain().unwrap().expect("slot 0 is free");
+    assert_eq!(t0.slot(), 0);
+    slot_events(fd);
+    drop(t0);
+    assert_eq!(slot_events(fd), ["slot.0"]);
+    drop(t1);
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
 }
