@@ -74,13 +74,7 @@ impl DirWatch {
     /// file must exist. Unlike the other watches this one never polls: it
     /// fails when the kernel refuses it.
     pub(crate) fn slot_files(dir: BorrowedFd<'_>, n: u32) -> io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = Self::instance()?;
         for i in 0..n {
             // Through our descriptor of the directory, as in `inotify`; the
             // slot file itself is not followed if it is a symbolic link.
@@ -104,14 +98,19 @@ impl DirWatch {
         })
     }
 
-    fn inotify(dir: BorrowedFd<'_>, interest: u32) -> io::Result<OwnedFd> {
+    /// A new inotify instance, non-blocking and close-on-exec.
+    fn instance() -> io::Result<OwnedFd> {
         // SAFETY: plain syscall; the result is checked.
         let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    fn inotify(dir: BorrowedFd<'_>, interest: u32) -> io::Result<OwnedFd> {
+        let fd = Self::instance()?;
         // inotify_add_watch takes a path; naming the directory through our own
         // descriptor watches exactly the inode we opened and checked, even if
         // the path has since been replaced.
@@ -288,23 +287,20 @@ fn parse_events(mut bytes: &[u8], files: bool, seen: &mut Seen) {
         let name = &bytes[header..end];
         let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
         let mask = ev.mask;
-        if files {
-            // A watch of slot files, added in order to a fresh instance,
-            // whose watch descriptors the kernel numbers from 1.
-            if mask & RELEASED != 0 {
-                seen.slot_closed = true;
-                if seen.first_closed.is_none() {
-                    seen.first_closed = u32::try_from(ev.wd - 1).ok();
-                }
-            }
-        }
-        let is_slot = !files && name.starts_with(b"slot.");
+        // A watch of slot files names no file: the slots were added in
+        // order to a fresh instance, whose watch descriptors the kernel
+        // numbers from 1. A directory's names the file.
+        let is_slot = files || name.starts_with(b"slot.");
         if mask & RELEASED != 0 && is_slot {
             seen.slot_closed = true;
             if seen.first_closed.is_none() {
-                seen.first_closed = std::str::from_utf8(&name[5..])
-                    .ok()
-                    .and_then(|n| n.parse().ok());
+                seen.first_closed = if files {
+                    u32::try_from(ev.wd - 1).ok()
+                } else {
+                    std::str::from_utf8(&name[5..])
+                        .ok()
+                        .and_then(|n| n.parse().ok())
+                };
             }
         }
         if mask & RELEASED != 0 && !files && name.starts_with(b"seat.") {
@@ -420,6 +416,30 @@ pub(crate) fn parse_proc_locks(text: &str) -> HashSet<FileId> {
 mod tests {
     use super::super::look_by_stat;
     use super::*;
+
+    #[test]
+    fn a_watch_of_slot_files_names_the_slot_released_and_ignores_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["slot.0", "slot.1", "slot.2", "seat.2"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let d = std::fs::File::open(dir.path()).unwrap();
+        let w = DirWatch::slot_files(std::os::fd::AsFd::as_fd(&d), 3).unwrap();
+        let touch = |name: &str| {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap()
+                .set_modified(std::time::SystemTime::now())
+                .unwrap();
+        };
+        touch("seat.2");
+        assert!(!w.drain().unwrap().any(), "a seat is not a slot");
+        touch("slot.2");
+        let seen = w.wait(Some(Duration::from_secs(60))).unwrap();
+        assert!(seen.slot_closed);
+        assert_eq!(seen.first_closed, Some(2));
+    }
 
     #[test]
     fn look_at_agrees_with_stat_and_does_not_follow_links() {
