@@ -14,7 +14,10 @@
 //!   and through the `elect status --json` command.
 //!
 //! `cargo bench --bench multiproc` (add `-- quick` for a short run, or
-//! section names: `handoff failover idle scale status`; set
+//! section names: `handoff failover idle scale status`, or `handoff4`, run
+//! only when named, which repeats the N=4 hand-off beside its two anchors in
+//! interleaved rounds to judge a change to the waiting for several tickets;
+//! set
 //! `ELECT_BENCH_SAMPLES=DIR` to keep every latency sample for plotting). It
 //! re-executes itself for the worker processes; times are CLOCK_MONOTONIC,
 //! which all processes of the host share.
@@ -57,6 +60,9 @@ fn main() {
     );
     if only("handoff") {
         handoff(tmp.path(), quick);
+    }
+    if selection.named("handoff4") {
+        handoff4(tmp.path(), quick);
     }
     if only("failover") {
         failover(tmp.path(), quick);
@@ -637,6 +643,48 @@ fn handoff(base: &Path, quick: bool) {
         per(line4_cpu, &line4),
         per(seats4_cpu, &seats4),
         per(e4_cpu, &e4)
+    );
+}
+
+/// The N=4 hand-off alone, in rounds that interleave elect with 4 raw files
+/// and with its way of waiting made raw, so that the machine's drift falls
+/// on all three alike; prints each round and the median of the rounds.
+fn handoff4(base: &Path, quick: bool) {
+    let (rounds, secs) = if quick { (3, 2.0) } else { (7, 3.0) };
+    println!("\n## N=4 hand-off, {rounds} interleaved rounds of {secs} s (p50 µs)");
+    let kinds = [Kind::RawLocks(4), Kind::RawSeats(4), Kind::Elect(4)];
+    let mut p50s = vec![Vec::new(); kinds.len()];
+    let mut ratios = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let round: Vec<f64> = kinds
+            .iter()
+            .map(|k| run_cyclers(base, *k, 20, secs, 1000, 2000).0.pct(0.5))
+            .collect();
+        println!(
+            "round {r}: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}: elect {:.2}x of 4 raw files, {:.2}x of seats made raw",
+            round[0],
+            round[1],
+            round[2],
+            round[2] / round[0],
+            round[2] / round[1]
+        );
+        ratios.0.push(round[2] / round[0]);
+        ratios.1.push(round[2] / round[1]);
+        for (v, p) in p50s.iter_mut().zip(round) {
+            v.push(p);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median of rounds: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}; elect {:.2}x of 4 raw files, {:.2}x of seats made raw",
+        median(&mut p50s[0]),
+        median(&mut p50s[1]),
+        median(&mut p50s[2]),
+        median(&mut ratios.0),
+        median(&mut ratios.1)
     );
 }
 

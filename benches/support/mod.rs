@@ -32,6 +32,11 @@ impl Selection {
     pub fn only(&self, name: &str) -> bool {
         self.names.is_empty() || self.names.iter().any(|n| n == name)
     }
+
+    /// Whether section `name`, which runs only when asked for, was.
+    pub fn named(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for all processes of a run,
