@@ -9,6 +9,12 @@
 //! take tokens under a flock instead of from a shared page, and do not step
 //! back.
 
+use std::ffi::CString;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
 mod clock;
 mod step_back;
 #[cfg(feature = "etcd")]
@@ -18,7 +24,7 @@ pub use step_back::StepBack;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{DirWatch, locked_files, look_at, parse_proc_locks};
+pub(crate) use linux::{DirWatch, locked_files, look_at_c, parse_proc_locks};
 #[cfg(target_os = "linux")]
 mod shared_page;
 #[cfg(target_os = "linux")]
@@ -27,7 +33,7 @@ pub(crate) use shared_page::SharedPage;
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{DirWatch, locked_files, look_at};
+pub(crate) use portable::{DirWatch, locked_files, look_at_c};
 
 /// What a look at a path found (see `look_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,15 @@ pub(crate) struct Look {
     pub(crate) links: u64,
     /// Its length in bytes.
     pub(crate) size: u64,
+}
+
+/// What the file at `path` (relative to `dir`, or to the working directory)
+/// is, not following a final symbolic link. A path with a NUL byte names
+/// no file.
+pub(crate) fn look_at(dir: Option<BorrowedFd<'_>>, path: &Path) -> io::Result<Look> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    look_at_c(dir, &c)
 }
 
 /// [`look_at`] by `fstatat`, for where `statx` is missing.

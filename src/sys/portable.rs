@@ -2,7 +2,7 @@
 //! reading who holds a slot is done by the caller with a brief shared try.
 
 use std::collections::HashSet;
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -12,11 +12,9 @@ use std::time::Duration;
 use super::{FileId, Look, Seen};
 
 /// What the file at `path` (relative to `dir`, or to the working directory)
-/// is, not following a final symbolic link.
-pub(crate) fn look_at(dir: Option<BorrowedFd<'_>>, path: &Path) -> io::Result<Look> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    super::look_by_stat(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd()), &c)
+/// is, not following a final symbolic link (see [`super::look_at`]).
+pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<Look> {
+    super::look_by_stat(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd()), path)
 }
 
 /// How often a waiter looks again without inotify.
