@@ -654,19 +654,26 @@ fn handoff4(base: &Path, quick: bool) {
     println!("\n## N=4 hand-off, {rounds} interleaved rounds of {secs} s (p50 µs)");
     let kinds = [Kind::RawLocks(4), Kind::RawSeats(4), Kind::Elect(4)];
     let mut p50s = vec![Vec::new(); kinds.len()];
+    let mut cpus = vec![Vec::new(); kinds.len()];
     let mut ratios = (Vec::new(), Vec::new());
     for r in 0..rounds {
-        let round: Vec<f64> = kinds
-            .iter()
-            .map(|k| run_cyclers(base, *k, 20, secs, 1000, 2000).0.pct(0.5))
-            .collect();
+        let mut round = Vec::new();
+        for (k, cpu) in kinds.iter().zip(&mut cpus) {
+            let (d, _, used) = run_cyclers(base, *k, 20, secs, 1000, 2000);
+            // CPU of all 20 workers per hand-off, µs.
+            cpu.push(used * 1e6 / d.0.len().max(1) as f64);
+            round.push(d.pct(0.5));
+        }
         println!(
-            "round {r}: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}: elect {:.2}x of 4 raw files, {:.2}x of seats made raw",
+            "round {r}: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}: elect {:.2}x of 4 raw files, {:.2}x of seats made raw; CPU per hand-off {:.0}, {:.0}, {:.0} µs",
             round[0],
             round[1],
             round[2],
             round[2] / round[0],
-            round[2] / round[1]
+            round[2] / round[1],
+            cpus[0][r],
+            cpus[1][r],
+            cpus[2][r]
         );
         ratios.0.push(round[2] / round[0]);
         ratios.1.push(round[2] / round[1]);
@@ -679,12 +686,15 @@ fn handoff4(base: &Path, quick: bool) {
         v[v.len() / 2]
     };
     println!(
-        "median of rounds: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}; elect {:.2}x of 4 raw files, {:.2}x of seats made raw",
+        "median of rounds: 4 raw files {:.1}, seats made raw {:.1}, elect {:.1}; elect {:.2}x of 4 raw files, {:.2}x of seats made raw; CPU per hand-off {:.0}, {:.0}, {:.0} µs",
         median(&mut p50s[0]),
         median(&mut p50s[1]),
         median(&mut p50s[2]),
         median(&mut ratios.0),
-        median(&mut ratios.1)
+        median(&mut ratios.1),
+        median(&mut cpus[0]),
+        median(&mut cpus[1]),
+        median(&mut cpus[2])
     );
 }
 

@@ -27,6 +27,10 @@
 //!   slot first wins; the helper gives back what it got too late, and wakes
 //!   the sleeper with a nudge (see `Interrupter::nudge`) when it wins. It
 //!   runs under SCHED_BATCH, so its work never preempts the new owner.
+//!   While the line has a head, releases are the head's: the helper takes
+//!   none and sleeps without a timer (a release after the head left
+//!   touches its slot, which wakes it), so that a sitting costs no timed
+//!   wake-ups.
 //! * Whoever leaves a seat without the slot empties the seat *then* tries
 //!   the slot once: a releaser that saw the seat taken unlocked the slot
 //!   before it looked, so the leaver finds the slot free and releases it
@@ -549,8 +553,11 @@ impl Shared {
             // The idle step has no timeout: the sitter's once-a-second
             // recheck keeps saying that the helper listens, and looks for a
             // slot it missed (see `Seats::safety_net`), so that a seated
-            // process wakes no more often than one in line.
-            let timeout = (step < last).then(|| RETRY[step]);
+            // process wakes no more often than one in line. Nor does any
+            // step while the line has a head: the short retries are for a
+            // release this helper could take, and one made after the head
+            // left touches its slot, which the helper hears.
+            let timeout = (headless && step < last).then(|| RETRY[step]);
             match watch.wait_or(timeout, Some(self.wake.as_fd())) {
                 Ok(seen) if seen.slot_closed => {
                     step = 0;
