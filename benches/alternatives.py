@@ -42,7 +42,8 @@ What is measured, and why this way:
 
 * Per-call cost of the CLIs: hyperfine (-N, no shell) on `true`, `flock FILE
   true`, `elect run -d DIR NAME -- true` and `sem --fg --id X -j1 true`.
-  `--fg` makes sem wait for the command like the other two do.
+  `--fg` makes sem wait for the command like the other two do. In 5
+  rounds, each of every command, so that drift falls on all alike.
 
 * Idle cost: 20 waiters for 10 s while the lock is held, for portalocker,
   elect run and flock(1) (the kernel-wait anchor). CPU from utime+stime of
@@ -59,6 +60,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -326,37 +328,51 @@ def stamp_overhead(rounds):
 # ------------------------------------------------------------------ per call
 
 
+PERCALL_ROUNDS = 5
+
+
 def per_call(base, elect, runs, env, static=None):
+    """hyperfine in PERCALL_ROUNDS rounds of runs/PERCALL_ROUNDS runs each,
+    every command in every round, and each command's figures over all its
+    runs: hyperfine runs one command's runs back to back, so on a shared
+    machine a slow minute would otherwise fall on one command alone (a run
+    of this script measured `true` 28% slower than the one before it)."""
     d = tempfile.mkdtemp(prefix="percall-", dir=base)
     out = os.path.join(d, "hyperfine.json")
     cmds = [
         "true",
         f"flock {d}/flock.lock true",
         f"{elect} run -d {d}/elect bench -- true",
-        "sem --will-cite --fg --id elect-bench-percall -j1 true",
     ]
-    names = ["true", "flock(1)", "elect run", "sem"]
+    names = ["true", "flock(1)", "elect run"]
     if static:
         cmds.append(f"{static} run -d {d}/elect-static bench -- true")
         names.append("elect run (static)")
-    subprocess.run(
-        ["hyperfine", "-N", "--warmup", "10", "--runs", str(runs), "--style", "basic",
-         "--export-json", out] + cmds,
-        check=True, env=env, stdout=subprocess.DEVNULL,
-    )
-    with open(out) as f:
-        res = json.load(f)["results"]
+    cmds.append("sem --will-cite --fg --id elect-bench-percall -j1 true")
+    names.append("sem")
+    times = {n: [] for n in names}
+    per_round = max(10, runs // PERCALL_ROUNDS)
+    for _ in range(PERCALL_ROUNDS):
+        subprocess.run(
+            ["hyperfine", "-N", "--warmup", "5", "--runs", str(per_round), "--style", "basic",
+             "--export-json", out] + cmds,
+            check=True, env=env, stdout=subprocess.DEVNULL,
+        )
+        with open(out) as f:
+            for n, x in zip(names, json.load(f)["results"]):
+                times[n].extend(x["times"])
     r = {}
-    for n, c, x in zip(names, cmds, res):
+    for n, c in zip(names, cmds):
         if static:
             c = c.replace(static, "elect-static")
+        t = times[n]
         r[n] = {
             "command": c.replace(d, "DIR").replace(elect, "elect"),
-            "median_ms": x["median"] * 1e3,
-            "mean_ms": x["mean"] * 1e3,
-            "stddev_ms": x["stddev"] * 1e3,
-            "min_ms": x["min"] * 1e3,
-            "runs": len(x["times"]),
+            "median_ms": statistics.median(t) * 1e3,
+            "mean_ms": statistics.mean(t) * 1e3,
+            "stddev_ms": statistics.stdev(t) * 1e3,
+            "min_ms": min(t) * 1e3,
+            "runs": len(t),
         }
     return r
 

@@ -476,6 +476,10 @@ def main():
     # ---- per call
     w("## Cost of one call of a CLI (hyperfine -N, no shell)")
     w("")
+    w("hyperfine in 5 rounds, each running every command in turn, and each")
+    w("command's figures over all its runs: one command's runs back to back")
+    w("would let a slow minute of the shared machine fall on it alone.")
+    w("")
     w("| command | median | mean ± σ | min | runs | median ÷ flock(1) | issue 5 figure |")
     w("| --- | --- | --- | --- | --- | --- | --- |")
     issue_pc = {"flock(1)": "about 2× a bare `true`", "sem": "160 ms"}
