@@ -236,15 +236,15 @@ impl DirWatch {
 /// modification time in its inode: a holder that checks its slot's path and
 /// then writes its record paid 2.5 µs for the pair on ext4 instead of
 /// 1.6 µs. Kernels without `statx` get `fstatat`.
-pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, c: &CStr) -> io::Result<Look> {
+pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<Look> {
     const WANTED: u32 = libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE;
     let dirfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: c is a valid C string; stx is written before it is read.
+    // SAFETY: path is a valid C string; stx is written before it is read.
     let (r, stx) = unsafe {
         let mut stx: libc::statx = std::mem::zeroed();
         let r = libc::statx(
             dirfd,
-            c.as_ptr(),
+            path.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
             WANTED,
             &mut stx,
@@ -266,7 +266,7 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, c: &CStr) -> io::Result<Loo
     // A kernel (or a seccomp filter) without statx, or a file system that
     // cannot tell all of it: the old call.
     if r == 0 || matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
-        return super::look_by_stat(dirfd, c);
+        return super::look_by_stat(dirfd, path);
     }
     Err(err)
 }
