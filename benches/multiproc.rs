@@ -605,12 +605,17 @@ fn handoff(base: &Path, quick: bool) {
         (Kind::Elect(4), 20),
     ];
     let mut pooled = vec![(Vec::new(), 0.0); kinds.len()];
-    for _ in 0..rounds {
+    for r in 0..rounds {
+        // Each round's medians go to stderr (multiproc.err in a full run),
+        // to show drift within the run: the pooled figures hide it.
+        let mut p50s = Vec::new();
         for ((kind, procs), (samples, cpu)) in kinds.iter().zip(&mut pooled) {
             let (d, _, used) = run_cyclers(base, *kind, *procs, secs, 1000, 2000);
+            p50s.push(format!("{}:{:.1}", kind.arg(), d.pct(0.5)));
             samples.extend(d.0);
             *cpu += used;
         }
+        eprintln!("hand-off round {r}, p50 µs: {}", p50s.join(" "));
     }
     let mut results = pooled.into_iter().map(|(mut v, cpu)| {
         v.sort_unstable();
