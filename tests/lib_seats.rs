@@ -305,3 +305,59 @@ fn helper_sleeps_untimed(pid: u32) -> bool {
             && f.get(3) == Some(&"0x0")
     })
 }
+
+#[test]
+fn a_seated_waiters_helper_sleeps_without_a_timer_while_the_line_has_a_head() {
+    // While a head watches, releases are the head's: the helper takes none,
+    // so an event it hears must not start its short retries. Counted as the
+    // helper thread's voluntary context switches (one per sleep) over a
+    // window after such an event: the retries would add five (0.1, 0.5, 2,
+    // 10 and 50 ms). The window is no synchronisation: it is the span in
+    // which nothing may happen.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("untimed");
+    let holders = hold_all(run, "untimed", 3);
+    let (seat, seated, head) = seat_a_worker(run, "untimed", 3);
+    wait_until("the helper sleeps without a timer", || {
+        helper_sleeps_untimed(seated.pid)
+    });
+    let before = helper_sleeps(seated.pid);
+    // A touch of a held slot other than the seat's: the helper hears it.
+    let other = (seat + 1) % 3;
+    std::fs::File::options()
+        .write(true)
+        .open(res.join(format!("slot.{other}")))
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+    wait_until("the helper hears the touch", || {
+        helper_sleeps(seated.pid) > before
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let woke = helper_sleeps(seated.pid) - before;
+    assert!(woke <= 2, "the helper slept {woke} times after one event");
+    assert!(helper_sleeps_untimed(seated.pid));
+    drop((holders, seated, head));
+}
+
+/// How often process `pid`'s seat helper has gone to sleep: its thread's
+/// voluntary context switches.
+fn helper_sleeps(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .unwrap_or_default()
+                .trim()
+                == "elect-seat"
+        })
+        .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .expect("a seat helper thread")
+}
