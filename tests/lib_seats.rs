@@ -11,26 +11,14 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use elect::Election;
-use support::{Role, Worker, seat_of, wait_blocked_on, wait_holds, wait_seated, wait_until};
+use support::{
+    Role, Worker, election, hold_all, seat_of, wait_blocked_on, wait_holds, wait_seated, wait_until,
+};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
 fn worker_process() {
     support::worker_main();
-}
-
-/// Holds every slot of `name` from worker processes, indexed by slot.
-fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
-    let mut held: Vec<(u32, Worker)> = (0..tickets)
-        .map(|_| {
-            let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
-            let (slot, _) = w.expect_held();
-            (slot, w)
-        })
-        .collect();
-    held.sort_by_key(|h| h.0);
-    held.into_iter().map(|h| h.1).collect()
 }
 
 /// A worker that waits for a ticket of `name`.
@@ -203,11 +191,7 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
     // Timed out.
     let res = run.join("timeout");
     let mut holders = hold_all(run, "timeout", 2);
-    let e = Election::builder("timeout")
-        .tickets(2)
-        .dir(run)
-        .build()
-        .unwrap();
+    let e = election(run, "timeout", 2);
     let mut waiting = None;
     let (seat, behind) = seat_our_wait(run, "timeout", || {
         let e = e.clone();
@@ -222,11 +206,7 @@ fn a_seated_wait_given_up_leaves_its_seat_and_holds_nothing() {
     // Dropped, as an async wait is when its future is.
     let res = run.join("dropped");
     let mut holders = hold_all(run, "dropped", 2);
-    let e = Election::builder("dropped")
-        .tickets(2)
-        .dir(run)
-        .build()
-        .unwrap();
+    let e = election(run, "dropped", 2);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -260,11 +240,7 @@ fn a_slot_freed_without_an_event_still_reaches_a_seated_waiter() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let res = run.join("silent");
-    let e = Election::builder("silent")
-        .tickets(2)
-        .dir(run)
-        .build()
-        .unwrap();
+    let e = election(run, "silent", 2);
     drop((e.obtain().unwrap(), e.obtain().unwrap()));
     drop(e);
     // Read-only descriptors: closing them is no inotify event either.

@@ -113,11 +113,7 @@ fn status_survives_garbage_in_slot_files() {
     let (_, token) = w.expect_held();
     let slot0 = run.join("garbage/slot.0");
     // Make slot.1 exist, free.
-    let e = Election::builder("garbage")
-        .tickets(2)
-        .dir(run)
-        .build()
-        .unwrap();
+    let e = support::election(run, "garbage", 2);
     drop(e.try_obtain().unwrap().unwrap());
     let slot1 = run.join("garbage/slot.1");
 

@@ -13,32 +13,13 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use elect::{Election, Ending};
-use support::{DEADLINE, Role, Worker, wait_blocked_on, wait_holds};
+use elect::Ending;
+use support::{DEADLINE, election, hold_all, wait_blocked_on, wait_holds};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
 fn worker_process() {
     support::worker_main();
-}
-
-fn election(run: &Path, name: &str, tickets: u32) -> Election {
-    Election::builder(name)
-        .tickets(tickets)
-        .dir(run)
-        .build()
-        .unwrap()
-}
-
-/// Holds every slot of `name` from worker processes.
-fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
-    (0..tickets)
-        .map(|_| {
-            let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
-            w.expect_held();
-            w
-        })
-        .collect()
 }
 
 /// Waits until a thread of this process is waiting for `name`: blocked on

@@ -281,6 +281,28 @@ impl Drop for Worker {
     }
 }
 
+/// An election of `tickets` tickets for `name` in the run directory `run`.
+pub fn election(run: &Path, name: &str, tickets: u32) -> Election {
+    Election::builder(name)
+        .tickets(tickets)
+        .dir(run)
+        .build()
+        .unwrap()
+}
+
+/// Holds every slot of `name` from worker processes, indexed by slot.
+pub fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
+    let mut held: Vec<(u32, Worker)> = (0..tickets)
+        .map(|_| {
+            let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+            let (slot, _) = w.expect_held();
+            (slot, w)
+        })
+        .collect();
+    held.sort_by_key(|h| h.0);
+    held.into_iter().map(|h| h.1).collect()
+}
+
 /// Polls `cond` every few milliseconds until it holds; fails the test after
 /// [`DEADLINE`]. For conditions the kernel does not announce (a process
 /// blocking in flock).
