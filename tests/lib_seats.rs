@@ -269,17 +269,23 @@ fn a_slot_freed_without_an_event_still_reaches_a_seated_waiter() {
 /// Whether process `pid`'s seat helper (the thread `elect-seat`) sleeps in
 /// ppoll(2) without a timeout, as `/proc/<pid>/task/*/syscall` shows.
 fn helper_sleeps_untimed(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+    let Some(task) = helper_task(pid) else {
         return false;
     };
-    tasks.flatten().any(|t| {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let call = std::fs::read_to_string(t.path().join("syscall")).unwrap_or_default();
-        let f: Vec<&str> = call.split_whitespace().collect();
-        comm.trim() == "elect-seat"
-            && f.first().and_then(|n| n.parse::<libc::c_long>().ok()) == Some(libc::SYS_ppoll)
-            && f.get(3) == Some(&"0x0")
-    })
+    let call = std::fs::read_to_string(task.join("syscall")).unwrap_or_default();
+    let f: Vec<&str> = call.split_whitespace().collect();
+    f.first().and_then(|n| n.parse::<libc::c_long>().ok()) == Some(libc::SYS_ppoll)
+        && f.get(3) == Some(&"0x0")
+}
+
+/// `/proc/<pid>/task/<tid>` of process `pid`'s seat helper (the thread
+/// `elect-seat`), if it has one.
+fn helper_task(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|t| t.path())
+        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim() == "elect-seat"))
 }
 
 #[test]
@@ -320,16 +326,8 @@ fn a_seated_waiters_helper_sleeps_without_a_timer_while_the_line_has_a_head() {
 /// How often process `pid`'s seat helper has gone to sleep: its thread's
 /// voluntary context switches.
 fn helper_sleeps(pid: u32) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .flatten()
-        .find(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .unwrap_or_default()
-                .trim()
-                == "elect-seat"
-        })
-        .and_then(|t| std::fs::read_to_string(t.path().join("status")).ok())
+    helper_task(pid)
+        .and_then(|t| std::fs::read_to_string(t.join("status")).ok())
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
