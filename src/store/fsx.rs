@@ -203,6 +203,8 @@ pub(crate) enum Access {
     ReadCreate,
     /// Read and write, creating it if missing.
     ReadWriteCreate,
+    /// Read and write; the file must exist.
+    ReadWrite,
     /// Write only; the file must exist.
     Write,
     /// Write only, creating it if missing.
@@ -239,6 +241,7 @@ pub(crate) fn open_file_sized(
         | match access {
             Access::ReadCreate => libc::O_RDONLY | libc::O_CREAT,
             Access::ReadWriteCreate => libc::O_RDWR | libc::O_CREAT,
+            Access::ReadWrite => libc::O_RDWR,
             Access::Write => libc::O_WRONLY,
             Access::WriteCreate => libc::O_WRONLY | libc::O_CREAT,
             Access::Read => libc::O_RDONLY,

@@ -49,12 +49,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::fsx::{self, Access, fd_borrow};
+use super::record_page::RecordPages;
 use super::seats::{SEATS_MAX, Seats};
 use super::token;
 use super::watched::Watched;
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Reason};
-use crate::record::HolderRecord;
+use crate::record::{HolderRecord, RECORD_LEN};
 use crate::status::{ResourceStatus, SlotStatus};
 use crate::sys::{self, DirWatch, FileId};
 use std::os::fd::BorrowedFd;
@@ -167,6 +168,9 @@ struct Opened {
     /// Write-only slot descriptors of released tickets, for the next
     /// holder's record.
     records: SlotPool,
+    /// Slot files' first pages, mapped before a wait for the record of the
+    /// wait's winner (see `record_page`).
+    pages: RecordPages,
     /// Descriptors of `queue` (key [`LINE_QUEUE`]) and `waiting`
     /// ([`LINE_WAITING`]) for the next wait: opening and checking one costs
     /// three system calls.
@@ -565,6 +569,7 @@ impl LocalStore {
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
             records: SlotPool::new(generation),
+            pages: RecordPages::default(),
             lines: SlotPool::new(generation),
             member: Mutex::new(None),
             generation,
@@ -764,6 +769,7 @@ impl LocalStore {
         if rid != id {
             return Ok(Waited::Restart);
         }
+        o.pages.prepare(res.fd.as_fd(), &res.path, name, 0, id);
         // If the slot file is removed while we sleep (the run directory
         // removed under a holder that does not check), its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
@@ -957,6 +963,8 @@ impl LocalStore {
             seats.leave(seat, lock.as_fd());
             return Ok(Waited::Restart);
         }
+        o.pages
+            .prepare(res.fd.as_fd(), &res.path, &slot_path.name, seat, id);
         // If the slot file is removed while we sleep, its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
         let net = seats.safety_net(seat);
@@ -1048,15 +1056,24 @@ impl LocalStore {
         let lock = lock_above(lock, &record_fd)
             .map_err(|e| Error::io("cannot duplicate", &slot_path.path, e))?;
         let record = new_record(req, token);
-        // Records all have the same length: the file needs cutting only if
-        // something else made it longer.
-        let mut buf = [0u8; crate::record::RECORD_LEN];
-        fsx::overwrite_from(
-            record_fd.as_fd(),
-            &slot_path.path,
-            record.padded_in(&mut buf),
-            look.size,
-        )?;
+        let mut buf = [0u8; RECORD_LEN];
+        let bytes = record.padded_in(&mut buf);
+        // Through the slot file's mapped page if this process has one, which
+        // makes no event; then with a system call too if a watcher listens,
+        // for the event it waits for. Stores before the look at the
+        // watchers' deadline, as a watcher raises it before it reads: either
+        // it reads this record, or this sees its deadline.
+        let quiet = o.watched.as_ref().is_some_and(|w| {
+            look.size == RECORD_LEN as u64 && o.pages.write(slot, id, bytes) && {
+                std::sync::atomic::fence(Ordering::SeqCst);
+                !w.owners_wanted()
+            }
+        });
+        if !quiet {
+            // Records all have the same length: the file needs cutting only
+            // if something else made it longer.
+            fsx::overwrite_from(record_fd.as_fd(), &slot_path.path, bytes, look.size)?;
+        }
         Ok(Some(LocalHeld {
             inherited: false,
             lock: Some(lock),
@@ -1201,7 +1218,7 @@ impl LocalStore {
         // Listening from the start: the first look comes before any wait.
         let watched = Watched::open(res.fd.as_fd(), &res.path, self.file_mode());
         if let Some(w) = &watched {
-            w.announce(Duration::ZERO);
+            w.announce_watching(Duration::ZERO);
         }
         Ok(LocalWatch {
             store: self.clone(),
@@ -1249,7 +1266,7 @@ impl LocalWatch {
     pub(crate) fn wait(&mut self, intr: &Interrupter, timeout: Duration) -> Result<bool> {
         let timeout = match &self.watched {
             Some(w) => {
-                w.announce(timeout);
+                w.announce_watching(timeout);
                 timeout
             }
             // Releases with nobody else listening make no event, so look

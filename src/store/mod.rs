@@ -7,6 +7,7 @@
 pub(crate) mod etcd;
 pub(crate) mod fsx;
 pub(crate) mod local;
+pub(crate) mod record_page;
 pub(crate) mod seats;
 pub(crate) mod token;
 pub(crate) mod watched;

@@ -27,6 +27,13 @@
 //! deadline again. The file holds no secret and steers nothing but whether
 //! an event is sent: garbage in it costs latency, never exclusion.
 //!
+//! A second deadline, after the first, says the same of the event an
+//! acquisition makes (IN_MODIFY, the record written), which only watchers
+//! listen for: while it is behind, a new holder writes its record through
+//! a mapping of the slot file, which makes no event (see `record_page`).
+//! Watchers raise both deadlines; the head of the line and seated helpers
+//! only the first.
+//!
 //! Where the file cannot be opened for writing or mapped (a read-only
 //! observer, a file system without shared mappings, a system other than
 //! Linux), a process cannot say it listens: as a releaser it always
@@ -46,9 +53,14 @@ pub(crate) const WATCHED_FILE: &str = "watched";
 /// time a listener may take between waking and raising it again.
 pub(crate) const MARGIN: Duration = Duration::from_secs(1);
 
-/// The file's length: one 64-bit deadline, nanoseconds since the epoch, in
-/// the host's byte order.
-const LEN: u64 = 8;
+/// The file's length: two 64-bit deadlines, nanoseconds since the epoch,
+/// in the host's byte order: for releases, then for acquisitions.
+const LEN: u64 = 16;
+
+/// Where the deadline for releases is.
+const RELEASES: usize = 0;
+/// Where the deadline for acquisitions is.
+const OWNERS: usize = 8;
 
 /// This process's mapping of a resource's `watched` file.
 #[derive(Debug)]
@@ -89,6 +101,18 @@ impl Watched {
     /// Says that this process is about to sleep for up to `sleep` waiting
     /// for the event of a release. Call it before looking at the slots.
     pub(crate) fn announce(&self, sleep: Duration) {
+        self.raise(&[RELEASES], sleep);
+    }
+
+    /// Says that this process is about to sleep for up to `sleep` waiting
+    /// for the events of releases and acquisitions alike, as a watcher
+    /// does. Call it before looking at the slots.
+    pub(crate) fn announce_watching(&self, sleep: Duration) {
+        self.raise(&[RELEASES, OWNERS], sleep);
+    }
+
+    /// Raises the deadlines at `offsets` to the end of a sleep of `sleep`.
+    fn raise(&self, offsets: &[usize], sleep: Duration) {
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsFd;
@@ -105,28 +129,44 @@ impl Watched {
                 {
                     return;
                 }
-                self.page.atomic_u64(0).fetch_max(until, Ordering::SeqCst);
+                for &at in offsets {
+                    self.page.atomic_u64(at).fetch_max(until, Ordering::SeqCst);
+                }
                 if !self.page.was_lost() {
                     return;
                 }
             }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = sleep;
+        let _ = (offsets, sleep);
     }
 
     /// Whether a release must make its event: someone said they listen
     /// and their deadline is ahead, or this process cannot tell. Call it
     /// after unlocking.
     pub(crate) fn wanted(&self) -> bool {
+        self.ahead(RELEASES)
+    }
+
+    /// Whether an acquisition must make its event (write its record with a
+    /// system call): a watcher said it listens and its deadline is ahead,
+    /// or this process cannot tell. Call it after locking.
+    pub(crate) fn owners_wanted(&self) -> bool {
+        self.ahead(OWNERS)
+    }
+
+    fn ahead(&self, at: usize) -> bool {
         #[cfg(target_os = "linux")]
         {
             use std::sync::atomic::Ordering;
-            let until = self.page.atomic_u64(0).load(Ordering::SeqCst);
+            let until = self.page.atomic_u64(at).load(Ordering::SeqCst);
             self.page.was_lost() || now_ns() < until
         }
         #[cfg(not(target_os = "linux"))]
-        true
+        {
+            let _ = at;
+            true
+        }
     }
 }
 

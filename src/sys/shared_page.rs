@@ -111,6 +111,12 @@ impl SharedPage {
             .inspect_err(|_| lost.store(true, Ordering::Release))
     }
 
+    /// Whether the SIGBUS handler covers this page: false for pages mapped
+    /// beyond the table's `SLOTS` entries.
+    pub(crate) fn is_protected(&self) -> bool {
+        self.slot < SLOTS
+    }
+
     /// True once the SIGBUS handler replaced this page by a zero page
     /// (the file was truncated) since [`map`](Self::map) or the last
     /// [`remap`](Self::remap). Stores made since then reached no file.

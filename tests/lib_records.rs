@@ -1,0 +1,170 @@
+//! A waiter's record: a process that waited for its slot, in the slot's own
+//! kernel queue (one ticket) or on a seat (several), writes its record
+//! through the slot file's mapped page. `status` shows the new holder at
+//! once, the file keeps a whole record's length, and the write makes no
+//! inotify event, unless a watcher listens: then it makes its IN_MODIFY, by
+//! which the watcher hears of the new holder.
+
+mod support;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use support::{Role, Worker, election, wait_blocked_on};
+
+#[test]
+#[ignore = "the body of worker processes; the other tests run it"]
+fn worker_process() {
+    support::worker_main();
+}
+
+/// The length of every record elect writes (see `record::RECORD_LEN`).
+const RECORD_LEN: u64 = 2304;
+
+/// An inotify descriptor watching the directory `res` for slot files
+/// written (IN_MODIFY).
+fn watch_writes(res: &Path) -> libc::c_int {
+    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain system calls; the results are checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY) } >= 0);
+    fd
+}
+
+/// The names of the slot files written since the last call.
+fn written(fd: libc::c_int) -> Vec<String> {
+    let mut buf = [0u64; 512];
+    // SAFETY: buf is valid for its length; the descriptor is non-blocking.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 4096) };
+    // SAFETY: u64s are plain bytes; n is at most the buffer's length.
+    let mut rest =
+        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n.max(0) as usize) };
+    let header = std::mem::size_of::<libc::inotify_event>();
+    let mut names = Vec::new();
+    while rest.len() >= header {
+        // SAFETY: at least one header's worth of bytes, read unaligned.
+        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
+        let name = String::from_utf8_lossy(&rest[header..header + ev.len as usize])
+            .trim_end_matches('\0')
+            .to_string();
+        if name.starts_with("slot.") {
+            names.push(name);
+        }
+        rest = &rest[header + ev.len as usize..];
+    }
+    names
+}
+
+/// Asserts that `status` names `pid` with `token` as the holder of `slot`,
+/// and that the slot file holds a whole record.
+fn assert_holder(run: &Path, (name, tickets): (&str, u32), slot: u32, pid: u32, token: u64) {
+    let st = election(run, name, tickets).status().unwrap();
+    let holder = st.slots[slot as usize]
+        .holder
+        .clone()
+        .unwrap_or_else(|| panic!("no record of slot {slot}"));
+    assert_eq!(
+        (holder.pid, holder.token),
+        (pid, token),
+        "the record of slot {slot}"
+    );
+    let len = std::fs::metadata(run.join(name).join(format!("slot.{slot}")))
+        .unwrap()
+        .len();
+    assert_eq!(len, RECORD_LEN);
+}
+
+/// One ticket: a worker holds it, a thread of this process waits in the
+/// slot's queue, the worker releases. Returns the waiter's ticket and the
+/// slot files written meanwhile, as `watch_writes` saw them.
+fn handed_over(run: &Path, name: &str, watcher: bool) -> (elect::Ticket, Vec<String>) {
+    let res = run.join(name);
+    let mut holder = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, 1);
+    holder.expect_held();
+    let e = election(run, name, 1);
+    let watch = watcher.then(|| e.watch().unwrap());
+    let waiter = {
+        let e = e.clone();
+        std::thread::spawn(move || e.obtain().unwrap())
+    };
+    wait_blocked_on(std::process::id(), &res.join("slot.0"));
+    let fd = watch_writes(&res);
+    holder.send("release");
+    holder.expect("RELEASED");
+    let ticket = waiter.join().unwrap();
+    let seen = written(fd);
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    drop(watch);
+    drop(holder);
+    (ticket, seen)
+}
+
+#[test]
+fn a_waiters_record_makes_no_event_when_nobody_watches_yet_status_shows_it() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ticket, seen) = handed_over(tmp.path(), "quiet", false);
+    assert!(
+        seen.is_empty(),
+        "the record was written with a system call: {seen:?}"
+    );
+    assert_holder(
+        tmp.path(),
+        ("quiet", 1),
+        0,
+        std::process::id(),
+        ticket.token(),
+    );
+}
+
+#[test]
+fn a_waiters_record_is_an_event_while_a_watcher_listens() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ticket, seen) = handed_over(tmp.path(), "heard", true);
+    assert!(
+        seen.contains(&"slot.0".to_string()),
+        "a watcher listens, yet the record made no event ({seen:?})"
+    );
+    assert_holder(
+        tmp.path(),
+        ("heard", 1),
+        0,
+        std::process::id(),
+        ticket.token(),
+    );
+}
+
+#[test]
+fn a_seated_waiters_record_makes_no_event_when_nobody_watches() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("seated");
+    let mut holders = support::hold_all(run, "seated", 2);
+    // The head sits only with someone behind it.
+    let mut head = Worker::spawn(Role::Hold { mode: "obtain" }, run, "seated", 2);
+    support::wait_holds(head.pid, &res.join("queue"), true);
+    let mut behind = Worker::spawn(Role::Hold { mode: "obtain" }, run, "seated", 2);
+    let seat = support::wait_seated(head.pid, &res);
+    let fd = watch_writes(&res);
+    let releaser = &mut holders[seat as usize];
+    releaser.send("release");
+    releaser.expect("RELEASED");
+    let (slot, token) = head.expect_held();
+    assert_eq!(slot, seat, "the kernel handed the seat's slot over");
+    let seen = written(fd);
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    assert!(
+        seen.is_empty(),
+        "the record was written with a system call: {seen:?}"
+    );
+    assert_holder(run, ("seated", 2), slot, head.pid, token);
+    // The one behind gets the next release.
+    head.send("release");
+    head.expect("RELEASED");
+    behind.expect_held();
+}
