@@ -17,15 +17,28 @@
 //! A page is mapped only for a slot this process waits on, before it
 //! sleeps, and only where it can be protected: a file truncated under the
 //! mapping turns into a zero page, not a SIGBUS (see `SharedPage`); the
-//! holder then sees the page lost and writes with `pwrite`. Linux only.
+//! holder then sees the page lost and writes with `pwrite`. The protected
+//! pages of a process are few (`SharedPage`'s table), and the token and
+//! `watched` pages of every resource need theirs, so record pages take at
+//! most [`MAX_PAGES`] of them. Linux only.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::fsx::{self, Access};
 use crate::record::RECORD_LEN;
 use crate::sys::FileId;
+
+/// The most record pages mapped at once in a process: a quarter of
+/// `SharedPage`'s table, which leaves the rest to the token and `watched`
+/// pages of several hundred resources. Beyond it records go out with
+/// `pwrite`.
+pub(crate) const MAX_PAGES: usize = 256;
+
+/// How many record pages this process has mapped.
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
 /// The mapped first pages of some slot files of one resource, by slot.
 #[derive(Debug, Default)]
@@ -39,6 +52,12 @@ struct Page {
     id: FileId,
     #[cfg(target_os = "linux")]
     page: crate::sys::SharedPage,
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RecordPages {
@@ -99,7 +118,6 @@ impl Page {
     /// a valid one (a `pwrite` is not torn by the writer's death).
     #[cfg(target_os = "linux")]
     fn store(&self, record: &[u8]) -> bool {
-        use std::sync::atomic::Ordering;
         if self.page.was_lost() {
             return false;
         }
@@ -130,12 +148,21 @@ fn map(dir: BorrowedFd<'_>, dir_path: &Path, name: &str, id: FileId) -> Option<P
     // that tells waiters of a release (IN_CLOSE_WRITE) comes only when the
     // page is unmapped (or, for a process that dies, after its other
     // descriptors: see `lock_above`).
-    let (fd, got) = fsx::open_file(dir, dir_path, name, Access::ReadWrite, 0).ok()?;
-    if got != id {
+    if MAPPED.fetch_add(1, Ordering::Relaxed) >= MAX_PAGES {
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
         return None;
     }
-    let page = crate::sys::SharedPage::map(fd.as_fd()).ok()?;
-    page.is_protected().then_some(Page { id, page })
+    let page = fsx::open_file(dir, dir_path, name, Access::ReadWrite, 0)
+        .ok()
+        .filter(|&(_, got)| got == id)
+        .and_then(|(fd, _)| crate::sys::SharedPage::map(fd.as_fd()).ok());
+    let Some(page) = page else {
+        MAPPED.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    };
+    // Counted from here on: dropping it gives the count back.
+    let page = Page { id, page };
+    page.page.is_protected().then_some(page)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -147,6 +174,13 @@ fn map(_dir: BorrowedFd<'_>, _dir_path: &Path, _name: &str, _id: FileId) -> Opti
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// The count of pages is the process's: tests that map pages take
+    /// turns.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
 
     /// A slot file of a whole record's length in a fresh directory, the
     /// directory open, and the file's id.
@@ -165,6 +199,7 @@ mod tests {
 
     #[test]
     fn a_record_stored_in_the_page_is_what_the_file_reads() {
+        let _serial = serial();
         let tmp = tempfile::tempdir().unwrap();
         let (d, id) = slot_file(tmp.path());
         let pages = RecordPages::default();
@@ -191,6 +226,7 @@ mod tests {
 
     #[test]
     fn a_file_truncated_under_its_page_is_written_by_nobody_and_kills_nobody() {
+        let _serial = serial();
         let tmp = tempfile::tempdir().unwrap();
         let (d, id) = slot_file(tmp.path());
         let pages = RecordPages::default();
@@ -203,5 +239,35 @@ mod tests {
             std::fs::metadata(tmp.path().join("slot.0")).unwrap().len(),
             0
         );
+    }
+
+    #[test]
+    fn record_pages_take_no_more_than_their_share_of_the_protected_table() {
+        let _serial = serial();
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, id) = slot_file(tmp.path());
+        let base = MAPPED.load(Ordering::Relaxed);
+        let all: Vec<RecordPages> = (0..MAX_PAGES - base)
+            .map(|_| RecordPages::default())
+            .collect();
+        for p in &all {
+            p.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
+            assert!(p.write(0, id, &record(b'd')));
+        }
+        assert_eq!(MAPPED.load(Ordering::Relaxed), MAX_PAGES);
+        let one_more = RecordPages::default();
+        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
+        assert!(
+            !one_more.write(0, id, &record(b'e')),
+            "a page beyond the share"
+        );
+        drop(all);
+        assert_eq!(
+            MAPPED.load(Ordering::Relaxed),
+            base,
+            "unmapped pages give their count back"
+        );
+        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
+        assert!(one_more.write(0, id, &record(b'e')));
     }
 }
