@@ -7,10 +7,9 @@
 
 mod support;
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use support::{Role, Worker, election, wait_blocked_on};
+use support::{Role, Worker, election, slot_events, wait_blocked_on, watch_dir};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -20,41 +19,6 @@ fn worker_process() {
 
 /// The length of every record elect writes (see `record::RECORD_LEN`).
 const RECORD_LEN: u64 = 2304;
-
-/// An inotify descriptor watching the directory `res` for slot files
-/// written (IN_MODIFY).
-fn watch_writes(res: &Path) -> libc::c_int {
-    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
-    // SAFETY: plain system calls; the results are checked.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    assert!(fd >= 0);
-    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), libc::IN_MODIFY) } >= 0);
-    fd
-}
-
-/// The names of the slot files written since the last call.
-fn written(fd: libc::c_int) -> Vec<String> {
-    let mut buf = [0u64; 512];
-    // SAFETY: buf is valid for its length; the descriptor is non-blocking.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), 4096) };
-    // SAFETY: u64s are plain bytes; n is at most the buffer's length.
-    let mut rest =
-        unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n.max(0) as usize) };
-    let header = std::mem::size_of::<libc::inotify_event>();
-    let mut names = Vec::new();
-    while rest.len() >= header {
-        // SAFETY: at least one header's worth of bytes, read unaligned.
-        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
-        let name = String::from_utf8_lossy(&rest[header..header + ev.len as usize])
-            .trim_end_matches('\0')
-            .to_string();
-        if name.starts_with("slot.") {
-            names.push(name);
-        }
-        rest = &rest[header + ev.len as usize..];
-    }
-    names
-}
 
 /// Asserts that `status` names `pid` with `token` as the holder of `slot`,
 /// and that the slot file holds a whole record.
@@ -77,7 +41,7 @@ fn assert_holder(run: &Path, (name, tickets): (&str, u32), slot: u32, pid: u32, 
 
 /// One ticket: a worker holds it, a thread of this process waits in the
 /// slot's queue, the worker releases. Returns the waiter's ticket and the
-/// slot files written meanwhile, as `watch_writes` saw them.
+/// slot files written meanwhile (IN_MODIFY).
 fn handed_over(run: &Path, name: &str, watcher: bool) -> (elect::Ticket, Vec<String>) {
     let res = run.join(name);
     let mut holder = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, 1);
@@ -89,13 +53,11 @@ fn handed_over(run: &Path, name: &str, watcher: bool) -> (elect::Ticket, Vec<Str
         std::thread::spawn(move || e.obtain().unwrap())
     };
     wait_blocked_on(std::process::id(), &res.join("slot.0"));
-    let fd = watch_writes(&res);
+    let writes = watch_dir(&res, libc::IN_MODIFY);
     holder.send("release");
     holder.expect("RELEASED");
     let ticket = waiter.join().unwrap();
-    let seen = written(fd);
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
+    let seen = slot_events(&writes);
     drop(watch);
     drop(holder);
     (ticket, seen)
@@ -149,15 +111,13 @@ fn a_seated_waiters_record_makes_no_event_when_nobody_watches() {
     support::wait_holds(head.pid, &res.join("queue"), true);
     let mut behind = Worker::spawn(Role::Hold { mode: "obtain" }, run, "seated", 2);
     let seat = support::wait_seated(head.pid, &res);
-    let fd = watch_writes(&res);
+    let writes = watch_dir(&res, libc::IN_MODIFY);
     let releaser = &mut holders[seat as usize];
     releaser.send("release");
     releaser.expect("RELEASED");
     let (slot, token) = head.expect_held();
     assert_eq!(slot, seat, "the kernel handed the seat's slot over");
-    let seen = written(fd);
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
+    let seen = slot_events(&writes);
     assert!(
         seen.is_empty(),
         "the record was written with a system call: {seen:?}"

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use elect::Ending;
-use support::{DEADLINE, election, hold_all, wait_blocked_on, wait_holds};
+use support::{DEADLINE, election, hold_all, slot_events, wait_blocked_on, wait_holds};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -258,29 +258,6 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
     }
 }
 
-/// The names of slot files in the inotify events waiting on `fd`.
-fn slot_events(fd: libc::c_int) -> Vec<String> {
-    let mut buf = [0u8; 4096];
-    // SAFETY: buf is valid for its length; the descriptor is non-blocking.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    let mut names = Vec::new();
-    let mut rest = &buf[..n.max(0) as usize];
-    let header = std::mem::size_of::<libc::inotify_event>();
-    while rest.len() >= header {
-        // SAFETY: at least one header's worth of bytes, read unaligned.
-        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
-        let name = &rest[header..header + ev.len as usize];
-        let name = String::from_utf8_lossy(name)
-            .trim_end_matches('\0')
-            .to_string();
-        if name.starts_with("slot.") {
-            names.push(name);
-        }
-        rest = &rest[header + ev.len as usize..];
-    }
-    names
-}
-
 /// Says in the resource's `watched` file that someone listens for release
 /// events for the next hour, as the head of a line or a watcher does before
 /// each sleep (for that sleep and a second more).
@@ -312,22 +289,16 @@ fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
     // acquisition, so no close can be the event: the release must make one
     // of its own, the first time and every time after, as long as someone
     // says they listen; and spend no system call on one when nobody does.
-    use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
     let res = tmp.path().join("events");
     let e = election(tmp.path(), "events", 2);
     drop(e.obtain().unwrap());
-    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
-    // SAFETY: plain system calls; the results are checked.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    assert!(fd >= 0);
-    let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
-    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), mask) } >= 0);
+    let fd = support::watch_dir(&res, libc::IN_ATTRIB | libc::IN_CLOSE_WRITE);
     for round in 0..2 {
         let t = e.obtain().unwrap();
-        slot_events(fd);
+        slot_events(&fd);
         drop(t);
-        let seen = slot_events(fd);
+        let seen = slot_events(&fd);
         assert!(
             seen.is_empty(),
             "round {round}: nobody listens, yet the release made {seen:?}"
@@ -337,9 +308,9 @@ fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
     for round in 0..3 {
         let t = e.obtain().unwrap();
         let slot = format!("slot.{}", t.slot());
-        slot_events(fd);
+        slot_events(&fd);
         drop(t);
-        let seen = slot_events(fd);
+        let seen = slot_events(&fd);
         assert!(
             seen.contains(&slot),
             "round {round}: no event for {slot} on release (saw {seen:?})"
@@ -348,10 +319,8 @@ fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
         let other = election(tmp.path(), "events", 2);
         let again = other.try_obtain().unwrap().expect("a slot is free");
         drop(again);
-        slot_events(fd);
+        slot_events(&fd);
     }
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
 }
 
 #[test]
@@ -360,7 +329,6 @@ fn a_release_makes_no_event_while_someone_sits_in_its_slots_queue() {
     // is handed the slot by the unlock itself: the release's touch would
     // only wake a head to race it. Here the test holds the seat, so no
     // winner can empty it before the releaser looks.
-    use std::os::unix::ffi::OsStrExt;
     let tmp = tempfile::tempdir().unwrap();
     let res = tmp.path().join("seated");
     let e = election(tmp.path(), "seated", 2);
@@ -374,14 +342,9 @@ fn a_release_makes_no_event_while_someone_sits_in_its_slots_queue() {
         .open(res.join("seat.0"))
         .unwrap();
     seat.try_lock().unwrap();
-    let dir = std::ffi::CString::new(res.as_os_str().as_bytes()).unwrap();
-    // SAFETY: plain system calls; the results are checked.
-    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    assert!(fd >= 0);
-    let mask = libc::IN_ATTRIB | libc::IN_CLOSE_WRITE;
-    assert!(unsafe { libc::inotify_add_watch(fd, dir.as_ptr(), mask) } >= 0);
+    let fd = support::watch_dir(&res, libc::IN_ATTRIB | libc::IN_CLOSE_WRITE);
     drop(t0);
-    let seen = slot_events(fd);
+    let seen = slot_events(&fd);
     assert!(
         seen.is_empty(),
         "a release with its seat taken made {seen:?}"
@@ -390,12 +353,10 @@ fn a_release_makes_no_event_while_someone_sits_in_its_slots_queue() {
     seat.unlock().unwrap();
     let t0 = e.try_obtain().unwrap().expect("slot 0 is free");
     assert_eq!(t0.slot(), 0);
-    slot_events(fd);
+    slot_events(&fd);
     drop(t0);
-    assert_eq!(slot_events(fd), ["slot.0"]);
+    assert_eq!(slot_events(&fd), ["slot.0"]);
     drop(t1);
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
 }
 
 #[test]

@@ -375,6 +375,46 @@ pub fn blocked_of(pid: u32) -> Vec<u64> {
     out
 }
 
+/// An inotify instance (non-blocking) watching the directory `dir` for the
+/// events in `mask`.
+pub fn watch_dir(dir: &Path, mask: u32) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+    // SAFETY: plain system calls; the results are checked.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: a valid C string and an inotify descriptor.
+    assert!(unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) } >= 0);
+    fd
+}
+
+/// The names of slot files in the events queued on the inotify instance
+/// `fd`, read without waiting.
+pub fn slot_events(fd: &std::os::fd::OwnedFd) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 4096];
+    // SAFETY: buf is valid for its length; the descriptor is non-blocking.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let mut names = Vec::new();
+    let mut rest = &buf[..n.max(0) as usize];
+    let header = std::mem::size_of::<libc::inotify_event>();
+    while rest.len() >= header {
+        // SAFETY: at least one header's worth of bytes, read unaligned.
+        let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(rest.as_ptr().cast()) };
+        let name = String::from_utf8_lossy(&rest[header..header + ev.len as usize])
+            .trim_end_matches('\0')
+            .to_string();
+        if name.starts_with("slot.") {
+            names.push(name);
+        }
+        rest = &rest[header + ev.len as usize..];
+    }
+    names
+}
+
 /// The inode of `path`.
 pub fn ino(path: &Path) -> u64 {
     std::fs::metadata(path)
