@@ -150,7 +150,9 @@ impl Watched {
 
     /// Whether an acquisition must make its event (write its record with a
     /// system call): a watcher said it listens and its deadline is ahead,
-    /// or this process cannot tell. Call it after locking.
+    /// or this process cannot tell. Call it after storing the record in the
+    /// slot file's page, as a watcher raises it before it reads: either the
+    /// watcher reads the record, or the holder sees the deadline.
     pub(crate) fn owners_wanted(&self) -> bool {
         self.ahead(OWNERS)
     }
@@ -237,6 +239,20 @@ mod tests {
                 .unwrap(),
         );
         assert!(until >= before + duration_ns(Duration::from_millis(10) + MARGIN));
+    }
+
+    #[test]
+    fn only_a_watcher_wants_the_event_of_an_acquisition() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = open(dir.path());
+        let listener = open(dir.path());
+        assert!(!holder.owners_wanted(), "a new file: nobody listens");
+        // The head of a line listens for releases only.
+        listener.announce(Duration::from_millis(10));
+        assert!(holder.wanted());
+        assert!(!holder.owners_wanted(), "a head waits for no acquisition");
+        listener.announce_watching(Duration::from_millis(10));
+        assert!(holder.owners_wanted(), "a watcher does");
     }
 
     #[test]
