@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use super::fsx::{self, Access, fd_borrow};
-use super::record_page::RecordPages;
+use super::record_page::RecordPage;
 use super::seats::{SEATS_MAX, Seats};
 use super::token;
 use super::watched::Watched;
@@ -91,7 +91,8 @@ pub(crate) fn slot_name(i: u32) -> String {
 
 /// A slot file's name and absolute path, made once per resource and slot:
 /// every acquisition needs both between the hand-off and the ticket, where
-/// building them (a format, a join and a C string) cost 0.7 µs.
+/// building them (a format, a join and a C string) cost 0.7 µs. And its
+/// first page, once a wait for the slot mapped it (see `record_page`).
 #[derive(Debug)]
 struct SlotPath {
     name: String,
@@ -99,6 +100,7 @@ struct SlotPath {
     /// `path` for the system call; `None` if it holds a NUL byte, and
     /// then it names no file.
     c_path: Option<CString>,
+    page: RecordPage,
 }
 
 impl SlotPath {
@@ -106,7 +108,12 @@ impl SlotPath {
         let name = slot_name(slot);
         let path = dir.join(&name);
         let c_path = CString::new(path.as_os_str().as_bytes()).ok();
-        SlotPath { name, path, c_path }
+        SlotPath {
+            name,
+            path,
+            c_path,
+            page: RecordPage::default(),
+        }
     }
 
     /// What is at the path now (see `sys::look_at`).
@@ -168,9 +175,6 @@ struct Opened {
     /// Write-only slot descriptors of released tickets, for the next
     /// holder's record.
     records: SlotPool,
-    /// Slot files' first pages, mapped before a wait for the record of the
-    /// wait's winner (see `record_page`).
-    pages: RecordPages,
     /// Descriptors of `queue` (key [`LINE_QUEUE`]) and `waiting`
     /// ([`LINE_WAITING`]) for the next wait: opening and checking one costs
     /// three system calls.
@@ -182,7 +186,7 @@ struct Opened {
     /// shares these open file descriptions with its parent and must open
     /// its own.
     generation: u64,
-    /// Each slot's name and path, made at its first use.
+    /// Each slot's name, path and record page, made at its first use.
     paths: Mutex<Vec<Option<Arc<SlotPath>>>>,
 }
 
@@ -569,7 +573,6 @@ impl LocalStore {
             watch: Mutex::new(None),
             locks: SlotPool::new(generation),
             records: SlotPool::new(generation),
-            pages: RecordPages::default(),
             lines: SlotPool::new(generation),
             member: Mutex::new(None),
             generation,
@@ -769,7 +772,7 @@ impl LocalStore {
         if rid != id {
             return Ok(Waited::Restart);
         }
-        o.pages.prepare(res.fd.as_fd(), &res.path, name, 0, id);
+        slot_path.page.prepare(res.fd.as_fd(), &res.path, name, id);
         // If the slot file is removed while we sleep (the run directory
         // removed under a holder that does not check), its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
@@ -963,8 +966,9 @@ impl LocalStore {
             seats.leave(seat, lock.as_fd());
             return Ok(Waited::Restart);
         }
-        o.pages
-            .prepare(res.fd.as_fd(), &res.path, &slot_path.name, seat, id);
+        slot_path
+            .page
+            .prepare(res.fd.as_fd(), &res.path, &slot_path.name, id);
         // If the slot file is removed while we sleep, its old holder could
         // keep us from a fresh, free slot for ever: look once a second.
         let net = seats.safety_net(seat);
@@ -1064,7 +1068,7 @@ impl LocalStore {
         // watchers' deadline, as a watcher raises it before it reads: either
         // it reads this record, or this sees its deadline.
         let quiet = o.watched.as_ref().is_some_and(|w| {
-            look.size == RECORD_LEN as u64 && o.pages.write(slot, id, bytes) && {
+            look.size == RECORD_LEN as u64 && slot_path.page.write(id, bytes) && {
                 std::sync::atomic::fence(Ordering::SeqCst);
                 !w.owners_wanted()
             }

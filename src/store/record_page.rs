@@ -42,10 +42,10 @@ pub(crate) const MAX_PAGES: usize = 256;
 /// How many record pages this process has mapped.
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// The mapped first pages of some slot files of one resource, by slot.
+/// The first page of one slot file, once a wait for that slot mapped it.
 #[derive(Debug, Default)]
-pub(crate) struct RecordPages {
-    pages: Mutex<Vec<Option<Page>>>,
+pub(crate) struct RecordPage {
+    page: Mutex<Option<Page>>,
 }
 
 #[derive(Debug)]
@@ -62,46 +62,29 @@ impl Drop for Page {
     }
 }
 
-impl RecordPages {
-    /// Maps the first page of slot `slot`'s file `name` in `dir` (at
-    /// `dir_path`), which must be the file `id`, unless it is mapped already.
-    /// Quietly does without where it cannot: the record is then written
-    /// with `pwrite`.
-    pub(crate) fn prepare(
-        &self,
-        dir: BorrowedFd<'_>,
-        dir_path: &Path,
-        name: &str,
-        slot: u32,
-        id: FileId,
-    ) {
-        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        let i = slot as usize;
-        if pages
-            .get(i)
-            .and_then(Option::as_ref)
-            .is_some_and(|p| p.id == id)
-        {
+impl RecordPage {
+    /// Maps the first page of the slot file `name` in `dir` (at `dir_path`),
+    /// which must be the file `id`, unless it is mapped already. Quietly
+    /// does without where it cannot: the record is then written with
+    /// `pwrite`.
+    pub(crate) fn prepare(&self, dir: BorrowedFd<'_>, dir_path: &Path, name: &str, id: FileId) {
+        let mut page = self.page.lock().unwrap_or_else(|p| p.into_inner());
+        if page.as_ref().is_some_and(|p| p.id == id) {
             return;
         }
-        let Some(page) = map(dir, dir_path, name, id) else {
-            return;
-        };
-        if pages.len() <= i {
-            pages.resize_with(i + 1, || None);
+        if let Some(new) = map(dir, dir_path, name, id) {
+            // The page replaced, if any, is unmapped here, off the hand-off.
+            *page = Some(new);
         }
-        // The page replaced, if any, is unmapped here, off the hand-off.
-        pages[i] = Some(page);
     }
 
-    /// Writes `record` (a whole record, [`RECORD_LEN`] bytes) into slot
-    /// `slot`'s file `id` through its page, if one is mapped and was not
-    /// lost; says whether it did. The caller has checked that the file is
-    /// still at the slot's path and [`RECORD_LEN`] bytes long, and that no
-    /// watcher listens.
-    pub(crate) fn write(&self, slot: u32, id: FileId, record: &[u8]) -> bool {
-        let pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
-        match pages.get(slot as usize).and_then(Option::as_ref) {
+    /// Writes `record` (a whole record, [`RECORD_LEN`] bytes) into the slot
+    /// file `id` through its page, if one is mapped and was not lost; says
+    /// whether it did. The caller has checked that the file is still at the
+    /// slot's path and [`RECORD_LEN`] bytes long.
+    pub(crate) fn write(&self, id: FileId, record: &[u8]) -> bool {
+        let page = self.page.lock().unwrap_or_else(|p| p.into_inner());
+        match page.as_ref() {
             Some(p) if p.id == id && record.len() == RECORD_LEN => p.store(record),
             _ => false,
         }
@@ -204,22 +187,21 @@ mod tests {
         let _serial = serial();
         let tmp = tempfile::tempdir().unwrap();
         let (d, id) = slot_file(tmp.path());
-        let pages = RecordPages::default();
-        pages.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
-        assert!(pages.write(0, id, &record(b'a')));
+        let page = RecordPage::default();
+        page.prepare(d.as_fd(), tmp.path(), "slot.0", id);
+        assert!(page.write(id, &record(b'a')));
         assert_eq!(
             std::fs::read(tmp.path().join("slot.0")).unwrap(),
             record(b'a')
         );
-        // Another file at the slot's path, or another slot: no page.
+        // Another file at the slot's path: not through this page.
         let other = FileId {
             dev: id.dev,
             ino: id.ino + 1,
         };
-        assert!(!pages.write(0, other, &record(b'b')));
-        assert!(!pages.write(1, id, &record(b'b')));
+        assert!(!page.write(other, &record(b'b')));
         // Not a whole record: never through the page.
-        assert!(!pages.write(0, id, b"{}\n"));
+        assert!(!page.write(id, b"{}\n"));
         assert_eq!(
             std::fs::read(tmp.path().join("slot.0")).unwrap(),
             record(b'a')
@@ -231,12 +213,12 @@ mod tests {
         let _serial = serial();
         let tmp = tempfile::tempdir().unwrap();
         let (d, id) = slot_file(tmp.path());
-        let pages = RecordPages::default();
-        pages.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
+        let page = RecordPage::default();
+        page.prepare(d.as_fd(), tmp.path(), "slot.0", id);
         // `: > slot.0` by someone else: the page's stores would be a
         // SIGBUS, which the shared page turns into a lost page.
         std::fs::File::create(tmp.path().join("slot.0")).unwrap();
-        assert!(!pages.write(0, id, &record(b'c')), "a lost page says so");
+        assert!(!page.write(id, &record(b'c')), "a lost page says so");
         assert_eq!(
             std::fs::metadata(tmp.path().join("slot.0")).unwrap().len(),
             0
@@ -249,18 +231,18 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (d, id) = slot_file(tmp.path());
         let base = MAPPED.load(Ordering::Relaxed);
-        let all: Vec<RecordPages> = (0..MAX_PAGES - base)
-            .map(|_| RecordPages::default())
+        let all: Vec<RecordPage> = (0..MAX_PAGES - base)
+            .map(|_| RecordPage::default())
             .collect();
         for p in &all {
-            p.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
-            assert!(p.write(0, id, &record(b'd')));
+            p.prepare(d.as_fd(), tmp.path(), "slot.0", id);
+            assert!(p.write(id, &record(b'd')));
         }
         assert_eq!(MAPPED.load(Ordering::Relaxed), MAX_PAGES);
-        let one_more = RecordPages::default();
-        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
+        let one_more = RecordPage::default();
+        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", id);
         assert!(
-            !one_more.write(0, id, &record(b'e')),
+            !one_more.write(id, &record(b'e')),
             "a page beyond the share"
         );
         drop(all);
@@ -269,7 +251,7 @@ mod tests {
             base,
             "unmapped pages give their count back"
         );
-        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", 0, id);
-        assert!(one_more.write(0, id, &record(b'e')));
+        one_more.prepare(d.as_fd(), tmp.path(), "slot.0", id);
+        assert!(one_more.write(id, &record(b'e')));
     }
 }
