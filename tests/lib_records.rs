@@ -106,25 +106,21 @@ fn a_seated_waiters_record_makes_no_event_when_nobody_watches() {
     let run = tmp.path();
     let res = run.join("seated");
     let mut holders = support::hold_all(run, "seated", 2);
-    // The head sits only with someone behind it.
-    let mut head = Worker::spawn(Role::Hold { mode: "obtain" }, run, "seated", 2);
-    support::wait_holds(head.pid, &res.join("queue"), true);
-    let mut behind = Worker::spawn(Role::Hold { mode: "obtain" }, run, "seated", 2);
-    let seat = support::wait_seated(head.pid, &res);
+    let (seat, mut seated, mut head) = support::seat_a_worker(run, "seated", 2);
     let writes = watch_dir(&res, libc::IN_MODIFY);
     let releaser = &mut holders[seat as usize];
     releaser.send("release");
     releaser.expect("RELEASED");
-    let (slot, token) = head.expect_held();
+    let (slot, token) = seated.expect_held();
     assert_eq!(slot, seat, "the kernel handed the seat's slot over");
     let seen = slot_events(&writes);
     assert!(
         seen.is_empty(),
         "the record was written with a system call: {seen:?}"
     );
-    assert_holder(run, ("seated", 2), slot, head.pid, token);
-    // The one behind gets the next release.
-    head.send("release");
-    head.expect("RELEASED");
-    behind.expect_held();
+    assert_holder(run, ("seated", 2), slot, seated.pid, token);
+    // The head of the line gets the next release.
+    seated.send("release");
+    seated.expect("RELEASED");
+    head.expect_held();
 }

@@ -12,48 +12,14 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use support::{
-    Role, Worker, election, hold_all, seat_of, wait_blocked_on, wait_holds, wait_seated, wait_until,
+    Worker, election, hold_all, seat_a_worker, seat_of, wait_blocked_on, wait_holds, wait_seated,
+    wait_until, waiter, wake_the_head,
 };
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
 fn worker_process() {
     support::worker_main();
-}
-
-/// A worker that waits for a ticket of `name`.
-fn waiter(run: &Path, name: &str, tickets: u32) -> Worker {
-    let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
-    w.expect("START");
-    w
-}
-
-/// Wakes the head of the line as a release would (a touch of a slot file's
-/// times), though nothing is free: it looks, and sits if it may.
-fn wake_the_head(res: &Path) {
-    let slot = std::fs::File::options()
-        .write(true)
-        .open(res.join("slot.0"))
-        .unwrap();
-    slot.set_modified(SystemTime::now()).unwrap();
-}
-
-/// Seats a worker waiting for `name` (every slot held): it waits at the
-/// head of the line; a second worker stands behind it; the head, woken,
-/// sits, and the second becomes the head. Returns the seat, the seated
-/// worker and the head, with the head's absence of a seat checked first.
-fn seat_a_worker(run: &Path, name: &str, tickets: u32) -> (u32, Worker, Worker) {
-    let res = run.join(name);
-    let queue = res.join("queue");
-    let seated = waiter(run, name, tickets);
-    wait_holds(seated.pid, &queue, true);
-    let head = waiter(run, name, tickets);
-    wait_blocked_on(head.pid, &queue);
-    assert_eq!(seat_of(seated.pid, &res), None, "sat with nobody behind");
-    wake_the_head(&res);
-    let seat = wait_seated(seated.pid, &res);
-    wait_holds(head.pid, &queue, true);
-    (seat, seated, head)
 }
 
 /// Releases the ticket a holding worker holds.
