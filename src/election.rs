@@ -22,6 +22,8 @@ pub const MAX_TICKETS: u32 = 4096;
 
 /// Mode of the directories elect creates, unless asked otherwise.
 pub(crate) const DEFAULT_MODE: u32 = 0o700;
+/// Mode of the directories elect creates with group sharing.
+pub(crate) const SHARED_MODE: u32 = 0o2770;
 
 /// A named resource of which at most `tickets` participants, in any number
 /// of processes of this host, hold a ticket at once.
@@ -105,16 +107,32 @@ impl ElectionBuilder {
         self
     }
 
-    /// Makes the directories elect creates shareable by the owner's group
-    /// (mode 0770, files 0660), for participants of several users in one
-    /// group. The run directory must then be one the group can reach.
+    /// Shares the run directory with the caller's groups, for participants
+    /// of several users in one group. Directories elect creates get mode
+    /// 2770 (set-group-ID, so that what is made inside keeps the
+    /// directory's group) and files 0660, whatever the umask; directories
+    /// and files owned by another user, or writable by their group, are
+    /// used when their group is one of the caller's, and never when others
+    /// may write to them.
+    ///
+    /// Without it (the default) elect uses only what the caller or root
+    /// owns and nobody else may write, and refuses the rest with
+    /// [`Error::Unsafe`](crate::Error::Unsafe). Members of the group can
+    /// disturb each other's tickets (RELIABILITY.md says what elect still
+    /// guarantees then); give the run directory a group of its own
+    /// (`chgrp`) rather than a large one like `users`.
     ///
     /// ```
-    /// let e = elect::Election::builder("x").group_shared().build()?;
-    /// # Ok::<(), elect::Error>(())
+    /// let dir = tempfile::tempdir()?;
+    /// let e = elect::Election::builder("x").dir(dir.path().join("shared")).group_shared().build()?;
+    /// drop(e.obtain()?);
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let mode = std::fs::metadata(dir.path().join("shared/x"))?.permissions().mode();
+    /// assert_eq!(mode & 0o7777, 0o2770);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn group_shared(mut self) -> Self {
-        self.mode = 0o770;
+        self.mode = SHARED_MODE;
         self
     }
 

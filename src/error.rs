@@ -95,7 +95,7 @@ pub enum Error {
     },
 
     /// An operating-system call failed on a path.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {}", explain(op, .source))]
     Io {
         /// What elect was doing.
         op: &'static str,
@@ -170,3 +170,33 @@ impl Error {
 /// }
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An operating-system error in words a user can act on: the system's own
+/// words without the "(os error N)" suffix, and for the errors a user can
+/// fix, what to do.
+fn explain(op: &str, err: &io::Error) -> String {
+    let Some(code) = err.raw_os_error() else {
+        return err.to_string();
+    };
+    let words = err.to_string();
+    let words = match words.rfind(" (os error ") {
+        Some(at) => words[..at].to_string(),
+        None => words,
+    };
+    let advice = match code {
+        libc::EACCES | libc::EPERM => {
+            "; you may not write there: choose a directory you can write (--dir or ELECT_DIR)"
+        }
+        libc::EROFS => "; choose a run directory on a writable file system (--dir or ELECT_DIR)",
+        libc::ENOSPC | libc::EDQUOT => "; free some space, or choose another run directory",
+        libc::EMFILE | libc::ENFILE => {
+            "; too many files are open: raise the limit (`ulimit -n`) or close some"
+        }
+        libc::ENAMETOOLONG => "; choose a run directory with a shorter path",
+        libc::ENOENT if op == "cannot create directory" => {
+            "; the file system there does not let elect make its files (is it /proc or /sys?): choose another run directory (--dir or ELECT_DIR)"
+        }
+        _ => "",
+    };
+    format!("{words}{advice}")
+}

@@ -60,9 +60,9 @@ pub use duration::{MAX_DURATION, parse_duration};
 pub use election::{Election, ElectionBuilder, MAX_TICKETS};
 pub use error::{Error, Result};
 pub use name::{MAX_NAME_LEN, validate_name};
-pub use record::{HolderRecord, MAX_LABEL};
+pub use record::{HolderRecord, MAX_LABEL, printable};
 pub use rundir::{ENV_DIR, run_dir};
-pub use status::{ResourceStatus, SlotStatus, Status, status};
+pub use status::{ResourceStatus, SlotStatus, Status, status, status_group_shared};
 pub use ticket::Ticket;
 pub use time::rfc3339;
 pub use watch::{Event, EventKind, Watcher};
@@ -95,6 +95,8 @@ pub mod __fuzz {
 /// part of the stable API.
 #[doc(hidden)]
 pub mod __cli {
+    pub use crate::name::explain_invalid_name;
+    pub use crate::record::unsafe_on_terminal;
     pub use crate::sys::StepBack;
 }
 

@@ -65,7 +65,8 @@ pub struct ResourceStatus {
 pub struct SlotStatus {
     /// The slot number, 0-based.
     pub slot: u32,
-    /// Whether a process holds the slot's lock, as the kernel says now.
+    /// Whether a process holds the slot's lock, as the kernel's list of
+    /// locks (`/proc/locks`) says now.
     pub held: bool,
     /// The holder's record, when the slot is held and the record is
     /// readable. Never used to decide `held`.
@@ -80,7 +81,11 @@ fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok
 /// Reads the status of the run directory `dir` (or the default one, see
 /// [`run_dir`](crate::run_dir)): one resource if `name` is given, else every
 /// resource in it. A run directory or name never used gives an empty list.
-/// Asking never takes a ticket.
+/// Asking never takes a ticket, nor any lock: which slots are held comes
+/// from the kernel's list of locks, `/proc/locks`. Where that list cannot be
+/// read (a mount namespace that hides /proc, or a system other than Linux)
+/// this is an [`Error::Io`](crate::Error::Io) naming `/proc/locks`, not a
+/// guess.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -92,11 +97,31 @@ fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn status(dir: Option<&Path>, name: Option<&str>) -> Result<Status> {
+    status_in(dir, name, crate::election::DEFAULT_MODE)
+}
+
+/// [`status`] of a run directory shared with the caller's group (see
+/// [`ElectionBuilder::group_shared`](crate::ElectionBuilder::group_shared)):
+/// directories and files of other members of the caller's groups are read
+/// too, where [`status`] refuses them.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("a").dir(dir.path()).group_shared().build()?;
+/// let _t = e.try_obtain()?.unwrap();
+/// assert!(elect::status_group_shared(Some(dir.path()), Some("a"))?.resources[0].slots[0].held);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn status_group_shared(dir: Option<&Path>, name: Option<&str>) -> Result<Status> {
+    status_in(dir, name, crate::election::SHARED_MODE)
+}
+
+fn status_in(dir: Option<&Path>, name: Option<&str>, mode: u32) -> Result<Status> {
     if let Some(n) = name {
         crate::name::validate_name(n)?;
     }
     let dir = crate::rundir::run_dir(dir)?;
-    let store = Store::local(dir.clone(), crate::election::DEFAULT_MODE);
+    let store = Store::local(dir.clone(), mode);
     Ok(Status {
         resources: store.status(name)?,
         dir,

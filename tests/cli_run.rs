@@ -228,8 +228,15 @@ fn other_failures_exit_125() {
         "{err}"
     );
 
-    // A run directory that is a symbolic link.
-    let link = tmp.path().join("link");
+    // A run directory that is a symbolic link someone else could replace
+    // (it sits in a directory anyone may write).
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let link = open.join("link");
     std::os::unix::fs::symlink(&dir, &link).unwrap();
     let out = output(elect(["run", "-d"]).arg(&link).args(["other", "true"]));
     assert_eq!(

@@ -30,11 +30,16 @@ fn unsafe_reason(err: Error) -> String {
 }
 
 #[test]
-fn run_dir_that_is_a_symlink_is_refused() {
+fn run_dir_that_is_a_symlink_of_a_stranger_is_refused() {
+    // A link that someone else could have put there: here, in a directory
+    // anyone may write (see also the tests with real users below).
     let tmp = tempfile::tempdir().unwrap();
     let elsewhere = tmp.path().join("elsewhere");
     fs::create_dir(&elsewhere).unwrap();
-    let link = tmp.path().join("run");
+    let open = tmp.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let link = open.join("run");
     symlink(&elsewhere, &link).unwrap();
     let err = election(&link, "job").try_obtain().unwrap_err();
     let msg = err.to_string();
@@ -45,6 +50,11 @@ fn run_dir_that_is_a_symlink_is_refused() {
         0,
         "nothing written through the link"
     );
+    // The caller's own link in the caller's own directory is followed.
+    let mine = tmp.path().join("mine");
+    symlink(&elsewhere, &mine).unwrap();
+    assert!(election(&mine, "job").try_obtain().unwrap().is_some());
+    assert!(elsewhere.join("job").is_dir());
 }
 
 #[test]
@@ -444,4 +454,416 @@ fn seats_and_waiting_that_are_links_fifos_or_directories_cost_only_the_seats() {
         );
         drop(e);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Other users. These make real users with useradd when run as root (as CI
+// runs them) and run `elect` as them with setpriv; elsewhere they print why
+// they are skipped.
+
+/// The users of these tests: `a` and `b` share the group `team`; `c` does
+/// not. Each also has a group of its own.
+struct Users {
+    a: &'static str,
+    b: &'static str,
+    c: &'static str,
+    team: &'static str,
+}
+
+/// Makes the users once per test binary; `None` (with the reason printed)
+/// where that cannot be done.
+fn users(test: &str) -> Option<&'static Users> {
+    static MADE: std::sync::OnceLock<Result<Users, String>> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(|| {
+        if !is_root() {
+            return Err("needs root to make users with useradd".into());
+        }
+        let users = Users {
+            a: "elect-ha",
+            b: "elect-hb",
+            c: "elect-hc",
+            team: "elect-hteam",
+        };
+        let ok = |cmd: &mut Command| cmd.status().is_ok_and(|s| s.success());
+        let quiet = |c: &mut Command| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+        };
+        let mut probe = Command::new("getent");
+        quiet(probe.args(["group", users.team]));
+        if !ok(&mut probe) && !ok(Command::new("groupadd").arg(users.team)) {
+            return Err("groupadd failed".into());
+        }
+        for (name, in_team) in [(users.a, true), (users.b, true), (users.c, false)] {
+            let mut probe = Command::new("id");
+            quiet(probe.arg(name));
+            if ok(&mut probe) {
+                continue;
+            }
+            let mut add = Command::new("useradd");
+            add.args(["-M", "-U", "-s", "/usr/sbin/nologin"]);
+            if in_team {
+                add.args(["-G", users.team]);
+            }
+            if !ok(add.arg(name)) {
+                return Err(format!("useradd {name} failed"));
+            }
+        }
+        let mut setpriv = Command::new("setpriv");
+        quiet(setpriv.arg("--version"));
+        if !ok(&mut setpriv) {
+            return Err("setpriv (util-linux) is missing".into());
+        }
+        Ok(users)
+    });
+    match made {
+        Ok(u) => Some(u),
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+fn uid_of(user: &str) -> u32 {
+    let out = Command::new("id").args(["-u", user]).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A shell command run as `user` (with its groups) under umask 022, with no
+/// run directory in its environment.
+fn as_user(user: &str, script: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .args(["--init-groups", "--", "sh", "-c"])
+        .arg(format!("umask 022; {script}"))
+        .env("ELECT", env!("CARGO_BIN_EXE_elect"))
+        .env_remove("ELECT_DIR")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("ELECT_GROUP_SHARED")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs `script` as `user`: exit code, stdout, stderr.
+fn run_as(user: &str, script: &str) -> (i32, String, String) {
+    let out = as_user(user, script).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A directory like /tmp (root's, 1777) that every test user can use, and
+/// that the binary under test is reachable from.
+fn common_ground() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    tmp
+}
+
+/// Every file under `dir` with its length, to show nothing was written.
+fn snapshot(dir: &Path) -> Vec<(String, u64)> {
+    let mut all: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), meta.len())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// A planted resource: `run/job` with 0666 files, made by `user`.
+fn plant(user: &str, run: &Path, run_mode: &str) {
+    let script = format!(
+        "mkdir -p -m {run_mode} {r} && chmod {run_mode} {r} && mkdir -m 0777 {r}/job && \
+         for f in slot.0 tickets token; do : > {r}/job/$f; chmod 0666 {r}/job/$f; done",
+        r = run.display()
+    );
+    let (code, _, err) = run_as(user, &script);
+    assert_eq!(code, 0, "planting as {user}: {err}");
+}
+
+#[test]
+fn default_run_dir_planted_by_another_user_is_refused() {
+    let Some(u) = users("default_run_dir_planted_by_another_user_is_refused") else {
+        return;
+    };
+    // The victim's default run directory, made before the victim ever ran.
+    let victim_dir = Path::new("/tmp").join(format!("elect-{}", uid_of(u.a)));
+    let _ = fs::remove_dir_all(&victim_dir);
+    plant(u.b, &victim_dir, "0755");
+    let before = snapshot(&victim_dir.join("job"));
+    let (code, out, err) = run_as(u.a, "\"$ELECT\" run job -- echo ran");
+    let _ = fs::remove_dir_all(&victim_dir);
+    assert_eq!(code, 125, "{err}");
+    assert!(!out.contains("ran"), "the command must not run: {out}");
+    for part in [victim_dir.to_str().unwrap(), u.b, "0755", "ELECT_DIR"] {
+        assert!(err.contains(part), "the message names {part:?}: {err}");
+    }
+    assert!(err.starts_with("elect: "), "{err}");
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|(_, len)| *len == 0));
+}
+
+#[test]
+fn run_dir_planted_for_root_is_refused_and_left_as_it_was() {
+    let Some(u) = users("run_dir_planted_for_root_is_refused_and_left_as_it_was") else {
+        return;
+    };
+    // A root cron job's run directory made by a user first: the same rule.
+    let ground = common_ground();
+    let run = ground.path().join("elect-0");
+    plant(u.b, &run, "0755");
+    let before = snapshot(&run.join("job"));
+    let e = election(&run, "job");
+    let reason = unsafe_reason(e.try_obtain().unwrap_err());
+    assert!(reason.contains(u.b) && reason.contains("0755"), "{reason}");
+    assert_eq!(snapshot(&run.join("job")), before, "nothing written");
+    // Planted files in a run directory of root's own: refused too, file by
+    // file, since 0666 lets anyone rewrite tokens or records.
+    let mine = ground.path().join("mine");
+    fs::create_dir(&mine).unwrap();
+    fs::set_permissions(&mine, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::create_dir(mine.join("job")).unwrap();
+    fs::set_permissions(mine.join("job"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(mine.join("job/token"), "").unwrap();
+    fs::set_permissions(mine.join("job/token"), fs::Permissions::from_mode(0o666)).unwrap();
+    let reason = unsafe_reason(election(&mine, "job").try_obtain().unwrap_err());
+    assert!(
+        reason.contains("0666") && reason.contains("chmod"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn group_writable_run_dir_is_refused_without_group_sharing() {
+    let Some(u) = users("group_writable_run_dir_is_refused_without_group_sharing") else {
+        return;
+    };
+    let ground = common_ground();
+    let run = ground.path().join("team-run");
+    let r = run.display();
+    let (code, _, err) = run_as(
+        u.a,
+        &format!(
+            "mkdir -m 2770 {r} && chgrp {} {r} && chmod 2770 {r}",
+            u.team
+        ),
+    );
+    assert_eq!(code, 0, "{err}");
+    // A member of the group plants a resource directory; the owner's run
+    // refuses the group-writable run directory before looking inside.
+    let (code, _, err) = run_as(u.b, &format!("mkdir -m 0777 {r}/job"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_as(u.a, &format!("\"$ELECT\" run -d {r} job -- true"));
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("2770") && err.contains("--group-shared"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(run.join("job")).unwrap().count(),
+        0,
+        "nothing made in the planted directory"
+    );
+    // Even with group sharing, a directory anyone may write is refused.
+    let (code, _, err) = run_as(
+        u.a,
+        &format!("\"$ELECT\" run --group-shared -d {r} job -- true"),
+    );
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("anyone may write"), "{err}");
+}
+
+#[test]
+fn group_sharing_lets_two_members_take_turns_and_keeps_a_third_user_out() {
+    let Some(u) = users("group_sharing_lets_two_members_take_turns_and_keeps_a_third_user_out")
+    else {
+        return;
+    };
+    let ground = common_ground();
+    let run = ground.path().join("shared");
+    let r = run.display();
+    let (code, _, err) = run_as(
+        u.a,
+        &format!(
+            "mkdir -m 2770 {r} && chgrp {} {r} && chmod 2770 {r}",
+            u.team
+        ),
+    );
+    assert_eq!(code, 0, "{err}");
+    // `a` holds the ticket (under umask 022) until its stdin closes.
+    let hold = |user: &str| {
+        let mut child = as_user(
+            user,
+            &format!(
+                "exec \"$ELECT\" run --group-shared -d {r} job -- sh -c 'echo held; read x; true'"
+            ),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "held\n", "{user} holds");
+        child
+    };
+    let release = |mut child: std::process::Child| {
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    };
+    let a = hold(u.a);
+    // Modes as documented whatever the umask, in the run directory's group.
+    use std::os::unix::fs::MetadataExt;
+    let team_gid = fs::metadata(&run).unwrap().gid();
+    let job = run.join("job");
+    let meta = fs::metadata(&job).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o2770, team_gid));
+    for f in ["slot.0", "tickets", "token"] {
+        let meta = fs::metadata(job.join(f)).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.gid()), (0o660, team_gid), "{f}");
+    }
+    // `b` sees `a` hold it, and cannot take it meanwhile.
+    let status = |user: &str| {
+        let (code, out, err) = run_as(
+            user,
+            &format!("\"$ELECT\" status --group-shared -d {r} job --json"),
+        );
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["resources"][0]["slots"][0].clone()
+    };
+    let seen = status(u.b);
+    assert_eq!(seen["held"], true, "{seen}");
+    let a_pid = seen["pid"].as_u64().unwrap();
+    assert_eq!(a_pid, a.id() as u64, "{seen}");
+    let (code, _, err) = run_as(
+        u.b,
+        &format!("\"$ELECT\" run --group-shared -n -d {r} job -- true"),
+    );
+    assert_eq!(code, 75, "{err}");
+    // Turns: `a` lets go, `b` takes it, `a` sees `b`.
+    release(a);
+    let b = hold(u.b);
+    let seen = status(u.a);
+    assert_eq!(
+        (seen["held"].clone(), seen["pid"].as_u64()),
+        (serde_json::Value::Bool(true), Some(b.id() as u64)),
+        "{seen}"
+    );
+    release(b);
+    // `c` is in no group of the directory: refused, with or without sharing.
+    for flag in ["--group-shared", ""] {
+        let (code, _, err) = run_as(u.c, &format!("\"$ELECT\" run {flag} -n -d {r} job -- true"));
+        assert_eq!(code, 125, "{flag}: {err}");
+        assert!(err.contains(&*r.to_string()), "{err}");
+    }
+    // Without asking for sharing, a member is refused (and told about it).
+    let (code, _, err) = run_as(u.b, &format!("\"$ELECT\" run -n -d {r} job -- true"));
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("--group-shared"), "{err}");
+}
+
+#[test]
+fn links_are_followed_only_where_nobody_else_could_have_made_them() {
+    let Some(u) = users("links_are_followed_only_where_nobody_else_could_have_made_them") else {
+        return;
+    };
+    let ground = common_ground();
+    let g = ground.path();
+    // /var/lock is root's link to /run/lock on Debian: a natural --dir.
+    let var_lock = Path::new("/var/lock");
+    if fs::symlink_metadata(var_lock).is_ok_and(|m| m.file_type().is_symlink()) {
+        let name = format!("elect-hostile-test-{}", std::process::id());
+        let t = election(var_lock, &name).try_obtain().unwrap();
+        assert!(t.is_some(), "/var/lock is usable");
+        drop(t);
+        fs::remove_dir_all(Path::new("/run/lock").join(&name)).unwrap();
+    } else {
+        eprintln!("note: /var/lock is not a link here; its case is not tried");
+    }
+    // Root's own link in a sticky directory: followed.
+    fs::create_dir(g.join("real")).unwrap();
+    fs::set_permissions(g.join("real"), fs::Permissions::from_mode(0o700)).unwrap();
+    symlink(g.join("real"), g.join("roots-link")).unwrap();
+    assert!(
+        election(&g.join("roots-link"), "job")
+            .try_obtain()
+            .unwrap()
+            .is_some()
+    );
+    // A link another user made (in a sticky directory anyone can add to)
+    // pointing at the victim's own directory: not followed.
+    let (code, _, err) = run_as(u.b, &format!("ln -s {0}/real {0}/planted", g.display()));
+    assert_eq!(code, 0, "{err}");
+    let reason = unsafe_reason(
+        election(&g.join("planted"), "job")
+            .try_obtain()
+            .unwrap_err(),
+    );
+    assert!(
+        reason.contains("symbolic link") && reason.contains(u.b),
+        "{reason}"
+    );
+    // The caller's own link in a directory others may write (no sticky
+    // bit): they could swap it, so it is not followed either.
+    let open = g.join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    symlink(g.join("real"), open.join("link")).unwrap();
+    let reason = unsafe_reason(
+        election(&open.join("link"), "job")
+            .try_obtain()
+            .unwrap_err(),
+    );
+    assert!(reason.contains("replace the link"), "{reason}");
+    // Followed links are vetted along the whole way: a root link leading
+    // through a planted one is refused.
+    symlink(g.join("planted"), g.join("chain")).unwrap();
+    let reason = unsafe_reason(election(&g.join("chain"), "job").try_obtain().unwrap_err());
+    assert!(reason.contains(u.b), "{reason}");
+}
+
+#[test]
+fn group_sharing_from_the_environment_makes_its_modes_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("shared");
+    let elect = |value: &str| {
+        Command::new("sh")
+            .args(["-c", "umask 077; exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_elect"))
+            .args(["run", "-n", "-d"])
+            .arg(&run)
+            .args(["job", "--", "true"])
+            .env("ELECT_GROUP_SHARED", value)
+            .output()
+            .unwrap()
+    };
+    let out = elect("1");
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::MetadataExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&run), 0o2770);
+    assert_eq!(mode(&run.join("job")), 0o2770);
+    assert_eq!(mode(&run.join("job/slot.0")), 0o660);
+    // Unset (or 0), the same directory is refused: it is group-writable.
+    let out = elect("0");
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--group-shared"), "{err}");
 }

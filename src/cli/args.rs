@@ -89,6 +89,18 @@ pub(crate) struct DirArg {
     #[arg(short = 'd', long = "dir", value_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
 
+    /// Share the run directory with your group: directories elect makes are
+    /// 2770 and files 0660 whatever the umask, and directories and files of
+    /// another member of a group of yours are used; without it, elect uses
+    /// only what you or root own and nobody else can write.
+    #[arg(
+        long,
+        env = "ELECT_GROUP_SHARED",
+        conflicts_with = "etcd",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub(crate) group_shared: bool,
+
     /// Hold the election on the etcd cluster at ENDPOINTS (comma-separated
     /// http://host:port) instead of a run directory, for participants on many
     /// hosts [default: $ELECT_ETCD, unless --dir is given]. Needs an elect

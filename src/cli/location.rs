@@ -14,7 +14,12 @@ use super::exit::{Failure, USAGE};
 /// A run directory (or the default one), or an etcd cluster.
 #[derive(Debug)]
 pub(crate) enum Place {
-    Dir(Option<PathBuf>),
+    Dir {
+        /// `--dir`, if given.
+        dir: Option<PathBuf>,
+        /// `--group-shared`.
+        shared: bool,
+    },
     #[cfg(feature = "etcd")]
     Etcd(elect::Etcd),
 }
@@ -57,7 +62,10 @@ impl Place {
             if ttl.is_some() {
                 return Err(needs("--ttl"));
             }
-            return Ok(Place::Dir(arg.dir.clone()));
+            return Ok(Place::Dir {
+                dir: arg.dir.clone(),
+                shared: arg.group_shared,
+            });
         };
         Self::etcd(&endpoints, arg, ttl)
     }
@@ -90,8 +98,17 @@ impl Place {
     pub(crate) fn builder(&self, name: &str) -> ElectionBuilder {
         let builder = Election::builder(name);
         match self {
-            Place::Dir(Some(dir)) => builder.dir(dir),
-            Place::Dir(None) => builder,
+            Place::Dir { dir, shared } => {
+                let builder = if *shared {
+                    builder.group_shared()
+                } else {
+                    builder
+                };
+                match dir {
+                    Some(dir) => builder.dir(dir),
+                    None => builder,
+                }
+            }
             #[cfg(feature = "etcd")]
             Place::Etcd(etcd) => builder.etcd(etcd.clone()),
         }
@@ -100,7 +117,8 @@ impl Place {
     /// The status of one resource or all here.
     pub(crate) fn status(&self, name: Option<&str>) -> elect::Result<Status> {
         match self {
-            Place::Dir(dir) => elect::status(dir.as_deref(), name),
+            Place::Dir { dir, shared: false } => elect::status(dir.as_deref(), name),
+            Place::Dir { dir, shared: true } => elect::status_group_shared(dir.as_deref(), name),
             #[cfg(feature = "etcd")]
             Place::Etcd(etcd) => etcd.status(name),
         }

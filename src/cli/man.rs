@@ -124,7 +124,7 @@ fn sub_page(name: &str) -> Vec<Section> {
                 "OUTPUT",
                 vec![
                     P(
-                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed.",
+                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed. A record is written by whoever holds the slot, so text from it (since, label) is shown with control and bidirectional-formatting characters replaced by spaces; --json gives it exactly, with those characters escaped.",
                     ),
                     P("With --json, one JSON document on one line:"),
                     Code(
@@ -137,7 +137,7 @@ fn sub_page(name: &str) -> Vec<Section> {
       {"slot": 1, "held": false}]}]}"#,
                     ),
                     P(
-                        "held is the kernel's truth at the time of the call, whatever stale text a slot file holds. pid, since, label, token and command_pid come from the holder's record: pid is the process that took the ticket (for elect run, elect itself), so after elect was killed with SIGKILL a slot can be held while its recorded pid has exited; command_pid is then the command that still holds it. tickets is the N of the live participants, or of the last use when none is live. A NAME never used gives an empty resources list.",
+                        "held is the kernel's truth at the time of the call, whatever stale text a slot file holds: status reads it from /proc/locks and takes no lock on anything, so asking never makes another process miss a ticket. Where /proc/locks cannot be read (a container or mount namespace that hides /proc), status does not guess and does not try the locks itself: it fails with status 125 and says so; mount /proc there, or run it where /proc is mounted. In a PID namespace of its own (a container), /proc/locks lists only the locks of processes visible there, so a slot held from outside it shows as free. pid, since, label, token and command_pid come from the holder's record: pid is the process that took the ticket (for elect run, elect itself), so after elect was killed with SIGKILL a slot can be held while its recorded pid has exited; command_pid is then the command that still holds it. tickets is the N of the live participants, or of the last use when none is live. A NAME never used gives an empty resources list.",
                     ),
                 ],
             ),
@@ -146,7 +146,10 @@ fn sub_page(name: &str) -> Vec<Section> {
                 vec![
                     Tag("0", "The status was printed."),
                     Tag("2", "Bad usage: unknown option or bad resource name."),
-                    Tag("125", "The run directory is unsafe or cannot be read."),
+                    Tag(
+                        "125",
+                        "The run directory is unsafe or cannot be read, or /proc/locks cannot be read.",
+                    ),
                 ],
             ),
             environment(false),
@@ -175,7 +178,7 @@ fn sub_page(name: &str) -> Vec<Section> {
                         r#"{"event":"acquired","name":"echo","slot":0,"pid":4242,"token":7,"at":"2026-11-23T10:00:00Z"}"#,
                     ),
                     P(
-                        "event is acquired or released; pid and token are the holder's, from its record; at is when the change was seen, in RFC 3339 UTC. Each line is flushed as it is written. Unless --quiet, a line on stderr says what is watched once the watch is in place.",
+                        "event is acquired or released; pid and token are the holder's, from its record; at is when the change was seen, in RFC 3339 UTC. Each line is flushed as it is written. Unless --quiet, a line on stderr says what is watched once the watch is in place. Like status, watch takes no lock: it reads who holds a slot from /proc/locks, and fails with status 125 where that cannot be read.",
                     ),
                 ],
             ),
@@ -188,7 +191,10 @@ fn sub_page(name: &str) -> Vec<Section> {
                     ),
                     Tag("0", "Its output was closed (for example by head -1)."),
                     Tag("2", "Bad usage: unknown option or bad resource name."),
-                    Tag("125", "The run directory is unsafe or cannot be watched."),
+                    Tag(
+                        "125",
+                        "The run directory is unsafe or cannot be watched, or /proc/locks cannot be read.",
+                    ),
                 ],
             ),
             environment(false),
@@ -268,6 +274,10 @@ fn environment(run: bool) -> Section {
     let mut blocks = vec![
         Tag("ELECT_DIR", "The run directory when --dir is not given."),
         Tag(
+            "ELECT_GROUP_SHARED",
+            "Set to 1 (or true) for --group-shared: share the run directory with a group of yours.",
+        ),
+        Tag(
             "XDG_RUNTIME_DIR",
             "When ELECT_DIR is unset or empty, the run directory is $XDG_RUNTIME_DIR/elect; when both are unset, /tmp/elect-UID.",
         ),
@@ -321,7 +331,7 @@ fn files() -> Section {
             ),
             Tag(
                 "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
-                "The default run directories. Directories elect creates are mode 0700. A directory or slot file that is a symbolic link, or a directory owned by another user and writable by others, is refused.",
+                "The default run directories. Directories elect creates are mode 0700 and files 0600 (with --group-shared, 2770 and 0660, whatever the umask). The run directory, every resource directory and every file elect opens in them must be owned by you or root and not be writable by group or others (with --group-shared, a group of yours may own and write them; others never); a sticky directory of root's such as /tmp or /run/lock may be the run directory. A symbolic link is followed only to the run directory, and only when the link and the directory holding it are owned by you or root and others cannot write that directory. Anything else is refused with status 125 and a message that names the path, its owner and mode; remove it, or set ELECT_DIR to a directory you own.",
             ),
         ],
     )

@@ -12,8 +12,9 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::ownership::{self, Sharing};
 use crate::error::{Error, Result};
 use crate::sys::FileId;
 
@@ -49,9 +50,9 @@ fn file_type_name(mode: libc::mode_t) -> &'static str {
     }
 }
 
-/// Checks an opened directory: it must be a directory, and not one that
-/// others could use to swap files under us.
-pub(crate) fn check_dir(fd: BorrowedFd<'_>, path: &Path) -> Result<libc::stat> {
+/// Checks an opened directory: it must be a directory, and pass the
+/// ownership rule (see [`ownership`]) for `sharing`.
+pub(crate) fn check_dir(fd: BorrowedFd<'_>, path: &Path, sharing: Sharing) -> Result<libc::stat> {
     let st = fstat(fd).map_err(|e| Error::io("cannot inspect", path, e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(Error::unsafe_path(
@@ -59,27 +60,7 @@ pub(crate) fn check_dir(fd: BorrowedFd<'_>, path: &Path) -> Result<libc::stat> {
             format!("it is {}, not a directory", file_type_name(st.st_mode)),
         ));
     }
-    let others_write = st.st_mode & 0o002 != 0;
-    let group_write = st.st_mode & 0o020 != 0;
-    let sticky = st.st_mode & libc::S_ISVTX != 0;
-    // Asked only when it matters: `status` checks ten thousand private
-    // directories, and a system call is a system call.
-    // SAFETY: getuid cannot fail.
-    if (others_write || group_write) && st.st_uid != unsafe { libc::getuid() } {
-        return Err(Error::unsafe_path(
-            path,
-            format!(
-                "it belongs to uid {} and others may write to it, so they could replace elect's files; use a directory of your own (--dir or ELECT_DIR)",
-                st.st_uid
-            ),
-        ));
-    }
-    if others_write && !sticky {
-        return Err(Error::unsafe_path(
-            path,
-            "anyone may write to it and it has no sticky bit, so others could replace elect's files; `chmod o-w` it or use another directory",
-        ));
-    }
+    ownership::check(&st, path, sharing)?;
     Ok(st)
 }
 
@@ -144,50 +125,210 @@ fn open_error(op: &'static str, path: &Path, err: io::Error) -> Error {
     }
 }
 
-/// Opens the directory `name` inside `parent` (or the absolute path `name`
-/// when `parent` is `None`), creating it with `mode` first if `create`, and
-/// checks it, giving the `fstat` it checked it with. Returns `Ok(None)` when
-/// it does not exist and `create` is false.
+/// Makes the directory `name` in `dir`. `Ok(true)`: made now; `Ok(false)`:
+/// something by that name was already there.
+fn make_dir(dir: BorrowedFd<'_>, name: &CString, mode: u32, path: &Path) -> Result<bool> {
+    // SAFETY: name is a valid C string.
+    if unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode as libc::mode_t) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EEXIST) => Ok(false),
+        _ => Err(open_error("cannot create directory", path, err)),
+    }
+}
+
+/// Gives a directory elect just made exactly `mode`, whatever the umask
+/// took away from it at `mkdir`.
+fn set_mode(fd: BorrowedFd<'_>, mode: u32, path: &Path) -> Result<()> {
+    // SAFETY: plain syscall on a borrowed descriptor.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
+        return Err(Error::io(
+            "cannot set the mode of",
+            path,
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the directory `name` inside the checked directory `parent`,
+/// creating it first if `create` (mode as `sharing` says, whatever the
+/// umask), and checks it, giving the `fstat` it checked it with. Returns
+/// `Ok(None)` when it does not exist and `create` is false.
 pub(crate) fn open_dir(
-    parent: Option<BorrowedFd<'_>>,
+    parent: BorrowedFd<'_>,
     name: &Path,
     path: &Path,
     create: bool,
-    mode: u32,
+    sharing: Sharing,
 ) -> Result<Option<(OwnedFd, libc::stat)>> {
     let c = cstr(name)?;
-    if create {
-        let dirfd = parent.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-        // SAFETY: c is a valid C string.
-        if unsafe { libc::mkdirat(dirfd, c.as_ptr(), mode as libc::mode_t) } != 0 {
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EEXIST) => {}
-                Some(libc::ENOENT) if parent.is_none() => {
-                    // A missing parent of the run directory: make it as
-                    // `mkdir -p` would, private to this user.
-                    if let Some(up) = path.parent() {
-                        use std::os::unix::fs::DirBuilderExt;
-                        std::fs::DirBuilder::new()
-                            .recursive(true)
-                            .mode(0o700)
-                            .create(up)
-                            .map_err(|e| Error::io("cannot create", up, e))?;
-                    }
-                    return open_dir(parent, name, path, create, mode);
-                }
-                _ => return Err(open_error("cannot create directory", path, err)),
-            }
-        }
-    }
-    match open_raw(parent, &c, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+    let made = create && make_dir(parent, &c, sharing.dir_mode(), path)?;
+    match open_raw(Some(parent), &c, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
         Ok(fd) => {
-            let st = check_dir(fd_borrow(&fd), path)?;
+            if made {
+                set_mode(fd_borrow(&fd), sharing.dir_mode(), path)?;
+            }
+            let st = check_dir(fd_borrow(&fd), path, sharing)?;
             Ok(Some((fd, st)))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound && !create => Ok(None),
         Err(e) => Err(open_error("cannot open directory", path, e)),
     }
+}
+
+/// How many symbolic links opening a run directory may follow, as the
+/// kernel allows in one path.
+const MAX_LINKS: u32 = 40;
+
+/// Opens the run directory at the absolute `path`, component by component
+/// from `/`, each with `O_NOFOLLOW`: a symbolic link on the way is followed
+/// only once [`ownership::vet_link`] finds that nobody but root or the caller
+/// could have put it there. Missing directories are made if `create` (the
+/// parents private, as `mkdir -p` under umask 077 would, the run directory
+/// as `sharing` says). The run directory is checked as [`open_dir`] checks;
+/// the directories above it are not, except as holders of links.
+/// `Ok(None)`: it does not exist and `create` is false.
+pub(crate) fn open_run_dir(
+    path: &Path,
+    create: bool,
+    sharing: Sharing,
+) -> Result<Option<(OwnedFd, libc::stat)>> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+
+    // What is left to walk, with the links' targets spliced in.
+    fn queue(into: &mut VecDeque<std::ffi::OsString>, path: &Path) {
+        for c in path.components().rev() {
+            match c {
+                Component::Normal(n) => into.push_front(n.to_os_string()),
+                Component::ParentDir => into.push_front("..".into()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+    }
+    let root = || {
+        open_raw(
+            None,
+            &CString::from(c"/"),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(|e| Error::io("cannot open directory", "/", e))
+    };
+    let mut todo = VecDeque::new();
+    queue(&mut todo, path);
+    let mut cur = root()?;
+    let mut cur_path = PathBuf::from("/");
+    let mut links = 0;
+    let mut made = false;
+    while let Some(name) = todo.pop_front() {
+        let last = todo.is_empty();
+        let next_path = if name == ".." {
+            cur_path.parent().unwrap_or(Path::new("/")).to_path_buf()
+        } else {
+            cur_path.join(&name)
+        };
+        let c = cstr(Path::new(&name))?;
+        // The directories above only lead the way: O_PATH needs no read
+        // permission on them (a home directory may be 0711).
+        let flags = if last {
+            libc::O_RDONLY
+        } else {
+            crate::sys::O_PATH
+        } | libc::O_DIRECTORY;
+        match open_raw(Some(fd_borrow(&cur)), &c, flags, 0) {
+            Ok(fd) => {
+                cur = fd;
+                cur_path = next_path;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                let mode = if last { sharing.dir_mode() } else { 0o700 };
+                made = make_dir(fd_borrow(&cur), &c, mode, &next_path)? && last;
+                todo.push_front(name);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+                let look = fstat_at(fd_borrow(&cur), &c)
+                    .map_err(|e| Error::io("cannot inspect", &next_path, e))?;
+                if look.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                    return Err(Error::unsafe_path(
+                        path,
+                        format!(
+                            "{} is {}, not a directory; choose another --dir or ELECT_DIR",
+                            next_path.display(),
+                            file_type_name(look.st_mode)
+                        ),
+                    ));
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Error::unsafe_path(
+                        path,
+                        "it leads through more than 40 symbolic links; give the directory itself",
+                    ));
+                }
+                let holder = fstat(fd_borrow(&cur))
+                    .map_err(|e| Error::io("cannot inspect", &cur_path, e))?;
+                ownership::vet_link(&look, &next_path, &holder, &cur_path)?;
+                let target = read_link_at(fd_borrow(&cur), &c)
+                    .map_err(|e| Error::io("cannot read the link", &next_path, e))?;
+                if target.is_absolute() {
+                    cur = root()?;
+                    cur_path = PathBuf::from("/");
+                }
+                queue(&mut todo, &target);
+            }
+            Err(e) => return Err(open_error("cannot open directory", &next_path, e)),
+        }
+    }
+    if made {
+        set_mode(fd_borrow(&cur), sharing.dir_mode(), path)?;
+    }
+    let st = check_dir(fd_borrow(&cur), path, sharing)?;
+    Ok(Some((cur, st)))
+}
+
+/// `fstatat` of `name` in `dir`, not following a link.
+fn fstat_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<libc::stat> {
+    // SAFETY: name is a valid C string; st is written before it is read.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
+        {
+            Ok(st)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// The target of the symbolic link `name` in `dir`.
+fn read_link_at(dir: BorrowedFd<'_>, name: &CString) -> io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
 }
 
 /// Borrows an owned descriptor (shorthand).
@@ -214,8 +355,11 @@ pub(crate) enum Access {
 }
 
 /// Opens the regular file `name` in `dir`, refusing links, FIFOs, sockets,
-/// devices, directories and files with more than one link (a hard link could
-/// point a write at a file elsewhere).
+/// devices, directories, files with more than one link (a hard link could
+/// point a write at a file elsewhere) and files that fail the ownership rule.
+/// `mode` is the mode of the files elect makes in `dir`, `0o600` or, with
+/// group sharing, `0o660`: it says which owners are trusted too (see
+/// [`Sharing::of_mode`]).
 pub(crate) fn open_file(
     dir: BorrowedFd<'_>,
     dir_path: &Path,
@@ -246,10 +390,26 @@ pub(crate) fn open_file_sized(
             Access::WriteCreate => libc::O_WRONLY | libc::O_CREAT,
             Access::Read => libc::O_RDONLY,
         };
+    let sharing = Sharing::of_mode(mode);
+    let wanted = sharing.file_mode();
     let fd =
-        open_raw(Some(dir), &c, flags, mode).map_err(|e| open_error("cannot open", &path, e))?;
+        open_raw(Some(dir), &c, flags, wanted).map_err(|e| open_error("cannot open", &path, e))?;
     let st = fstat(fd_borrow(&fd)).map_err(|e| Error::io("cannot inspect", &path, e))?;
     refuse_unsafe_file(&path, st.st_mode as u32, st.st_nlink as u64)?;
+    ownership::check(&st, &path, sharing)?;
+    // A file made under a umask that took bits elect needs (the group's,
+    // when sharing) gets them now; only its owner can, and only adds.
+    let perms = st.st_mode as u32 & 0o7777;
+    if st.st_uid == ownership::euid() && perms & wanted != wanted {
+        // SAFETY: plain syscall on a borrowed descriptor.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), (perms | wanted) as libc::mode_t) } != 0 {
+            return Err(Error::io(
+                "cannot set the mode of",
+                &path,
+                io::Error::last_os_error(),
+            ));
+        }
+    }
     Ok((fd, FileId::of(&st), st.st_size as u64))
 }
 

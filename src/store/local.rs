@@ -48,7 +48,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::fsx::{self, Access, fd_borrow};
+use super::fsx::{self, Access};
+use super::ownership::Sharing;
 use super::record_page::RecordPage;
 use super::seats::{SEATS_MAX, Seats};
 use super::token;
@@ -367,15 +368,19 @@ impl LocalStore {
         &self.run_dir
     }
 
+    /// What this store trusts besides the caller's own private files.
+    fn sharing(&self) -> Sharing {
+        Sharing::of_mode(self.dir_mode)
+    }
+
+    /// The mode of the files this store makes, which also tells `fsx` whom
+    /// it trusts (see `Sharing::of_mode`).
     fn file_mode(&self) -> u32 {
-        self.dir_mode & 0o666
+        self.sharing().file_mode()
     }
 
     fn open_run_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
-        Ok(
-            fsx::open_dir(None, &self.run_dir, &self.run_dir, create, self.dir_mode)?
-                .map(|(fd, _)| fd),
-        )
+        Ok(fsx::open_run_dir(&self.run_dir, create, self.sharing())?.map(|(fd, _)| fd))
     }
 
     fn open_resource(
@@ -385,13 +390,8 @@ impl LocalStore {
         create: bool,
     ) -> Result<Option<ResourceDir>> {
         let path = self.run_dir.join(name);
-        let Some((fd, st)) = fsx::open_dir(
-            Some(run.as_fd()),
-            Path::new(name),
-            &path,
-            create,
-            self.dir_mode,
-        )?
+        let Some((fd, st)) =
+            fsx::open_dir(run.as_fd(), Path::new(name), &path, create, self.sharing())?
         else {
             return Ok(None);
         };
@@ -1045,7 +1045,13 @@ impl LocalStore {
                 // removed meanwhile, which is a restart like any other, not
                 // an error (counting it as one let a remover that keeps
                 // winning this race turn an obtain into an error).
-                match fsx::open_file(res.fd.as_fd(), &res.path, &slot_path.name, Access::Write, 0) {
+                match fsx::open_file(
+                    res.fd.as_fd(),
+                    &res.path,
+                    &slot_path.name,
+                    Access::Write,
+                    self.file_mode(),
+                ) {
                     Ok((fd, rid)) if rid == id => fd,
                     Ok(_) => return Ok(None),
                     Err(Error::Io { source, .. })
@@ -1099,7 +1105,11 @@ impl LocalStore {
             return Ok(Vec::new());
         };
         let names = match name {
-            Some(n) => vec![n.to_string()],
+            // A name never used needs no list of locks to be reported.
+            Some(n) => match sys::look_at(Some(run.as_fd()), Path::new(n)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                _ => vec![n.to_string()],
+            },
             None => {
                 let mut names = Vec::new();
                 let entries = std::fs::read_dir(&self.run_dir)
@@ -1117,12 +1127,15 @@ impl LocalStore {
                 names
             }
         };
-        let locked = sys::locked_files().ok();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let locked = kernel_locks()?;
         let read_part = |part: &[String]| -> Result<Vec<ResourceStatus>> {
             let mut out = Vec::with_capacity(part.len());
             for n in part {
                 if let Some(res) = self.open_resource(&run, n, false)? {
-                    out.push(self.resource_status(&res, n, locked.as_ref(), false));
+                    out.push(self.resource_status(&res, n, &locked, false));
                 }
             }
             Ok(out)
@@ -1163,16 +1176,16 @@ impl LocalStore {
         })
     }
 
-    /// Reads one resource's slots. `locked` is the kernel's list of locked
-    /// files, or `None` where there is no such list (then each slot is probed
-    /// with a brief shared lock). With `every_record`, the record of a free
-    /// slot (its last holder's) is read too, for a watcher that must notice
-    /// a holder that came and went between two looks.
+    /// Reads one resource's slots, taking no lock: a slot is held when the
+    /// kernel's list of locked files, `locked` (see [`kernel_locks`]), has
+    /// it. With `every_record`, the record of a free slot (its last
+    /// holder's) is read too, for a watcher that must notice a holder that
+    /// came and went between two looks.
     fn resource_status(
         &self,
         res: &ResourceDir,
         name: &str,
-        locked: Option<&std::collections::HashSet<FileId>>,
+        locked: &std::collections::HashSet<FileId>,
         every_record: bool,
     ) -> ResourceStatus {
         let recorded = fsx::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
@@ -1186,10 +1199,7 @@ impl LocalStore {
             // not make every holder's record write update the inode (see
             // `sys::look_at`).
             let held = match sys::look_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
-                Ok(look) if look.mode & libc::S_IFMT == libc::S_IFREG => match locked {
-                    Some(set) => set.contains(&look.id),
-                    None => probe_held(res, &name_i),
-                },
+                Ok(look) if look.mode & libc::S_IFMT == libc::S_IFREG => locked.contains(&look.id),
                 _ => false,
             };
             let holder = if held || every_record {
@@ -1213,8 +1223,11 @@ impl LocalStore {
     }
 
     /// Opens (creating if need be) the resource directory for watching, and
-    /// a watch on it. Watching does not join: it takes no lock.
+    /// a watch on it. Watching does not join: it takes no lock. Where the
+    /// kernel's list of locks cannot be read, it fails before creating
+    /// anything (see [`kernel_locks`]).
     pub(crate) fn watch(&self, name: &str) -> Result<LocalWatch> {
+        kernel_locks()?;
         let run = self.open_run_dir(true)?.expect("created");
         let res = self.open_resource(&run, name, true)?.expect("created");
         let watch = DirWatch::changes(res.fd.as_fd())
@@ -1253,15 +1266,17 @@ pub(crate) struct LocalWatch {
 
 impl LocalWatch {
     /// The resource's state now, with the last record of free slots too.
-    pub(crate) fn snapshot(&self) -> ResourceStatus {
-        let locked = sys::locked_files().ok();
-        self.store
-            .resource_status(&self.res, &self.name, locked.as_ref(), true)
+    /// Takes no lock; fails where the kernel's list of locks cannot be read.
+    pub(crate) fn snapshot(&self) -> Result<ResourceStatus> {
+        let locked = kernel_locks()?;
+        Ok(self
+            .store
+            .resource_status(&self.res, &self.name, &locked, true))
     }
 
     /// The last fencing token issued for the resource (0 if none yet).
     pub(crate) fn last_token(&self) -> u64 {
-        token::last_issued(self.res.fd.as_fd(), &self.res.path)
+        token::last_issued(self.res.fd.as_fd(), &self.res.path, self.store.file_mode())
     }
 
     /// Sleeps until something may have changed or `timeout` passes; if the
@@ -1477,7 +1492,13 @@ fn lock_above(lock: OwnedFd, record: &OwnedFd) -> std::io::Result<OwnedFd> {
         )
     };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+        let err = std::io::Error::last_os_error();
+        // EINVAL: the lowest number asked for is past RLIMIT_NOFILE, which
+        // is "too many open files" in the words a user can act on.
+        if err.raw_os_error() == Some(libc::EINVAL) {
+            return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        return Err(err);
     }
     // SAFETY: fd is fresh and owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -1515,11 +1536,54 @@ fn count_slots(dir: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-/// Where there is no `/proc/locks`: a slot is held if a shared lock on it
-/// cannot be had. The shared lock is dropped at once.
-fn probe_held(res: &ResourceDir, name: &str) -> bool {
-    match fsx::open_file(res.fd.as_fd(), &res.path, name, Access::Read, 0) {
-        Ok((fd, _)) => matches!(fsx::try_flock(fd_borrow(&fd), false), Ok(false)),
-        Err(_) => false,
+/// The files on which some process holds an exclusive flock, from the
+/// kernel's list (`/proc/locks`): how `status` and `watch` tell a held slot
+/// from a free one.
+///
+/// There is deliberately no fallback that tries a lock to see: even a brief
+/// shared lock on a free slot makes a concurrent non-blocking obtain of that
+/// slot fail (`elect run -n` exited 75 with a ticket free). Without the list,
+/// holders cannot be seen, and that is an error that says so.
+fn kernel_locks() -> Result<std::collections::HashSet<FileId>> {
+    sys::locked_files().map_err(locks_unseen)
+}
+
+/// The error for a kernel list of locks that cannot be read: names the
+/// list, why it is needed, and the fix.
+fn locks_unseen(e: std::io::Error) -> Error {
+    #[cfg(target_os = "linux")]
+    const FIX: &str =
+        "mount /proc (e.g. `mount -t proc proc /proc`), or run elect where /proc is mounted";
+    #[cfg(not(target_os = "linux"))]
+    const FIX: &str = "status and watch of a run directory are available on Linux only";
+    let why = format!(
+        "{e}; elect needs the kernel's list of locks to tell held slots from free ones \
+         without locking them itself (a look that locks could make another process miss a \
+         free ticket); {FIX}"
+    );
+    Error::io(
+        "cannot read",
+        "/proc/locks",
+        std::io::Error::new(e.kind(), why),
+    )
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_lock_list_is_an_error_naming_it_why_and_the_fix() {
+        let err = locks_unseen(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let text = err.to_string();
+        assert!(text.starts_with("cannot read /proc/locks: "), "{text}");
+        assert!(text.contains("without locking them itself"), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("mount /proc"), "{text}");
+        assert!(
+            matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+            "{err:?}"
+        );
+        assert!(!err.is_usage(), "a failure of elect (125), not bad usage");
     }
 }

@@ -7,6 +7,7 @@
 pub(crate) mod etcd;
 pub(crate) mod fsx;
 pub(crate) mod local;
+pub(crate) mod ownership;
 pub(crate) mod record_page;
 pub(crate) mod seats;
 pub(crate) mod token;
@@ -191,11 +192,12 @@ impl Held {
 }
 
 impl Watch {
-    pub(crate) fn snapshot(&self) -> ResourceStatus {
+    /// The resource's state now, taking no lock.
+    pub(crate) fn snapshot(&self) -> Result<ResourceStatus> {
         match self {
             Watch::Local(w) => w.snapshot(),
             #[cfg(feature = "etcd")]
-            Watch::Etcd(w) => w.snapshot(),
+            Watch::Etcd(w) => Ok(w.snapshot()),
         }
     }
 

@@ -137,6 +137,9 @@ fn map(dir: BorrowedFd<'_>, dir_path: &Path, name: &str, id: FileId) -> Option<P
         MAPPED.fetch_sub(1, Ordering::Relaxed);
         return None;
     }
+    // With group sharing a slot file of another member's fails the check
+    // for a private file: that only costs the page (the record then goes
+    // out with `pwrite`).
     let page = fsx::open_file(dir, dir_path, name, Access::ReadWrite, 0)
         .ok()
         .filter(|&(_, got)| got == id)

@@ -283,10 +283,11 @@ impl Counter {
     }
 }
 
-/// The last token issued from the counter file at `path`, for display;
+/// The last token issued from the counter file at `path`, for display (`mode`
+/// as for [`fsx::open_file`]);
 /// 0 when there is none or it cannot be read.
-pub(crate) fn last_issued(dir: BorrowedFd<'_>, dir_path: &Path) -> u64 {
-    fsx::open_file(dir, dir_path, TOKEN_FILE, fsx::Access::Read, 0)
+pub(crate) fn last_issued(dir: BorrowedFd<'_>, dir_path: &Path, mode: u32) -> u64 {
+    fsx::open_file(dir, dir_path, TOKEN_FILE, fsx::Access::Read, mode)
         .ok()
         .and_then(|(fd, _)| fsx::read_prefix(fd.as_fd(), 64).ok())
         .and_then(|b| parse_token_file(&b).ok().flatten())

@@ -5,9 +5,9 @@
 //! (`step_back`).
 //!
 //! Linux has inotify and `/proc/locks`; other Unix systems get a portable
-//! fallback that polls (waking) and briefly tries a shared lock (reading),
-//! take tokens under a flock instead of from a shared page, and do not step
-//! back.
+//! fallback that polls (waking), cannot tell who holds a slot (reading
+//! fails: nothing ever tries a lock just to look), take tokens under a flock
+//! instead of from a shared page, and do not step back.
 
 use std::ffi::CString;
 use std::io;
@@ -165,3 +165,11 @@ pub(crate) fn pid() -> u32 {
     CACHED.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
     pid
 }
+
+/// The open flag for a directory that only leads the way to another:
+/// `O_PATH` where there is one (no read permission needed), else read-only.
+#[cfg(target_os = "linux")]
+pub(crate) const O_PATH: libc::c_int = libc::O_PATH;
+/// The open flag for a directory that only leads the way to another.
+#[cfg(not(target_os = "linux"))]
+pub(crate) const O_PATH: libc::c_int = libc::O_RDONLY;
