@@ -108,7 +108,7 @@ impl std::fmt::Debug for Watcher {
 impl Watcher {
     pub(crate) fn new(watch: Watch, name: String) -> Result<Self> {
         let floor = watch.last_token();
-        let now = watch.snapshot();
+        let now = watch.snapshot()?;
         let known = now
             .slots
             .iter()
@@ -178,7 +178,7 @@ impl Watcher {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(Some(ev));
             }
-            let now = self.watch.snapshot();
+            let now = self.watch.snapshot()?;
             self.compare(&now);
             if !self.pending.is_empty() {
                 continue;

@@ -6,7 +6,9 @@
 //! record is either absent or a real one. Asking for status never takes a
 //! ticket. A run directory of 1500 resources, which status reads with a
 //! thread per CPU, is listed whole and in order, each resource true to its
-//! locks, and an unsafe directory among them is still an error.
+//! locks, and an unsafe directory among them is still an error. Where
+//! `/proc/locks` is hidden (a mount namespace with an empty /proc), status
+//! and watch are an error that names it, and take nothing from a holder.
 
 mod support;
 
@@ -221,5 +223,140 @@ fn status_of_a_large_run_directory_is_whole_in_order_and_true_to_the_kernel() {
     std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = elect::status(Some(run), None).unwrap_err().to_string();
     assert!(err.contains(&*bad.to_string_lossy()), "{err}");
+    w.finish();
+}
+
+/// Where [`library_without_proc_locks_refuses_to_guess`] tells its body,
+/// re-run in a mount namespace without /proc, which run directory to ask.
+const NO_PROC_DIR: &str = "ELECT_TEST_NO_PROC_DIR";
+/// What begins each answer of that body (the test harness may print its
+/// own words before the first on the same line).
+const NO_PROC_MARK: &str = "[no-proc] ";
+
+/// Runs `elect::status`, `Election::status` and `Election::watch` against
+/// the run directory in [`NO_PROC_DIR`] and prints, for each, `ok` or the
+/// error, each after [`NO_PROC_MARK`]; a never-used name prints how many
+/// resources it lists. Does nothing without that variable.
+#[test]
+#[ignore = "the body of library_without_proc_locks_refuses_to_guess; it runs it"]
+fn library_without_proc_locks_body() {
+    let Some(run) = std::env::var_os(NO_PROC_DIR) else {
+        return;
+    };
+    let run = Path::new(&run);
+    fn say<T>(what: &str, r: elect::Result<T>) {
+        match r {
+            Ok(_) => println!("{NO_PROC_MARK}{what}: ok"),
+            Err(e) => {
+                let at_proc_locks = matches!(
+                    &e,
+                    elect::Error::Io { path, .. } if path == Path::new("/proc/locks")
+                );
+                println!("{NO_PROC_MARK}{what}: error (at /proc/locks: {at_proc_locks}) {e}");
+            }
+        }
+    }
+    say("status", elect::status(Some(run), Some("held")));
+    say("status of all", elect::status(Some(run), None));
+    let e = Election::builder("held")
+        .tickets(2)
+        .dir(run)
+        .build()
+        .unwrap();
+    say("election status", e.status());
+    say("watch", e.watch());
+    match elect::status(Some(run), Some("never-used")) {
+        Ok(st) => println!("{NO_PROC_MARK}never used: {} resources", st.resources.len()),
+        Err(e) => println!("{NO_PROC_MARK}never used: error {e}"),
+    }
+}
+
+#[test]
+fn library_without_proc_locks_refuses_to_guess() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "SKIPPED library_without_proc_locks_refuses_to_guess: needs root to mount over /proc"
+        );
+        return;
+    }
+    let hide = "mount -t tmpfs none /proc && ! test -e /proc/locks && exec \"$0\" \"$@\"";
+    let probe = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            hide,
+            "true",
+        ])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED library_without_proc_locks_refuses_to_guess: unshare --mount cannot hide /proc here ({probe:?})"
+        );
+        return;
+    }
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, "held", 2);
+    let (slot, token) = w.expect_held();
+    let slot_file = run.join("held").join(format!("slot.{slot}"));
+
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", hide])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "library_without_proc_locks_body",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(NO_PROC_DIR, run)
+        .env_remove("ELECT_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<&str> = text
+        .split(NO_PROC_MARK)
+        .skip(1)
+        .map(|a| a.lines().next().unwrap_or(""))
+        .collect();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for what in ["status", "status of all", "election status", "watch"] {
+        let line = answers
+            .iter()
+            .find(|l| l.starts_with(&format!("{what}: ")))
+            .unwrap_or_else(|| panic!("no {what:?} in {text}"));
+        assert!(
+            line.starts_with(&format!(
+                "{what}: error (at /proc/locks: true) cannot read /proc/locks: "
+            )) && line.contains("mount /proc"),
+            "{line}"
+        );
+    }
+    assert!(answers.contains(&"never used: 0 resources"), "{text}");
+
+    // Nothing was taken from the holder, and the other slot is still free.
+    assert!(holds(w.pid, &slot_file, true));
+    let s = slots(run, "held");
+    assert!(s[slot as usize].held);
+    assert_eq!(
+        s[slot as usize].holder.as_ref().map(|h| h.token),
+        Some(token)
+    );
+    let e = support::election(run, "held", 2);
+    let t = e.try_obtain().unwrap().expect("the other slot is free");
+    assert_ne!(t.slot(), slot);
+    drop(t);
+    drop(e);
     w.finish();
 }

@@ -328,6 +328,10 @@ fn parse_events(mut bytes: &[u8], files: bool, seen: &mut Seen) {
 /// a walk can skip an entry that never changed. A list that fits one read is
 /// taken as it is; a longer one is read again until two readings agree, and
 /// what any reading saw counts as held.
+///
+/// Where `/proc/locks` cannot be read (a mount namespace that hides /proc),
+/// this is an error, and callers report it: nothing tries a lock instead,
+/// because a look that locks makes a concurrent try of a free slot fail.
 pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
     let mut held = HashSet::new();
     let mut previous: Option<HashSet<FileId>> = None;

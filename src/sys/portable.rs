@@ -1,5 +1,7 @@
-//! Other Unix systems: no inotify and no `/proc/locks`, so waiting polls and
-//! reading who holds a slot is done by the caller with a brief shared try.
+//! Other Unix systems: no inotify and no `/proc/locks`, so waiting polls, and
+//! who holds a slot cannot be seen: `status` and `watch` refuse rather than
+//! try a lock to find out, which could make another process miss a free
+//! ticket.
 
 use std::collections::HashSet;
 use std::ffi::CStr;
@@ -64,7 +66,11 @@ impl DirWatch {
     }
 }
 
-/// Unknown without `/proc/locks`: `None` tells the caller to probe each slot.
+/// Unknown without `/proc/locks`: always an error, which the caller reports
+/// (it never tries a lock instead).
 pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "no /proc/locks"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this system has no /proc/locks",
+    ))
 }
