@@ -6,6 +6,12 @@
 //! released or was killed), torn (read while being rewritten) or garbage
 //! (anyone who can write the file can write anything), and every reader
 //! copes with all three.
+//!
+//! Its text is kept as written, so that `status --json` shows it exactly;
+//! whatever shows it to a person passes it through [`printable`] first, as
+//! a forged record can hold terminal escape sequences.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +42,10 @@ pub const MAX_LABEL: usize = 1024;
 
 /// Who holds a slot, as the holder described itself.
 ///
+/// The text fields are as read from the slot file, which anyone who can
+/// write it may have forged: pass them through [`printable`] before showing
+/// them on a terminal.
+///
 /// ```
 /// let r = elect::HolderRecord::parse(br#"{"pid":42,"since":"2026-11-23T10:00:00Z","label":"job","token":7}"#).unwrap();
 /// assert_eq!((r.pid, r.token, r.label.as_str()), (42, 7, "job"));
@@ -59,15 +69,14 @@ pub struct HolderRecord {
 impl HolderRecord {
     /// Parses a slot file's contents. Anything that is not a record elect
     /// wrote (empty, torn, garbage, too long) gives `None`, never an error:
-    /// the record is only for display.
+    /// the record is only for display. Its text is kept exactly as written
+    /// (see [`printable`] for showing it).
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         if bytes.len() > MAX_RECORD {
             return None;
         }
         let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\n');
-        let mut record: HolderRecord = serde_json::from_str(text).ok()?;
-        record.label = clean_label(&record.label);
-        Some(record)
+        serde_json::from_str(text).ok()
     }
 
     /// The bytes written into the slot file: one JSON line, padded with
@@ -99,18 +108,66 @@ impl HolderRecord {
     }
 }
 
-/// Makes a label safe to show on a terminal: control characters become
-/// spaces and it is cut to [`MAX_LABEL`] bytes on a character boundary.
-pub(crate) fn clean_label(label: &str) -> String {
-    let mut out = String::with_capacity(label.len().min(MAX_LABEL));
-    for c in label.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > MAX_LABEL {
-            break;
-        }
-        out.push(c);
+/// Whether `c` must not reach a terminal as it is: a control character
+/// (C0, DEL, C1: escape sequences, carriage return, new lines, the 8-bit
+/// CSI), or an invisible Unicode format character that reorders or hides
+/// text (bidirectional overrides, isolates and marks, zero-width space,
+/// word joiner and invisible operators, byte order mark, line and
+/// paragraph separators, interlinear annotation marks). The zero-width
+/// joiner and non-joiner stay: emoji sequences and some scripts need them.
+///
+/// ```
+/// assert!(elect::__cli::unsafe_on_terminal('\x1b') && !elect::__cli::unsafe_on_terminal('é'));
+/// ```
+pub fn unsafe_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// Text from a holder's record (or anywhere else not trusted) made safe to
+/// show on a terminal: every control character (C0, DEL, C1) and every
+/// invisible character that reorders or hides text (bidirectional
+/// overrides and marks, zero-width space, byte order mark, line
+/// separators) becomes a space, so that a forged record can neither send
+/// escape sequences nor start a line of its own. Borrows when nothing
+/// needed replacing. JSON output needs none of this: it escapes.
+///
+/// ```
+/// assert_eq!(elect::printable("\x1b]0;pwned\x07 ok\r\n"), " ]0;pwned  ok  ");
+/// assert_eq!(elect::printable("rtl \u{202E}txt.exe"), "rtl  txt.exe");
+/// assert!(matches!(elect::printable("2026-11-23T10:00:00Z"), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(unsafe_on_terminal) {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if unsafe_on_terminal(c) { ' ' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
     }
-    out
+}
+
+/// Makes a label safe to show on a terminal: cleaned as by [`printable`]
+/// and cut to [`MAX_LABEL`] bytes on a character boundary.
+pub(crate) fn clean_label(label: &str) -> String {
+    let clean = printable(label);
+    let mut end = clean.len().min(MAX_LABEL);
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    clean[..end].to_string()
 }
 
 #[cfg(test)]
@@ -156,13 +213,33 @@ mod tests {
     }
 
     #[test]
-    fn hostile_labels_are_defanged() {
+    fn hostile_text_is_kept_exactly_and_shown_defanged() {
         let r = HolderRecord::parse(
-            br#"{"pid":1,"since":"x","label":"\u001b[2Jboom\nline","token":1}"#,
+            br#"{"pid":1,"since":"\u009b2J\u2067","label":"\u001b[2Jboom\nline\u007f","token":1}"#,
         )
         .unwrap();
-        assert_eq!(r.label, " [2Jboom line");
+        assert_eq!(r.label, "\x1b[2Jboom\nline\x7f");
+        assert_eq!(r.since, "\u{9b}2J\u{2067}");
+        assert_eq!(printable(&r.label), " [2Jboom line ");
+        assert_eq!(printable(&r.since), " 2J ");
+        assert_eq!(clean_label(&r.label), " [2Jboom line ");
         assert_eq!(clean_label(&"é".repeat(2000)).len(), MAX_LABEL);
+    }
+
+    #[test]
+    fn ordinary_text_is_shown_as_it_is() {
+        for ok in [
+            "sh -c 'echo \"hi\"'",
+            "Привет мир",
+            "日本語",
+            "👩‍👩‍👧 family",
+            "a\u{200D}b",
+        ] {
+            assert!(
+                matches!(printable(ok), Cow::Borrowed(s) if s == ok),
+                "{ok:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Property tests for every parser of outside data: resource names,
 //! durations, holder records, the token file, the tickets file and
 //! `/proc/locks`. Whatever the input, each returns a value or an error;
-//! none panics, and the accepted inputs are exactly the documented ones.
+//! none panics, and the accepted inputs are exactly the documented ones. A
+//! record's text is kept exactly, and `printable` shows it without control
+//! or bidirectional-override characters.
 //!
 //! More cases: `PROPTEST_CASES=100000 cargo test --test fuzz_parsers`.
 
 use std::time::Duration;
 
 use elect::__fuzz::{count_proc_locks, parse_tickets_file, parse_token_file};
-use elect::{HolderRecord, parse_duration, validate_name};
+use elect::{HolderRecord, parse_duration, printable, validate_name};
 use proptest::prelude::*;
 
 proptest! {
@@ -60,8 +62,23 @@ proptest! {
     ) {
         let text = format!(r#"{{"pid":{pid},"since":"x","label":{label:?},"token":{token}}}{extra}"#);
         if let Some(r) = HolderRecord::parse(text.as_bytes()) {
-            prop_assert!(!r.label.chars().any(char::is_control));
+            prop_assert!(!printable(&r.label).chars().any(char::is_control));
         }
+    }
+
+    #[test]
+    fn record_text_is_kept_exactly_and_shown_without_controls(since in any::<String>(), label in any::<String>()) {
+        let text = serde_json::json!({"pid": 1, "since": since, "label": label, "token": 2}).to_string();
+        let r = HolderRecord::parse(text.as_bytes());
+        // A record longer than a slot file elect reads is not parsed at all.
+        prop_assume!(r.is_some());
+        let r = r.unwrap();
+        prop_assert_eq!(&r.since, &since);
+        prop_assert_eq!(&r.label, &label);
+        for shown in [printable(&r.since), printable(&r.label)] {
+            prop_assert!(!shown.chars().any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)), "{:?}", shown);
+        }
+        prop_assert_eq!(printable(&label).chars().count(), label.chars().count());
     }
 
     #[test]

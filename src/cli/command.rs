@@ -149,12 +149,18 @@ pub(crate) fn spawn(
     drop(step_back);
     started.map_err(|e| {
         let shown = argv[0].to_string_lossy();
-        let code = match e.raw_os_error() {
-            Some(libc::ENOENT) => exit::NOT_FOUND,
-            Some(libc::EAGAIN | libc::ENOMEM) => exit::FAILURE,
-            _ => exit::CANNOT_EXECUTE,
-        };
-        Failure::new(code, format!("cannot run {shown:?}: {e}"))
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => {
+                Failure::new(exit::NOT_FOUND, format!("cannot run {shown:?}: {e}"))
+            }
+            // elect's own failures, not the command's: no process (EAGAIN,
+            // ENOMEM), or no descriptor for the pipe that reports a failed
+            // exec (EMFILE, ENFILE).
+            Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => {
+                Failure::os(format!("cannot start {shown:?}"), &e)
+            }
+            _ => Failure::new(exit::CANNOT_EXECUTE, format!("cannot run {shown:?}: {e}")),
+        }
     })
 }
 
@@ -267,10 +273,10 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Result<OwnedFd, Failure> {
     let mut ends = [0; 2];
     // SAFETY: ends has room for the two descriptors.
     if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(Failure::internal(format!(
-            "cannot watch the command (pid {pid}): {}",
-            std::io::Error::last_os_error()
-        )));
+        return Err(Failure::os(
+            format!("cannot watch the command (pid {pid})"),
+            &std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: both are fresh and owned by nobody else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
@@ -295,6 +301,6 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Result<OwnedFd, Failure> {
             // Closing the write end makes the read end readable (EOF).
             drop(write);
         })
-        .map_err(|e| Failure::internal(format!("cannot watch the command (pid {pid}): {e}")))?;
+        .map_err(|e| Failure::os(format!("cannot watch the command (pid {pid})"), &e))?;
     Ok(read)
 }

@@ -2,7 +2,7 @@
 //! the subcommands return, which carries its status and its message.
 
 use std::fmt::Display;
-use std::io::Write;
+use std::io::{self, Write};
 
 /// Bad usage: unknown option, bad name, bad number or duration.
 pub(crate) const USAGE: i32 = 2;
@@ -45,12 +45,85 @@ impl Failure {
     pub(crate) fn internal(message: impl Display) -> Self {
         Failure::new(FAILURE, message)
     }
+
+    /// A failure of elect itself (status 125) while `doing` something that
+    /// failed with `err`: the message says what to do about a limit on open
+    /// files (see [`fd_advice`]), or else gives the system's message.
+    pub(crate) fn os(doing: impl Display, err: &io::Error) -> Self {
+        match fd_advice(err) {
+            Some(advice) => Failure::internal(format!("{doing}: {advice}")),
+            None => Failure::internal(format!("{doing}: {err}")),
+        }
+    }
+}
+
+/// What to say about `err` when it means that no more files can be opened:
+/// this process reached its limit (EMFILE), named with its value and how to
+/// raise it, or the whole system did (ENFILE). `None` for any other error.
+pub(crate) fn fd_advice(err: &io::Error) -> Option<String> {
+    match err.raw_os_error()? {
+        libc::EMFILE => Some(too_few_descriptors()),
+        libc::ENFILE => Some(
+            "the system has too many files open (ENFILE): close some, or raise the kernel's \
+             limit (sysctl fs.file-max), and try again"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// The message for a process that may not open enough files: the soft
+/// limit (`ulimit -n`), and how to raise it.
+fn too_few_descriptors() -> String {
+    // SAFETY: getrlimit writes one rlimit into the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return "too many open files: too few file descriptors are allowed; raise the limit \
+                with ulimit -n and try again"
+            .to_string();
+    }
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    let raise = if hard > soft {
+        let want = soft.saturating_mul(4).max(1024).min(hard);
+        format!("raise the limit, e.g. ulimit -n {want} (the hard limit is {hard}), and try again")
+    } else {
+        format!(
+            "raise the limit with ulimit -n and try again (the hard limit is {hard} too, so \
+             raising it needs root, e.g. in limits.conf)"
+        )
+    };
+    format!(
+        "too many open files: only {soft} file descriptors are allowed (ulimit -n {soft}), too \
+         few for elect; {raise}"
+    )
 }
 
 impl From<elect::Error> for Failure {
     /// The library's refusals of the caller's input are usage errors (2);
-    /// everything else is a failure of elect (125).
+    /// everything else is a failure of elect (125). A name is explained in
+    /// full (the character at fault), and an error that comes of the limit
+    /// on open files says so.
     fn from(err: elect::Error) -> Self {
+        match &err {
+            elect::Error::InvalidName { name, .. } => {
+                if let Some(why) = elect::__cli::explain_invalid_name(name) {
+                    return Failure::new(USAGE, format!("invalid resource name {name:?}: {why}"));
+                }
+            }
+            elect::Error::Io { op, path, source } => {
+                // F_DUPFD asked for a descriptor number at or above the
+                // limit gives EINVAL, not EMFILE: with so low a limit, the
+                // descriptor that moves the lock above the record's.
+                let advice = match source.raw_os_error() {
+                    Some(libc::EINVAL) if *op == "cannot duplicate" => Some(too_few_descriptors()),
+                    _ => fd_advice(source),
+                };
+                if let Some(advice) = advice {
+                    return Failure::internal(format!("{op} {}: {advice}", path.display()));
+                }
+            }
+            _ => {}
+        }
         let code = if err.is_usage() { USAGE } else { FAILURE };
         Failure::new(code, err)
     }

@@ -7,7 +7,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use elect::{Election, ResourceStatus};
+use elect::{Election, ResourceStatus, printable};
 
 /// The most holders listed; the rest are counted.
 const MAX_LISTED: usize = 8;
@@ -101,7 +101,10 @@ fn width() -> usize {
 }
 
 /// The lines to show, each cut to fit `width` columns so that none wraps
-/// (which would break the redraw).
+/// (which would break the redraw). The holders' `since` and `label` come
+/// from their records, which anyone who can write a slot file may have
+/// forged: they go through [`printable`], so that they cannot move the
+/// cursor, start lines or send escape sequences to the terminal.
 fn render(
     election: &Election,
     status: Option<&ResourceStatus>,
@@ -128,7 +131,11 @@ fn render(
                     .unwrap_or_default();
                 format!(
                     "  slot {}: pid {}{} since {}: {}",
-                    slot.slot, h.pid, command, h.since, h.label
+                    slot.slot,
+                    h.pid,
+                    command,
+                    printable(&h.since),
+                    printable(&h.label)
                 )
             }
             None => format!("  slot {}: held (no record yet)", slot.slot),

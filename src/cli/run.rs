@@ -22,7 +22,7 @@ use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use elect::{Election, ResourceStatus, Ticket};
+use elect::{Election, ResourceStatus, Ticket, printable};
 
 use super::args::RunArgs;
 use super::command;
@@ -55,8 +55,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     let election = builder.build()?;
     let found = command::check(&args.command[0])?;
 
-    let signals =
-        Signals::catch().map_err(|e| Failure::internal(format!("cannot catch signals: {e}")))?;
+    let signals = Signals::catch().map_err(|e| Failure::os("cannot catch signals", &e))?;
 
     let wait = match (args.no_wait, args.timeout) {
         (true, _) => Wait::No,
@@ -228,8 +227,7 @@ fn obtain(
     let phase = Arc::new(Mutex::new(Phase::Waiting));
     let e = election.clone();
     let (done, rx) = mpsc::channel::<Result<Option<Obtained>, Failure>>();
-    let bell =
-        Arc::new(Bell::new().map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?);
+    let bell = Arc::new(Bell::new().map_err(|e| Failure::os("cannot start waiting", &e))?);
     let ring = Arc::clone(&bell);
     let their_phase = Arc::clone(&phase);
     std::thread::Builder::new()
@@ -263,7 +261,7 @@ fn obtain(
             };
             let _ = done.send(result);
         })
-        .map_err(|e| Failure::internal(format!("cannot start waiting: {e}")))?;
+        .map_err(|e| Failure::os("cannot start waiting", &e))?;
     let answer = || {
         rx.recv().unwrap_or_else(|_| {
             Err(Failure::internal(
@@ -341,7 +339,9 @@ fn no_ticket(election: &Election, wait: Wait) -> String {
     )
 }
 
-/// ` (held by pid 42 "label", ...)` for the held slots of `status`.
+/// ` (held by pid 42 "label", ...)` for the held slots of `status`, each
+/// label (from a record anyone who can write its slot file may have
+/// forged) made [`printable`].
 fn holders(status: &ResourceStatus) -> String {
     let list: Vec<String> = status
         .slots
@@ -349,7 +349,7 @@ fn holders(status: &ResourceStatus) -> String {
         .filter(|s| s.held)
         .take(4)
         .map(|s| match &s.holder {
-            Some(h) => format!("pid {} {:?}", h.pid, h.label),
+            Some(h) => format!("pid {} {:?}", h.pid, printable(&h.label)),
             None => format!("slot {}", s.slot),
         })
         .collect();

@@ -1,7 +1,7 @@
 //! `elect status`: who holds the tickets, as a table for a person or as the
 //! contract's JSON for scripts. Never takes a ticket.
 
-use elect::Status;
+use elect::{Status, printable};
 
 use super::args::StatusArgs;
 use super::exit::Failure;
@@ -12,7 +12,7 @@ use super::output;
 pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {
     let st = Place::of(&args.dir, None)?.status(args.name.as_deref())?;
     let text = if args.json {
-        let mut json = serde_json::to_string(&st)
+        let mut json = output::json(&st)
             .map_err(|e| Failure::internal(format!("cannot write the status as JSON: {e}")))?;
         json.push('\n');
         json
@@ -23,13 +23,15 @@ pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The status as a table, one line per slot.
+/// The status as a table, one line per slot. Every cell goes through
+/// [`printable`]: the record's text (`since`, `label`) is whatever the slot
+/// file holds, which anyone who can write it may have forged.
 fn table(st: &Status, name: Option<&str>) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     for r in &st.resources {
         for s in &r.slots {
             let mut row: [String; 8] = Default::default();
-            row[0] = r.name.clone();
+            row[0] = printable(&r.name).into_owned();
             row[1] = s.slot.to_string();
             row[2] = if s.held { "held" } else { "free" }.to_string();
             if s.held
@@ -38,8 +40,8 @@ fn table(st: &Status, name: Option<&str>) -> String {
                 row[3] = h.pid.to_string();
                 row[4] = h.command_pid.map(|p| p.to_string()).unwrap_or_default();
                 row[5] = h.token.to_string();
-                row[6] = h.since.clone();
-                row[7] = h.label.clone();
+                row[6] = printable(&h.since).into_owned();
+                row[7] = printable(&h.label).into_owned();
             }
             rows.push(row);
         }
@@ -47,8 +49,11 @@ fn table(st: &Status, name: Option<&str>) -> String {
     let mut out = String::new();
     if rows.is_empty() {
         out.push_str(&match name {
-            Some(n) => format!("{n:?} was never used in {}\n", st.dir.display()),
-            None => format!("no resources in {}\n", st.dir.display()),
+            Some(n) => format!(
+                "{n:?} was never used in {}\n",
+                printable(&st.dir.to_string_lossy())
+            ),
+            None => format!("no resources in {}\n", printable(&st.dir.to_string_lossy())),
         });
         return out;
     }

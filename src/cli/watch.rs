@@ -1,7 +1,7 @@
 //! `elect watch`: one line per change of ownership of a resource, flushed
 //! as it happens, until interrupted or until nobody reads the output.
 
-use elect::{Event, EventKind};
+use elect::{Event, EventKind, printable};
 
 use super::args::WatchArgs;
 use super::exit::{Failure, say};
@@ -23,7 +23,7 @@ pub(crate) fn watch(args: WatchArgs) -> Result<i32, Failure> {
     loop {
         let event = watcher.next_event()?;
         let mut line = if args.json {
-            serde_json::to_string(&event)
+            output::json(&event)
                 .map_err(|e| Failure::internal(format!("cannot write the event as JSON: {e}")))?
         } else {
             human(&event)
@@ -36,6 +36,8 @@ pub(crate) fn watch(args: WatchArgs) -> Result<i32, Failure> {
 }
 
 /// An event for a person: `2026-11-23T10:00:00Z acquired echo slot 0 pid 4242 token 7`.
+/// The record's fields it shows are numbers; its text goes through
+/// [`printable`] all the same, so that no field can reach the terminal raw.
 fn human(ev: &Event) -> String {
     let kind = match ev.kind {
         EventKind::Acquired => "acquired",
@@ -43,6 +45,10 @@ fn human(ev: &Event) -> String {
     };
     format!(
         "{} {kind} {} slot {} pid {} token {}",
-        ev.at, ev.name, ev.slot, ev.pid, ev.token
+        printable(&ev.at),
+        printable(&ev.name),
+        ev.slot,
+        ev.pid,
+        ev.token
     )
 }
