@@ -8,6 +8,8 @@
 //! - A name with an emoji or any other character outside the alphabet is
 //!   refused (2) with the character named and the alphabet spelt out, not
 //!   with "must start with a letter", and nothing is created.
+//! - A run directory under a file names the component that is a file; one
+//!   where nothing can be made (/proc) says so, without a raw os error.
 
 mod cli_support;
 
@@ -184,4 +186,41 @@ fn a_name_with_a_character_outside_the_alphabet_names_that_character() {
         "{err}"
     );
     assert!(!dir.exists(), "a refused name creates nothing");
+}
+
+#[test]
+fn a_run_directory_that_cannot_be_made_names_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for args in [
+        vec!["run", "-d", &format!("{}/sub", file.display()), "x", "true"],
+        vec![
+            "status",
+            "-d",
+            &format!("{}/sub/deeper", file.display()),
+            "x",
+        ],
+    ] {
+        let out = output(&mut elect(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{} is a regular file, not a directory",
+                file.display()
+            )),
+            "{args:?}: {err}"
+        );
+    }
+    if Path::new("/proc/self").exists() {
+        let out = output(&mut elect(["run", "-d", "/proc", "x", "true"]));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(!err.contains("os error"), "{err}");
+        assert!(
+            err.contains("/proc/x") && err.contains("choose another run directory"),
+            "{err}"
+        );
+    }
 }
