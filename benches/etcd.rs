@@ -12,7 +12,7 @@
 //! * `leader`: the etcd leader of a 3-member cluster SIGKILLed while a
 //!   holder holds and a waiter waits.
 //!
-//! `cargo bench --features etcd --bench etcd` (add `-- quick` for the short
+//! `cargo bench --features cli,etcd --bench etcd` (add `-- quick` for the short
 //! run, or section names). The bench starts its own etcd (`etcd` in PATH, or
 //! `ELECT_BENCH_ETCD_BIN`) on loopback ports with data directories under
 //! the system temporary directory (or `ELECT_BENCH_ETCD_DIR`), and
@@ -1345,7 +1345,7 @@ impl Bench {
         let _ = writeln!(s, "## On etcd (feature `etcd`)\n");
         let _ = writeln!(
             s,
-            "Measured in one run of `cargo bench --features etcd --bench etcd{}` \
+            "Measured in one run of `cargo bench --features cli,etcd --bench etcd{}` \
              ({} mode, {} hand-offs per row, {:.0} s), which starts its own etcd on loopback \
              ports: one single member and one 3-member cluster, etcd's default flags. \
              Every etcd figure stands beside the local store's, measured in the same run with \

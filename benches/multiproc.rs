@@ -13,7 +13,7 @@
 //! * status of a run directory with 10,000 resources, through the library
 //!   and through the `elect status --json` command.
 //!
-//! `cargo bench --bench multiproc` (add `-- quick` for a short run, or
+//! `cargo bench --features cli --bench multiproc` (add `-- quick` for a short run, or
 //! section names: `handoff failover idle scale status`, or `handoff4`, run
 //! only when named, which repeats the N=4 hand-off beside its two anchors in
 //! interleaved rounds to judge a change to the waiting for several tickets;

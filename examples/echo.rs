@@ -2,7 +2,8 @@
 //! two tickets. Owners print `Hello World, pid: <pid>` every 2 seconds.
 //! After a few seconds the demo SIGKILLs one owner, and a waiting worker
 //! takes over at once; at the end every worker is stopped with SIGTERM and
-//! resigns cleanly.
+//! resigns cleanly. Each worker campaigns with the blocking API, so the demo
+//! builds with no feature at all.
 //!
 //! ```text
 //! cargo run --example echo
@@ -19,6 +20,9 @@
 //! ```
 
 use std::process::{Child, Command};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use elect::{Election, ElectionBuilder, Ending};
@@ -103,34 +107,63 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// One worker: campaign until SIGTERM, printing while owner.
+/// A thread printing for the owner, and the sender whose drop stops it.
+type Printer = (Sender<()>, JoinHandle<()>);
+
+/// One worker: campaign until SIGTERM, printing while owner. It needs no
+/// async runtime: the campaign competes on a thread of its own, and the
+/// owner prints from a thread that the cleanup stops.
 fn worker() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let pid = std::process::id();
-        let election = builder()?.label(format!("echo worker {pid}")).build()?;
-        let campaign = election.campaign().run(
-            move |ticket| async move {
-                println!(
-                    "pid {pid}: owner of slot {} (token {})",
-                    ticket.slot(),
-                    ticket.token()
-                );
-                let mut tick = tokio::time::interval(Duration::from_secs(2));
-                loop {
-                    tick.tick().await;
+    // SIGTERM is taken by `sigwait` below: blocked before any thread
+    // starts, so that every thread inherits the mask and none dies of it.
+    let term = block_sigterm();
+    let pid = std::process::id();
+    let election = builder()?.label(format!("echo worker {pid}")).build()?;
+    // The printer of the current ownership, if any: its stop and its thread.
+    let printer: Arc<Mutex<Option<Printer>>> = Arc::default();
+    let stop_printer = Arc::clone(&printer);
+    let campaign = election.campaign().run_blocking(
+        move |ticket| {
+            println!(
+                "pid {pid}: owner of slot {} (token {})",
+                ticket.slot(),
+                ticket.token()
+            );
+            let (stop, stopped) = mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_secs(2))
+                {
                     println!("Hello World, pid: {pid}");
                 }
-            },
-            move |ending: Ending| async move {
-                println!("pid {pid}: cleanup ({ending:?})");
-            },
-        );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        term.recv().await;
-        campaign.resign().await?;
-        Ok(())
-    })
+            });
+            *printer.lock().unwrap() = Some((stop, thread));
+        },
+        move |ending: Ending| {
+            if let Some((stop, thread)) = stop_printer.lock().unwrap().take() {
+                drop(stop);
+                let _ = thread.join();
+            }
+            println!("pid {pid}: cleanup ({ending:?})");
+        },
+    );
+    let mut sig = 0;
+    // SAFETY: `term` is a valid signal set; `sig` receives the signal.
+    unsafe { libc::sigwait(&term, &mut sig) };
+    campaign.resign()?;
+    Ok(())
+}
+
+/// Blocks SIGTERM in the calling thread (and the threads it starts), and
+/// returns the set to `sigwait` on.
+fn block_sigterm() -> libc::sigset_t {
+    // SAFETY: sigemptyset and sigaddset fill a zeroed set on this stack;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
 }

@@ -4,9 +4,9 @@
 //! directory. An independent observer checks the outcome afterwards.
 //!
 //! ```text
-//! cargo run --release --example torture -- --seconds 20 --workers 12 --tickets 2
+//! cargo run --release --features tokio --example torture -- --seconds 20 --workers 12 --tickets 2
 //!     [--dir DIR] [--elect PATH] [--log PATH] [--keep]
-//! cargo run --release --example torture -- --analyse LOG --tickets N
+//! cargo run --release --features tokio --example torture -- --analyse LOG --tickets N
 //! cargo run --release --features etcd --example torture -- --etcd http://127.0.0.1:2379 \
 //!     [--ttl 2s] --seconds 20 --workers 8 --tickets 2
 //! ```
@@ -1607,7 +1607,7 @@ fn find_elect(
     };
     if !path.is_file() {
         return Err(format!(
-            "{} not found (build it with `cargo build --release` or pass --elect PATH)",
+            "{} not found (build it with `cargo build --release --features cli` or pass --elect PATH)",
             path.display()
         ));
     }

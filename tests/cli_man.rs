@@ -1,6 +1,6 @@
 //! The committed man pages under `man/` are what the CLI generates now, and
 //! completions and help work. To regenerate the pages after changing the
-//! CLI: `ELECT_UPDATE_MAN=1 cargo test --test cli_man`.
+//! CLI: `ELECT_UPDATE_MAN=1 cargo test --features cli --test cli_man`.
 
 mod cli_support;
 
@@ -47,7 +47,7 @@ fn man_pages_are_fresh() {
         let old = std::fs::read_to_string(committed.join(page)).unwrap_or_default();
         assert!(
             new == old,
-            "man/{page} is out of date with the CLI; regenerate the pages with:\n\n    ELECT_UPDATE_MAN=1 cargo test --test cli_man\n"
+            "man/{page} is out of date with the CLI; regenerate the pages with:\n\n    ELECT_UPDATE_MAN=1 cargo test --features cli --test cli_man\n"
         );
     }
 }

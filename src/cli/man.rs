@@ -382,7 +382,7 @@ fn etcd() -> Section {
         "ELECTIONS ON ETCD",
         vec![
             P(
-                "With --etcd ENDPOINTS (comma-separated http://host:port; or ELECT_ETCD) the resources live in an etcd v3 cluster instead of a run directory, for participants on many hosts. It needs an elect built with the etcd feature (cargo install elect --features etcd). The semantics are those of one host: at most N holders across all hosts, N agreed by every live participant, waiters served in arrival order and each woken only by the release it waits for, fencing tokens that strictly increase (etcd revisions), a lost ticket noticed and acted on. The keys, under --etcd-prefix (default elect/), are PREFIX/NAME/tickets, PREFIX/NAME/slot/I (on the holder's lease; its value is the holder's record) and PREFIX/NAME/queue/LEASE (a waiter).",
+                "With --etcd ENDPOINTS (comma-separated http://host:port; or ELECT_ETCD) the resources live in an etcd v3 cluster instead of a run directory, for participants on many hosts. It needs an elect built with the etcd feature (cargo install elect --features cli,etcd). The semantics are those of one host: at most N holders across all hosts, N agreed by every live participant, waiters served in arrival order and each woken only by the release it waits for, fencing tokens that strictly increase (etcd revisions), a lost ticket noticed and acted on. The keys, under --etcd-prefix (default elect/), are PREFIX/NAME/tickets, PREFIX/NAME/slot/I (on the holder's lease; its value is the holder's record) and PREFIX/NAME/queue/LEASE (a waiter).",
             ),
             Tag(
                 "Fail-over time",
