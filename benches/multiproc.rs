@@ -266,13 +266,40 @@ fn stand_in_line(queue: &Path) -> File {
         .truncate(false)
         .open(queue)
         .unwrap();
-    let step_back = elect::__cli::StepBack::begin();
+    let step_back = StepBack::begin();
     // Retried: a stray wake-up signal may interrupt it (see raw/seats.rs).
     while let Err(e) = queue.lock() {
         assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "{e}");
     }
     drop(step_back);
     queue
+}
+
+/// The calling thread under `SCHED_BATCH` until dropped, then back under
+/// `SCHED_OTHER`, as elect's waiters step back (if it was under
+/// `SCHED_OTHER`): a wake-up then does not preempt whoever runs.
+struct StepBack(bool);
+
+impl StepBack {
+    fn begin() -> StepBack {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system calls on the calling thread, with a live
+        // sched_param; a failure leaves the policy as it was.
+        StepBack(unsafe {
+            libc::sched_getscheduler(0) == libc::SCHED_OTHER
+                && libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
+        })
+    }
+}
+
+impl Drop for StepBack {
+    fn drop(&mut self) {
+        if self.0 {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `begin`.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+        }
+    }
 }
 
 /// The first `n` bytes of `buf`.

@@ -249,8 +249,7 @@ impl Options {
                 "--etcd" => o.etcd = Some(value(a)?),
                 "--ttl" => {
                     let v = value(a)?;
-                    o.ttl = elect::parse_duration(&v)
-                        .ok()
+                    o.ttl = seconds_or_millis(&v)
                         .filter(|d| *d >= Duration::from_secs(1))
                         .ok_or_else(|| format!("--ttl {v:?}: want a duration of 1s or more"))?;
                     ttl_given = true;
@@ -273,6 +272,17 @@ impl Options {
             );
         }
         Ok(o)
+    }
+}
+
+/// A duration written `2s`, `1500ms` or `2` (seconds), as `--ttl` takes it.
+fn seconds_or_millis(text: &str) -> Option<Duration> {
+    match text.strip_suffix("ms") {
+        Some(ms) => ms.parse().ok().map(Duration::from_millis),
+        None => {
+            let secs: f64 = text.strip_suffix('s').unwrap_or(text).parse().ok()?;
+            Duration::try_from_secs_f64(secs).ok()
+        }
     }
 }
 

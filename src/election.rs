@@ -84,7 +84,10 @@ impl ElectionBuilder {
         self
     }
 
-    /// The run directory (default: see [`run_dir`](crate::run_dir)).
+    /// The run directory. The default is the contract's: `$ELECT_DIR` (see
+    /// [`ENV_DIR`](crate::ENV_DIR)) if set, else `$XDG_RUNTIME_DIR/elect`,
+    /// else `/tmp/elect-<uid>`; empty variables count as unset, and a
+    /// relative path is made absolute against the current directory.
     ///
     /// ```
     /// let e = elect::Election::builder("x").dir("/tmp/somewhere").build()?;

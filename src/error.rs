@@ -20,13 +20,21 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The resource name does not match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
+    /// The message names the character at fault (as Rust escapes it, and
+    /// its code point) and what a name may contain.
+    ///
+    /// ```
+    /// let err = elect::Election::new("job\u{1F600}").unwrap_err();
+    /// assert!(err.to_string().contains("'\u{1F600}' (U+1F600) at character 4"), "{err}");
+    /// ```
     #[error(
-        "invalid resource name {name:?}: {reason}; use 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        "invalid resource name {name:?}: {}",
+        crate::name::explain(name, reason)
     )]
     InvalidName {
         /// The name as given (lossily shown).
         name: String,
-        /// What exactly is wrong with it.
+        /// What exactly is wrong with it, in short.
         reason: &'static str,
     },
 
@@ -37,17 +45,6 @@ pub enum Error {
         tickets: u64,
         /// The largest number allowed.
         max: u32,
-    },
-
-    /// A duration could not be parsed.
-    #[error(
-        "invalid duration {input:?}: {reason}; write e.g. 250ms, 3s, 2m, 1h or a bare number of seconds"
-    )]
-    InvalidDuration {
-        /// The text as given.
-        input: String,
-        /// What exactly is wrong with it.
-        reason: &'static str,
     },
 
     /// No run directory could be chosen (no `$HOME`-like fallback applies).
@@ -143,7 +140,7 @@ impl Error {
         }
     }
 
-    /// True when the error is the caller's input (name, tickets, duration),
+    /// True when the error is the caller's input (name, tickets, etcd setting),
     /// as opposed to a failure of the system; the command line maps these to
     /// exit status 2.
     ///
@@ -154,10 +151,7 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::InvalidName { .. }
-                | Error::InvalidTickets { .. }
-                | Error::InvalidDuration { .. }
-                | Error::InvalidEtcd { .. }
+            Error::InvalidName { .. } | Error::InvalidTickets { .. } | Error::InvalidEtcd { .. }
         )
     }
 }

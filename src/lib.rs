@@ -37,7 +37,6 @@
 compile_error!("elect needs a Unix system: it is built on flock(2)");
 
 mod campaign;
-mod duration;
 mod election;
 mod error;
 mod interrupt;
@@ -56,15 +55,13 @@ mod watch;
 mod asynchronous;
 
 pub use campaign::{BlockingCampaign, CampaignBuilder, Ending};
-pub use duration::{MAX_DURATION, parse_duration};
 pub use election::{Election, ElectionBuilder, MAX_TICKETS};
 pub use error::{Error, Result};
-pub use name::{MAX_NAME_LEN, validate_name};
-pub use record::{HolderRecord, MAX_LABEL, printable};
-pub use rundir::{ENV_DIR, run_dir};
+pub use name::MAX_NAME_LEN;
+pub use record::{HolderRecord, MAX_LABEL};
+pub use rundir::ENV_DIR;
 pub use status::{ResourceStatus, SlotStatus, Status, status, status_group_shared};
 pub use ticket::Ticket;
-pub use time::rfc3339;
 pub use watch::{Event, EventKind, Watcher};
 
 #[cfg(feature = "tokio")]
@@ -89,14 +86,23 @@ pub mod __fuzz {
     pub fn parse_tickets_file(bytes: &[u8]) -> Option<u32> {
         crate::store::local::parse_tickets(bytes)
     }
+
+    /// A holder record, if `bytes` (a slot file's contents) is one.
+    pub fn parse_record(bytes: &[u8]) -> Option<crate::HolderRecord> {
+        crate::record::HolderRecord::parse(bytes)
+    }
+
+    /// Whether `name` is a valid resource name.
+    pub fn is_valid_name(name: &str) -> bool {
+        crate::name::validate_name(name).is_ok()
+    }
 }
 
-/// What the `elect` binary needs from the library besides its API. Not
-/// part of the stable API.
+/// Not part of the API, and not used by the binary (which has its own copy,
+/// src/cli/step_back.rs): kept only for the example in src/sys/step_back.rs,
+/// which the rewrite of the waiting engine removes, and this with it.
 #[doc(hidden)]
 pub mod __cli {
-    pub use crate::name::explain_invalid_name;
-    pub use crate::record::unsafe_on_terminal;
     pub use crate::sys::StepBack;
 }
 

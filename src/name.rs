@@ -5,7 +5,9 @@ use crate::error::{Error, Result};
 /// The longest resource name, in bytes.
 ///
 /// ```
-/// assert!(elect::validate_name(&"a".repeat(elect::MAX_NAME_LEN)).is_ok());
+/// let longest = "a".repeat(elect::MAX_NAME_LEN);
+/// assert!(elect::Election::new(&longest).is_ok());
+/// assert!(elect::Election::new(format!("{longest}a")).unwrap_err().is_usage());
 /// ```
 pub const MAX_NAME_LEN: usize = 128;
 
@@ -15,14 +17,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// `..`, no leading dot or dash, no white space or control bytes, nothing a
 /// shell or a terminal would read as more than text. A scope is written with
 /// dots, as in `demo-student.echo`.
-///
-/// ```
-/// assert!(elect::validate_name("demo-student.echo").is_ok());
-/// assert!(elect::validate_name("..").is_err());
-/// assert!(elect::validate_name("a/b").is_err());
-/// assert!(elect::validate_name(&"x".repeat(129)).is_err());
-/// ```
-pub fn validate_name(name: &str) -> Result<()> {
+pub(crate) fn validate_name(name: &str) -> Result<()> {
     match problem(name) {
         None => Ok(()),
         Some(p) => Err(Error::InvalidName {
@@ -85,19 +80,20 @@ fn problem(name: &str) -> Option<Problem> {
     None
 }
 
+/// Why `name` is not a valid resource name, for [`Error::InvalidName`]'s
+/// message: in full, the character at fault and what a name may contain;
+/// `reason` with the rule if the name is valid after all (it never is where
+/// elect builds the error).
+pub(crate) fn explain(name: &str, reason: &str) -> String {
+    explain_invalid_name(name).unwrap_or_else(|| {
+        format!("{reason}; use 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+    })
+}
+
 /// Why `name` is not a valid resource name, in full for a person: the
 /// character at fault (as Rust escapes it, and its code point) and what a
-/// name may contain; `None` for a valid name. The command line prints this
-/// instead of [`Error::InvalidName`]'s shorter reason, which cannot name
-/// the character.
-///
-/// ```
-/// let why = elect::__cli::explain_invalid_name("\u{1F600}job").unwrap();
-/// assert!(why.contains("'\u{1F600}' (U+1F600)"), "{why}");
-/// assert!(why.contains("ASCII letters, digits"), "{why}");
-/// assert_eq!(elect::__cli::explain_invalid_name("job"), None);
-/// ```
-pub fn explain_invalid_name(name: &str) -> Option<String> {
+/// name may contain; `None` for a valid name.
+fn explain_invalid_name(name: &str) -> Option<String> {
     let p = problem(name)?;
     let rule = "1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter or digit";
     Some(match p.culprit {

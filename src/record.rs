@@ -8,8 +8,9 @@
 //! copes with all three.
 //!
 //! Its text is kept as written, so that `status --json` shows it exactly;
-//! whatever shows it to a person passes it through [`printable`] first, as
-//! a forged record can hold terminal escape sequences.
+//! whatever shows it to a person must clean it first, as a forged record
+//! can hold terminal escape sequences. Labels that elect writes itself are
+//! cleaned here, when an election is built.
 
 use std::borrow::Cow;
 
@@ -42,14 +43,20 @@ pub const MAX_LABEL: usize = 1024;
 
 /// Who holds a slot, as the holder described itself.
 ///
-/// The text fields are as read from the slot file, which anyone who can
-/// write it may have forged: pass them through [`printable`] before showing
-/// them on a terminal.
+/// The fields are as read from the slot file, which anyone who can write
+/// it may have forged: the label may hold control characters and terminal
+/// escape sequences, so replace those before showing it on a terminal.
+/// Serializes to the contract's JSON fields (`pid`, `since`, `label`,
+/// `token`, `command_pid`).
 ///
 /// ```
-/// let r = elect::HolderRecord::parse(br#"{"pid":42,"since":"2026-11-23T10:00:00Z","label":"job","token":7}"#).unwrap();
-/// assert_eq!((r.pid, r.token, r.label.as_str()), (42, 7, "job"));
-/// assert!(elect::HolderRecord::parse(b"\0garbage").is_none());
+/// # let dir = tempfile::tempdir()?;
+/// let e = elect::Election::builder("job").label("nightly").dir(dir.path()).build()?;
+/// let t = e.obtain()?;
+/// let r = t.record();
+/// assert_eq!((r.pid, r.token, r.label.as_str()), (std::process::id(), t.token(), "nightly"));
+/// assert_eq!(e.status()?.slots[0].holder.as_ref(), Some(&r));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HolderRecord {
@@ -61,7 +68,9 @@ pub struct HolderRecord {
     pub label: String,
     /// The fencing token of this acquisition.
     pub token: u64,
-    /// The command `elect run` started while holding the ticket, if any.
+    /// The process that does the work of the ticket, if the holder named
+    /// one (see [`Ticket::set_command_pid`](crate::Ticket::set_command_pid)):
+    /// for `elect run`, its command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_pid: Option<u32>,
 }
@@ -69,9 +78,8 @@ pub struct HolderRecord {
 impl HolderRecord {
     /// Parses a slot file's contents. Anything that is not a record elect
     /// wrote (empty, torn, garbage, too long) gives `None`, never an error:
-    /// the record is only for display. Its text is kept exactly as written
-    /// (see [`printable`] for showing it).
-    pub fn parse(bytes: &[u8]) -> Option<Self> {
+    /// the record is only for display. Its text is kept exactly as written.
+    pub(crate) fn parse(bytes: &[u8]) -> Option<Self> {
         if bytes.len() > MAX_RECORD {
             return None;
         }
@@ -115,11 +123,8 @@ impl HolderRecord {
 /// word joiner and invisible operators, byte order mark, line and
 /// paragraph separators, interlinear annotation marks). The zero-width
 /// joiner and non-joiner stay: emoji sequences and some scripts need them.
-///
-/// ```
-/// assert!(elect::__cli::unsafe_on_terminal('\x1b') && !elect::__cli::unsafe_on_terminal('é'));
-/// ```
-pub fn unsafe_on_terminal(c: char) -> bool {
+/// (The command line has the same rule for what it shows.)
+fn unsafe_on_terminal(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -134,20 +139,10 @@ pub fn unsafe_on_terminal(c: char) -> bool {
         )
 }
 
-/// Text from a holder's record (or anywhere else not trusted) made safe to
-/// show on a terminal: every control character (C0, DEL, C1) and every
-/// invisible character that reorders or hides text (bidirectional
-/// overrides and marks, zero-width space, byte order mark, line
-/// separators) becomes a space, so that a forged record can neither send
-/// escape sequences nor start a line of its own. Borrows when nothing
-/// needed replacing. JSON output needs none of this: it escapes.
-///
-/// ```
-/// assert_eq!(elect::printable("\x1b]0;pwned\x07 ok\r\n"), " ]0;pwned  ok  ");
-/// assert_eq!(elect::printable("rtl \u{202E}txt.exe"), "rtl  txt.exe");
-/// assert!(matches!(elect::printable("2026-11-23T10:00:00Z"), std::borrow::Cow::Borrowed(_)));
-/// ```
-pub fn printable(text: &str) -> Cow<'_, str> {
+/// `text` safe to show on a terminal: every character that
+/// [`unsafe_on_terminal`] names becomes a space. Borrows when nothing
+/// needed replacing.
+fn printable(text: &str) -> Cow<'_, str> {
     if text.chars().any(unsafe_on_terminal) {
         Cow::Owned(
             text.chars()

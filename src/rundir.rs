@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// The environment variable that names the run directory.
+/// The environment variable that names the run directory when none is given
+/// (see [`ElectionBuilder::dir`](crate::ElectionBuilder::dir)).
 ///
 /// ```
 /// assert_eq!(elect::ENV_DIR, "ELECT_DIR");
@@ -21,12 +22,7 @@ pub const ENV_DIR: &str = "ELECT_DIR";
 /// `/tmp/elect-<uid>`. Empty variables count as unset. A relative path is
 /// made absolute against the current directory, so that `ELECT_DIR` handed to
 /// a command means the same directory wherever that command `cd`s to.
-///
-/// ```
-/// let dir = elect::run_dir(Some("/tmp/x".as_ref())).unwrap();
-/// assert_eq!(dir, std::path::Path::new("/tmp/x"));
-/// ```
-pub fn run_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn run_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let chosen: PathBuf = match explicit {
         Some(p) if p.as_os_str().is_empty() => {

@@ -78,8 +78,9 @@ fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok
     s.serialize_str(&p.to_string_lossy())
 }
 
-/// Reads the status of the run directory `dir` (or the default one, see
-/// [`run_dir`](crate::run_dir)): one resource if `name` is given, else every
+/// Reads the status of the run directory `dir` (or the default one, as
+/// [`ElectionBuilder::dir`](crate::ElectionBuilder::dir) chooses it): one
+/// resource if `name` is given, else every
 /// resource in it. A run directory or name never used gives an empty list.
 /// Asking never takes a ticket, nor any lock: which slots are held comes
 /// from the kernel's list of locks, `/proc/locks`. Where that list cannot be

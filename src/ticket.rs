@@ -259,16 +259,26 @@ impl Ticket {
         self.shared.release();
     }
 
-    /// Adds the pid of a command run under this ticket to the holder record
-    /// (`command_pid` in `status`).
+    /// Names, in this holder's record, the process that does the work of
+    /// this ticket: typically a child it was handed to with
+    /// [`share_with`](Self::share_with), or any process started to work
+    /// under it. Readers of the record see it as
+    /// [`HolderRecord::command_pid`] (`command_pid` in `elect status
+    /// --json`) beside [`pid`](HolderRecord::pid), the process that took the
+    /// ticket, so that after the taker was killed a reader can tell which
+    /// process still holds the slot. Does nothing on a released ticket.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let e = elect::Election::builder("job").dir(dir.path()).build()?;
     /// let t = e.obtain()?;
-    /// t.set_command_pid(4242)?;
-    /// assert_eq!(e.status()?.slots[0].holder.as_ref().unwrap().command_pid, Some(4242));
-    /// assert_eq!(t.record().command_pid, Some(4242));
+    /// let mut cmd = std::process::Command::new("true");
+    /// t.share_with(&mut cmd);
+    /// let mut child = cmd.spawn()?;
+    /// t.set_command_pid(child.id())?;
+    /// assert_eq!(e.status()?.slots[0].holder.as_ref().unwrap().command_pid, Some(child.id()));
+    /// assert_eq!(t.record().command_pid, Some(child.id()));
+    /// child.wait()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_command_pid(&self, pid: u32) -> Result<()> {

@@ -216,7 +216,7 @@ impl Shared {
     /// The helper thread: asleep until the main thread sits down, then
     /// watching every slot like a head until one of the two wins.
     fn helper(&self) {
-        let _batch = elect::__cli::StepBack::begin();
+        let _batch = super::StepBack::begin();
         let inotify = watch(&self.slot_paths);
         let mut pfd = libc::pollfd {
             fd: self.cmd.as_raw_fd(),

@@ -12,6 +12,8 @@ use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Arg, Args, Parser, Subcommand};
 
+use super::duration::parse_duration;
+
 /// Election on one host: at most N processes own a named resource.
 #[derive(Debug, Parser)]
 #[command(
@@ -317,11 +319,6 @@ fn parse_tickets(text: &str) -> Result<u32, String> {
         }
         Err(_) => Err(format!("it is not a whole number; {wanted}")),
     }
-}
-
-/// Parses a duration with the library's rules.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    elect::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Parses `-E`: an exit status from 0 to 255.

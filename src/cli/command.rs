@@ -9,10 +9,10 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 
-use elect::__cli::StepBack;
 use elect::{Election, Ticket};
 
 use super::exit::{self, Failure};
+use super::step_back::StepBack;
 
 /// The search path `execvp` uses when `PATH` is unset.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";

@@ -100,29 +100,20 @@ fn too_few_descriptors() -> String {
 
 impl From<elect::Error> for Failure {
     /// The library's refusals of the caller's input are usage errors (2);
-    /// everything else is a failure of elect (125). A name is explained in
-    /// full (the character at fault), and an error that comes of the limit
-    /// on open files says so.
+    /// everything else is a failure of elect (125). An error that comes of
+    /// the limit on open files says so.
     fn from(err: elect::Error) -> Self {
-        match &err {
-            elect::Error::InvalidName { name, .. } => {
-                if let Some(why) = elect::__cli::explain_invalid_name(name) {
-                    return Failure::new(USAGE, format!("invalid resource name {name:?}: {why}"));
-                }
+        if let elect::Error::Io { op, path, source } = &err {
+            // F_DUPFD asked for a descriptor number at or above the limit
+            // gives EINVAL, not EMFILE: with so low a limit, the descriptor
+            // that moves the lock above the record's.
+            let advice = match source.raw_os_error() {
+                Some(libc::EINVAL) if *op == "cannot duplicate" => Some(too_few_descriptors()),
+                _ => fd_advice(source),
+            };
+            if let Some(advice) = advice {
+                return Failure::internal(format!("{op} {}: {advice}", path.display()));
             }
-            elect::Error::Io { op, path, source } => {
-                // F_DUPFD asked for a descriptor number at or above the
-                // limit gives EINVAL, not EMFILE: with so low a limit, the
-                // descriptor that moves the lock above the record's.
-                let advice = match source.raw_os_error() {
-                    Some(libc::EINVAL) if *op == "cannot duplicate" => Some(too_few_descriptors()),
-                    _ => fd_advice(source),
-                };
-                if let Some(advice) = advice {
-                    return Failure::internal(format!("{op} {}: {advice}", path.display()));
-                }
-            }
-            _ => {}
         }
         let code = if err.is_usage() { USAGE } else { FAILURE };
         Failure::new(code, err)

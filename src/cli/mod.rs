@@ -4,6 +4,7 @@
 
 mod args;
 mod command;
+mod duration;
 mod exit;
 mod location;
 mod man;
@@ -12,6 +13,7 @@ mod progress;
 mod run;
 mod signals;
 mod status;
+mod step_back;
 mod watch;
 
 use clap::{CommandFactory, Parser};

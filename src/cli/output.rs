@@ -1,15 +1,53 @@
 //! Writing to stdout without panicking: Rust ignores SIGPIPE, so a closed
 //! pipe (`elect watch | head -1`) is an error to handle, not a crash; and
-//! JSON that is safe to print on a terminal.
+//! text and JSON that are safe to print on a terminal.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use elect::__cli::unsafe_on_terminal;
-
 use super::exit::Failure;
+
+/// Whether `c` must not reach a terminal as it is: a control character
+/// (C0, DEL, C1: escape sequences, carriage return, new lines, the 8-bit
+/// CSI), or an invisible Unicode format character that reorders or hides
+/// text (bidirectional overrides, isolates and marks, zero-width space,
+/// word joiner and invisible operators, byte order mark, line and
+/// paragraph separators, interlinear annotation marks). The zero-width
+/// joiner and non-joiner stay: emoji sequences and some scripts need them.
+pub(crate) fn unsafe_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
+/// Text from a holder's record (or anywhere else not trusted) made safe to
+/// show on a terminal: every character that [`unsafe_on_terminal`] names
+/// becomes a space, so that a forged record can neither send escape
+/// sequences nor start a line of its own. Borrows when nothing needed
+/// replacing. JSON output needs none of this: see [`json`].
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(unsafe_on_terminal) {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if unsafe_on_terminal(c) { ' ' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// What writing to stdout found.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +75,7 @@ pub(crate) fn print(text: &str) -> Result<(), Failure> {
 }
 
 /// `value` as one line of JSON, with every character that must not reach a
-/// terminal as it is (see `elect::__cli::unsafe_on_terminal`) written as a
+/// terminal as it is (see [`unsafe_on_terminal`]) written as a
 /// `\uXXXX` escape. JSON itself escapes only C0 controls; a record's text
 /// may also hold DEL, C1 controls (the 8-bit CSI) or bidirectional
 /// overrides, which a terminal would act on. The escaped text parses back
@@ -78,6 +116,43 @@ impl Formatter for TerminalSafe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_text_is_shown_defanged() {
+        assert_eq!(printable("\x1b]0;pwned\x07 ok\r\n"), " ]0;pwned  ok  ");
+        assert_eq!(printable("rtl \u{202E}txt.exe"), "rtl  txt.exe");
+        assert_eq!(printable("\x1b[2Jboom\nline\x7f"), " [2Jboom line ");
+        assert_eq!(printable("\u{9b}2J\u{2067}"), " 2J ");
+        assert!(unsafe_on_terminal('\x1b') && !unsafe_on_terminal('é'));
+    }
+
+    #[test]
+    fn ordinary_text_is_shown_as_it_is() {
+        for ok in [
+            "2026-11-23T10:00:00Z",
+            "sh -c 'echo \"hi\"'",
+            "Привет мир",
+            "日本語",
+            "👩‍👩‍👧 family",
+            "a\u{200D}b",
+        ] {
+            assert!(
+                matches!(printable(ok), Cow::Borrowed(s) if s == ok),
+                "{ok:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn shown_text_has_no_control_nor_reordering_character(text in proptest::prelude::any::<String>()) {
+            let shown = printable(&text);
+            proptest::prop_assert!(!shown.chars().any(|c| c.is_control() || ('\u{202A}'..='\u{202E}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c)), "{:?}", shown);
+            proptest::prop_assert_eq!(shown.chars().count(), text.chars().count());
+        }
+    }
 
     #[test]
     fn json_escapes_what_a_terminal_would_act_on_and_parses_back_exactly() {

@@ -7,7 +7,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use elect::{Election, ResourceStatus, printable};
+use elect::{Election, ResourceStatus};
+
+use super::output::printable;
 
 /// The most holders listed; the rest are counted.
 const MAX_LISTED: usize = 8;

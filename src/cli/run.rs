@@ -22,12 +22,13 @@ use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use elect::{Election, ResourceStatus, Ticket, printable};
+use elect::{Election, ResourceStatus, Ticket};
 
 use super::args::RunArgs;
 use super::command;
 use super::exit::{self, Failure, say};
 use super::location::Place;
+use super::output::printable;
 use super::progress::Progress;
 use super::signals::{self, Bell, Signals, Woke};
 

@@ -1,12 +1,12 @@
 //! `elect status`: who holds the tickets, as a table for a person or as the
 //! contract's JSON for scripts. Never takes a ticket.
 
-use elect::{Status, printable};
+use elect::Status;
 
 use super::args::StatusArgs;
 use super::exit::Failure;
 use super::location::Place;
-use super::output;
+use super::output::{self, printable};
 
 /// Runs `elect status` and returns its exit status.
 pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {

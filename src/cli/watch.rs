@@ -1,12 +1,12 @@
 //! `elect watch`: one line per change of ownership of a resource, flushed
 //! as it happens, until interrupted or until nobody reads the output.
 
-use elect::{Event, EventKind, printable};
+use elect::{Event, EventKind};
 
 use super::args::WatchArgs;
 use super::exit::{Failure, say};
 use super::location::Place;
-use super::output::{self, Written};
+use super::output::{self, Written, printable};
 
 /// Runs `elect watch` and returns its exit status (0 when stdout closes;
 /// a signal ends it with the signal's default action).

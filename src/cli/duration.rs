@@ -2,37 +2,21 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-
 /// The longest duration accepted: about 31 years. Anything longer is almost
 /// certainly a typo, and refusing it keeps deadline arithmetic from
 /// overflowing.
-///
-/// ```
-/// assert_eq!(elect::parse_duration("1000000000s")?, elect::MAX_DURATION);
-/// # Ok::<(), elect::Error>(())
-/// ```
-pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
 /// Parses a duration: a decimal number followed by an optional unit, `ms`,
 /// `s`, `m`, `h` or `d`. A bare number is seconds; a fraction is allowed
 /// (`1.5s`, `0.25`). Negative numbers, exponents and anything above
-/// [`MAX_DURATION`] are refused.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(elect::parse_duration("250ms").unwrap(), Duration::from_millis(250));
-/// assert_eq!(elect::parse_duration("3").unwrap(), Duration::from_secs(3));
-/// assert_eq!(elect::parse_duration("1.5m").unwrap(), Duration::from_secs(90));
-/// assert!(elect::parse_duration("-1s").is_err());
-/// assert!(elect::parse_duration("1e9h").is_err());
-/// ```
-pub fn parse_duration(input: &str) -> Result<Duration> {
-    let bad = |reason| {
-        Err(Error::InvalidDuration {
-            input: input.to_string(),
-            reason,
-        })
+/// [`MAX_DURATION`] are refused, with a message that names the input and
+/// says what to write instead.
+pub(crate) fn parse_duration(input: &str) -> Result<Duration, String> {
+    let bad = |reason: &str| {
+        Err(format!(
+            "invalid duration {input:?}: {reason}; write e.g. 250ms, 3s, 2m, 1h or a bare number of seconds"
+        ))
     };
     let text = input.trim();
     if text.is_empty() {
@@ -133,5 +117,36 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert!(parse_duration("1000000000").is_ok());
+        assert_eq!(parse_duration("1000000000s").unwrap(), MAX_DURATION);
+    }
+
+    #[test]
+    fn a_refusal_names_the_input_and_what_to_write() {
+        let why = parse_duration("soon").unwrap_err();
+        assert!(why.starts_with("invalid duration \"soon\": "), "{why}");
+        assert!(why.ends_with("write e.g. 250ms, 3s, 2m, 1h or a bare number of seconds"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_nor_exceeds_the_limit(s in "\\PC{0,40}|[0-9.]{0,25}(ms|s|m|h|d|x|)") {
+            if let Ok(d) = parse_duration(&s) {
+                proptest::prop_assert!(d <= MAX_DURATION);
+            }
+        }
+
+        #[test]
+        fn whole_units_round_trip(n in 0u64..1_000_000, unit in 0usize..4) {
+            let (suffix, scale) = [("ms", 1u64), ("s", 1000), ("m", 60_000), ("h", 3_600_000)][unit];
+            let d = parse_duration(&format!("{n}{suffix}"));
+            let millis = n * scale;
+            if millis <= MAX_DURATION.as_millis() as u64 {
+                proptest::prop_assert_eq!(d.unwrap(), Duration::from_millis(millis));
+            } else {
+                proptest::prop_assert!(d.is_err());
+            }
+        }
     }
 }
