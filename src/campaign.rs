@@ -30,6 +30,7 @@ use crate::ticket::{Shared, Ticket};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Ending {
     /// The owned code released the ticket (or dropped it).
     Released,

@@ -20,6 +20,7 @@ use crate::store::Store;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Status {
     /// The run directory, absolute.
     #[serde(serialize_with = "lossy_path")]
@@ -40,6 +41,7 @@ pub struct Status {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResourceStatus {
     /// The resource name.
     pub name: String,
@@ -62,6 +64,7 @@ pub struct ResourceStatus {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SlotStatus {
     /// The slot number, 0-based.
     pub slot: u32,

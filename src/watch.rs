@@ -7,7 +7,7 @@
 //! reported within 100 ms; once a second while idle it looks anyway.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -34,6 +34,7 @@ const LOOK_AGAIN: [Duration; 5] = [
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum EventKind {
     /// A holder took the slot.
     Acquired,
@@ -41,7 +42,22 @@ pub enum EventKind {
     Released,
 }
 
-/// One change of ownership of one slot.
+impl std::fmt::Display for EventKind {
+    /// The kind as in JSON: `acquired` or `released`.
+    ///
+    /// ```
+    /// assert_eq!(elect::EventKind::Released.to_string(), "released");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventKind::Acquired => "acquired",
+            EventKind::Released => "released",
+        })
+    }
+}
+
+/// One change of ownership of one slot. Serializes to the contract's
+/// `watch --json` line.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -56,6 +72,7 @@ pub enum EventKind {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Acquired or released.
     #[serde(rename = "event")]
@@ -68,8 +85,10 @@ pub struct Event {
     pub pid: u32,
     /// The holder's fencing token, from its record.
     pub token: u64,
-    /// When the watcher saw the change, RFC 3339 UTC.
-    pub at: String,
+    /// When the watcher saw the change (RFC 3339 in UTC, to the second,
+    /// in JSON).
+    #[serde(with = "crate::time::rfc3339_serde")]
+    pub at: SystemTime,
 }
 
 /// A stream of ownership changes of one resource; see
@@ -201,7 +220,7 @@ impl Watcher {
         if self.known.len() < now.slots.len() {
             self.known.resize(now.slots.len(), None);
         }
-        let at = crate::time::rfc3339_now();
+        let at = SystemTime::now();
         for (i, known) in self.known.iter_mut().enumerate() {
             let Some(slot) = now.slots.get(i) else {
                 continue;
@@ -248,13 +267,13 @@ impl Watcher {
     }
 }
 
-fn event(kind: EventKind, name: &str, slot: usize, r: &HolderRecord, at: &str) -> Event {
+fn event(kind: EventKind, name: &str, slot: usize, r: &HolderRecord, at: &SystemTime) -> Event {
     Event {
         kind,
         name: name.to_string(),
         slot: slot as u32,
         pid: r.pid,
         token: r.token,
-        at: at.to_string(),
+        at: *at,
     }
 }

@@ -3,13 +3,14 @@
 //! real process (a shell that took the flock with flock(1), then became
 //! `sleep`) and a forged record, with escape sequences (window title, clear
 //! screen, colour, the 8-bit CSI), carriage return, new line, DEL and a
-//! right-to-left override in its `since` and `label`, is written into the
-//! slot file. Then:
+//! right-to-left override in its `label`, is written into the slot file.
+//! (Its `since` is a time, or the record is not read at all: see the last
+//! test.) Then:
 //!
 //! - the `elect status` table has no control character but its line ends,
-//!   and the forged new line starts no line of its own;
-//! - `elect status --json` gives both strings back exactly, every
-//!   character a terminal would act on written as a `\uXXXX` escape;
+//!   and the forged new lines start no line of their own;
+//! - `elect status --json` gives the label back exactly, every character a
+//!   terminal would act on written as a `\uXXXX` escape;
 //! - the conflict message of `elect run -n` and the waiting display of
 //!   `elect run` on a pseudo-terminal show them defanged;
 //! - `elect watch` prints its lines without control characters, and its
@@ -24,13 +25,17 @@ use std::sync::{Arc, Mutex};
 
 use cli_support::*;
 
-/// The forged `since`: sets the window title, clears the screen, and starts
-/// a fake table line.
-const SINCE: &str = "\x1b]0;pwned\x07\x1b[2J\r\nFAKE";
+/// The forged record's `since`.
+const SINCE: &str = "2026-11-23T10:00:00Z";
 
-/// The forged `label`: a colour, the 8-bit CSI (U+009B), a right-to-left
+/// The forged `label`: sets the window title, clears the screen, starts a
+/// fake table line, then a colour, the 8-bit CSI (U+009B), a right-to-left
 /// override, DEL, a tab and a new line.
-const LABEL: &str = "\x1b[31mred\u{9b}2J\u{202e}exe\x7f\t\nx";
+const LABEL: &str = "\x1b]0;pwned\x07\x1b[2J\r\nFAKE \x1b[31mred\u{9b}2J\u{202e}exe\x7f\t\nx";
+
+/// The label as a terminal must be shown it: every character it would act
+/// on a space.
+const SHOWN: &str = " ]0;pwned  [2J  FAKE  [31mred 2J exe   x";
 
 /// A run directory with resource `job` used once, its slot 0 held by a
 /// real process that is not elect, and a forged record in the slot file.
@@ -135,10 +140,10 @@ fn the_status_table_shows_a_forged_record_without_control_characters() {
         assert!(row.contains(" held "), "{row:?}");
         assert!(row.contains(&f.holder.pid().to_string()), "{row:?}");
         assert!(row.contains(&f.token.to_string()), "{row:?}");
-        // The forged line break starts no line: what follows it is on the
-        // slot's own line, and so is the label's new line.
-        assert!(row.contains(" ]0;pwned  [2J  FAKE "), "{row:?}");
-        assert!(row.ends_with(" [31mred 2J exe   x"), "{row:?}");
+        // The forged line breaks start no line: what follows them is on the
+        // slot's own line.
+        assert!(row.contains(&format!(" {SINCE} ")), "{row:?}");
+        assert!(row.ends_with(SHOWN), "{row:?}");
     }
 }
 
@@ -187,10 +192,7 @@ fn the_conflict_message_names_a_forged_holder_without_control_characters() {
         assert_eq!(err.lines().count(), 1, "one line: {err:?}");
         assert!(err.starts_with("elect: no ticket of \"job\""), "{err:?}");
         assert!(
-            err.contains(&format!(
-                "held by pid {} \" [31mred 2J exe   x\"",
-                f.holder.pid()
-            )),
+            err.contains(&format!("held by pid {} \"{SHOWN}\"", f.holder.pid())),
             "{err:?}"
         );
     }
@@ -223,7 +225,8 @@ fn without_the_displays_own_sequences(text: &str) -> String {
 fn the_waiting_display_shows_a_forged_record_defanged() {
     let f = Forged::new();
     let shell = format!(
-        "exec {ELECT} run -d {} job echo got-the-ticket",
+        // Wide enough that the holder's line, cut to the width, is whole.
+        "stty cols 200 && exec {ELECT} run -d {} job echo got-the-ticket",
         f.dir.display()
     );
     let mut term = Proc::spawn(
@@ -264,7 +267,7 @@ fn the_waiting_display_shows_a_forged_record_defanged() {
         .find(|l| l.contains("]0;pwned"))
         .unwrap_or_else(|| panic!("the holder's line: {all:?}"));
     assert!(
-        line.contains(" since  ]0;pwned  [2J  FAKE:  [31mred 2J exe   x"),
+        line.contains(&format!(" since {SINCE}: {SHOWN}")),
         "the forged line breaks start no line: {line:?}"
     );
     drop(tmp);
@@ -307,4 +310,36 @@ fn watch_shows_a_forged_holder_without_control_characters() {
         assert_eq!(ev["pid"], pid, "{ev}");
         assert_eq!(ev["token"], token, "{ev}");
     }
+}
+
+/// A record whose `since` is not an RFC 3339 time (here, escape sequences
+/// and a line break) is not a record at all: the slot shows as held, by
+/// nobody named, in the table and in JSON alike.
+#[test]
+fn a_record_whose_since_is_no_time_is_not_read() {
+    let f = Forged::new();
+    let record = serde_json::json!({
+        "pid": f.holder.pid(), "since": "\x1b]0;pwned\x07\r\nFAKE", "label": "job", "token": f.token,
+    });
+    std::fs::write(slot_file(&f.dir, "job", 0), format!("{record}\n")).unwrap();
+    let out = output(elect(["status", "--json", "-d"]).arg(&f.dir).arg("job"));
+    assert_eq!(code(out.status), 0);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        st["resources"][0]["slots"][0],
+        serde_json::json!({"slot": 0, "held": true}),
+        "{st}"
+    );
+    let out = output(elect(["status", "-d"]).arg(&f.dir).arg("job"));
+    assert_eq!(code(out.status), 0);
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(unsafe_chars(&text), [], "{text:?}");
+    assert!(
+        !text.contains("pwned") && !text.contains("FAKE"),
+        "{text:?}"
+    );
+    assert!(
+        text.lines().nth(1).is_some_and(|row| row.contains(" held")),
+        "{text:?}"
+    );
 }

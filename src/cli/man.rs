@@ -124,7 +124,7 @@ fn sub_page(name: &str) -> Vec<Section> {
                 "OUTPUT",
                 vec![
                     P(
-                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed. A record is written by whoever holds the slot, so text from it (since, label) is shown with control and bidirectional-formatting characters replaced by spaces; --json gives it exactly, with those characters escaped.",
+                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed. A record is written by whoever holds the slot, so its label is shown with control and bidirectional-formatting characters replaced by spaces; --json gives it exactly, with those characters escaped. A slot file that does not hold a whole record (one whose since is not an RFC 3339 time, for one) shows no holder.",
                     ),
                     P("With --json, one JSON document on one line:"),
                     Code(

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
@@ -74,6 +75,42 @@ pub(crate) fn print(text: &str) -> Result<(), Failure> {
     write(text).map(drop)
 }
 
+/// `t` as RFC 3339 in UTC, to the second (`2026-11-23T10:00:00Z`), as the
+/// library writes it in JSON. The library's times come from the clock or
+/// from a record's RFC 3339 text, so they lie in the years 0000 to 9999;
+/// one outside them is written as the nearest one inside.
+pub(crate) fn timestamp(t: SystemTime) -> String {
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+    let (first, last) = (-62_167_219_200_i64, 253_402_300_799_i64);
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(last),
+        Err(e) => {
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(-first);
+            -whole - i64::from(d.subsec_nanos() > 0)
+        }
+    }
+    .clamp(first, last);
+    // Days since 1970-01-01 to a proleptic Gregorian date (Howard
+    // Hinnant's `civil_from_days`, public domain).
+    let z = secs.div_euclid(86400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let rem = secs.rem_euclid(86400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// `value` as one line of JSON, with every character that must not reach a
 /// terminal as it is (see [`unsafe_on_terminal`]) written as a
 /// `\uXXXX` escape. JSON itself escapes only C0 controls; a record's text
@@ -116,6 +153,28 @@ impl Formatter for TerminalSafe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_as_the_library_writes_them_in_json() {
+        use std::time::Duration;
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(timestamp(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(timestamp(at(1_795_428_000)), "2026-11-23T10:00:00Z");
+        assert_eq!(timestamp(at(4_107_542_399)), "2100-02-28T23:59:59Z");
+        assert_eq!(timestamp(at(1 << 40)), "9999-12-31T23:59:59Z");
+        let before = UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(timestamp(before), "1969-12-31T23:59:59Z");
+        // Against the library's own JSON of a record it wrote.
+        let dir = tempfile::tempdir().unwrap();
+        let e = elect::Election::builder("t")
+            .dir(dir.path())
+            .build()
+            .unwrap();
+        let record = e.obtain().unwrap().record();
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["since"], timestamp(record.since));
+    }
 
     #[test]
     fn hostile_text_is_shown_defanged() {

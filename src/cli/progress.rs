@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use elect::{Election, ResourceStatus};
 
-use super::output::printable;
+use super::output::{printable, timestamp};
 
 /// The most holders listed; the rest are counted.
 const MAX_LISTED: usize = 8;
@@ -136,7 +136,7 @@ fn render(
                     slot.slot,
                     h.pid,
                     command,
-                    printable(&h.since),
+                    timestamp(h.since),
                     printable(&h.label)
                 )
             }

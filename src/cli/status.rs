@@ -6,7 +6,7 @@ use elect::Status;
 use super::args::StatusArgs;
 use super::exit::Failure;
 use super::location::Place;
-use super::output::{self, printable};
+use super::output::{self, printable, timestamp};
 
 /// Runs `elect status` and returns its exit status.
 pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {
@@ -23,9 +23,9 @@ pub(crate) fn status(args: StatusArgs) -> Result<i32, Failure> {
     Ok(0)
 }
 
-/// The status as a table, one line per slot. Every cell goes through
-/// [`printable`]: the record's text (`since`, `label`) is whatever the slot
-/// file holds, which anyone who can write it may have forged.
+/// The status as a table, one line per slot. Every text cell goes through
+/// [`printable`]: the record's label is whatever the slot file holds,
+/// which anyone who can write it may have forged.
 fn table(st: &Status, name: Option<&str>) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     for r in &st.resources {
@@ -40,7 +40,7 @@ fn table(st: &Status, name: Option<&str>) -> String {
                 row[3] = h.pid.to_string();
                 row[4] = h.command_pid.map(|p| p.to_string()).unwrap_or_default();
                 row[5] = h.token.to_string();
-                row[6] = printable(&h.since).into_owned();
+                row[6] = timestamp(h.since);
                 row[7] = printable(&h.label).into_owned();
             }
             rows.push(row);

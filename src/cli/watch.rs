@@ -1,12 +1,12 @@
 //! `elect watch`: one line per change of ownership of a resource, flushed
 //! as it happens, until interrupted or until nobody reads the output.
 
-use elect::{Event, EventKind};
+use elect::Event;
 
 use super::args::WatchArgs;
 use super::exit::{Failure, say};
 use super::location::Place;
-use super::output::{self, Written, printable};
+use super::output::{self, Written, printable, timestamp};
 
 /// Runs `elect watch` and returns its exit status (0 when stdout closes;
 /// a signal ends it with the signal's default action).
@@ -39,13 +39,10 @@ pub(crate) fn watch(args: WatchArgs) -> Result<i32, Failure> {
 /// The record's fields it shows are numbers; its text goes through
 /// [`printable`] all the same, so that no field can reach the terminal raw.
 fn human(ev: &Event) -> String {
-    let kind = match ev.kind {
-        EventKind::Acquired => "acquired",
-        EventKind::Released => "released",
-    };
     format!(
-        "{} {kind} {} slot {} pid {} token {}",
-        printable(&ev.at),
+        "{} {} {} slot {} pid {} token {}",
+        timestamp(ev.at),
+        ev.kind,
         printable(&ev.name),
         ev.slot,
         ev.pid,
