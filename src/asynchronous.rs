@@ -48,6 +48,7 @@ impl Election {
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use = "a future does nothing unless awaited, and the ticket it gives is released when dropped"]
     pub async fn obtain_async(&self) -> Result<Ticket> {
         if let Some(t) = self.try_obtain()? {
             return Ok(t);

@@ -2,9 +2,10 @@
 //! code on winning and the caller's cleanup when ownership ends.
 //!
 //! This is the seed's `election.obtain(name, owned, cleanup, { tickets })`
-//! in Rust. The ticket handed to the owned code belongs to the campaign:
-//! dropping it does not end ownership. Ownership ends when the owned code
-//! calls [`Ticket::release`], when the owned future (async form) finishes,
+//! in Rust. The ticket handed to the owned code, a [`CampaignTicket`],
+//! belongs to the campaign: dropping it does not end ownership. Ownership
+//! ends when the owned code calls [`CampaignTicket::release`], when the
+//! owned future (async form) finishes,
 //! when the ticket is lost (its slot file or directory was removed or
 //! replaced; checked every [`CampaignBuilder::check_every`], 250 ms by
 //! default), or when the campaign is resigned. Then the cleanup runs with the [`Ending`], and the
@@ -17,7 +18,7 @@ use std::time::Duration;
 use crate::election::Election;
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Reason};
-use crate::ticket::{Shared, Ticket};
+use crate::ticket::{CampaignTicket, Shared};
 
 /// Why ownership ended; handed to the cleanup.
 ///
@@ -32,7 +33,8 @@ use crate::ticket::{Shared, Ticket};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Ending {
-    /// The owned code released the ticket (or dropped it).
+    /// The owned code released the ticket, or (async form) its future
+    /// finished.
     Released,
     /// The slot was lost: its file or directory was removed or replaced, so
     /// another process may own the resource now. Stop acting as owner.
@@ -116,10 +118,10 @@ impl CampaignBuilder {
     /// async runtime. `owned` runs on that thread when the campaign wins and
     /// receives the ticket, like the seed's callback: it starts the owned
     /// work and returns promptly, and ownership lasts until the work calls
-    /// [`Ticket::release`], the ticket is lost, or the campaign is
+    /// [`CampaignTicket::release`], the ticket is lost, or the campaign is
     /// resigned; then `cleanup` runs and should stop that work. Long work
     /// belongs on a thread of its own that stops when `cleanup` tells it to
-    /// or when [`Ticket::is_held`] turns false.
+    /// or when [`CampaignTicket::is_held`] turns false.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -133,7 +135,7 @@ impl CampaignBuilder {
     /// ```
     pub fn run_blocking<F, C>(self, mut owned: F, mut cleanup: C) -> BlockingCampaign
     where
-        F: FnMut(Ticket) + Send + 'static,
+        F: FnMut(CampaignTicket) + Send + 'static,
         C: FnMut(Ending) + Send + 'static,
     {
         let intr = Interrupter::new();
@@ -211,7 +213,7 @@ impl Signal {
 }
 
 /// A campaign running on a thread; see [`CampaignBuilder::run_blocking`].
-/// Dropping it resigns.
+/// Dropping it resigns; [`join`](Self::join) waits for it instead.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -222,6 +224,7 @@ impl Signal {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a campaign resigns it at once; keep it, or .join() it"]
 pub struct BlockingCampaign {
     intr: Interrupter,
     state: Arc<Signal>,
@@ -307,12 +310,12 @@ mod asynchronous {
 
     use super::{CampaignBuilder, Ending};
     use crate::error::Result;
-    use crate::ticket::Ticket;
+    use crate::ticket::CampaignTicket;
 
     impl CampaignBuilder {
         /// Starts the campaign as a tokio task (call it inside a runtime).
         /// When the campaign wins, the future `owned(ticket)` runs, and
-        /// ownership lasts until it finishes or calls [`Ticket::release`]
+        /// ownership lasts until it finishes or calls [`CampaignTicket::release`]
         /// (or the ticket is lost, or the campaign resigned); then the
         /// future is dropped and `cleanup(ending)` runs. Dropping the ticket
         /// handle does not end ownership.
@@ -337,7 +340,7 @@ mod asynchronous {
         /// ```
         pub fn run<F, Fut, C, CFut>(self, owned: F, cleanup: C) -> Campaign
         where
-            F: FnMut(Ticket) -> Fut + Send + 'static,
+            F: FnMut(CampaignTicket) -> Fut + Send + 'static,
             Fut: Future<Output = ()> + Send + 'static,
             C: FnMut(Ending) -> CFut + Send + 'static,
             CFut: Future<Output = ()> + Send + 'static,
@@ -357,7 +360,7 @@ mod asynchronous {
             mut stop: oneshot::Receiver<()>,
         ) -> Result<()>
         where
-            F: FnMut(Ticket) -> Fut + Send + 'static,
+            F: FnMut(CampaignTicket) -> Fut + Send + 'static,
             Fut: Future<Output = ()> + Send + 'static,
             C: FnMut(Ending) -> CFut + Send + 'static,
             CFut: Future<Output = ()> + Send + 'static,
@@ -405,7 +408,8 @@ mod asynchronous {
     }
 
     /// A campaign running as a tokio task; see [`CampaignBuilder::run`].
-    /// Dropping it resigns (the cleanup still runs, in the background).
+    /// Dropping it resigns (the cleanup still runs, in the background);
+    /// [`join`](Self::join) waits for it instead.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -419,6 +423,7 @@ mod asynchronous {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[derive(Debug)]
+    #[must_use = "dropping a campaign resigns it; keep it, or .join().await it"]
     pub struct Campaign {
         stop: Option<oneshot::Sender<()>>,
         task: Option<tokio::task::JoinHandle<Result<()>>>,
@@ -456,7 +461,7 @@ mod asynchronous {
         /// # let rt = tokio::runtime::Runtime::new()?;
         /// # rt.block_on(async {
         /// let e = elect::Election::builder("x").dir(dir.path()).build()?;
-        /// // The owned future finishes at once, dropping the ticket.
+        /// // The owned future finishes at once: ownership ends.
         /// e.campaign().run(|_t| async {}, |_| async {}).join().await?;
         /// # Ok::<(), elect::Error>(())
         /// # })?;

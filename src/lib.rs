@@ -23,7 +23,8 @@
 //!   and, with the `tokio` feature, `obtain_async`.
 //! * [`Ticket`]: the guard; tells its slot and token, releases on drop.
 //! * [`Election::campaign`]: competes in the background, runs your code on winning
-//!   and your cleanup when ownership ends.
+//!   (with a [`CampaignTicket`], which the campaign releases) and your
+//!   cleanup when ownership ends.
 //! * [`status`] and [`Watcher`]: who holds what, from the kernel's truth.
 //!
 //! The interface (names, run directory, command line, exit codes,
@@ -61,7 +62,7 @@ pub use name::MAX_NAME_LEN;
 pub use record::{HolderRecord, MAX_LABEL};
 pub use rundir::ENV_DIR;
 pub use status::{ResourceStatus, SlotStatus, Status, status, status_group_shared};
-pub use ticket::Ticket;
+pub use ticket::{CampaignTicket, Ticket};
 pub use watch::{Event, EventKind, Watcher};
 
 #[cfg(feature = "tokio")]
@@ -69,6 +70,33 @@ pub use campaign::Campaign;
 
 #[cfg(feature = "etcd")]
 pub use store::etcd::{DEFAULT_PREFIX, DEFAULT_TTL, Etcd};
+
+// What may cross threads: every public type may be sent to and shared
+// with other threads, except a Watcher, which one thread at a time reads
+// (it can be sent). A change that breaks this fails to compile here.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    const fn send<T: Send>() {}
+    send_sync::<Election>();
+    send_sync::<ElectionBuilder>();
+    send_sync::<Ticket>();
+    send_sync::<CampaignTicket>();
+    send_sync::<CampaignBuilder>();
+    send_sync::<BlockingCampaign>();
+    #[cfg(feature = "tokio")]
+    send_sync::<Campaign>();
+    send_sync::<Ending>();
+    send_sync::<Status>();
+    send_sync::<ResourceStatus>();
+    send_sync::<SlotStatus>();
+    send_sync::<HolderRecord>();
+    send_sync::<Event>();
+    send_sync::<EventKind>();
+    send_sync::<Error>();
+    send::<Watcher>();
+    #[cfg(feature = "etcd")]
+    send_sync::<Etcd>();
+};
 
 /// Parsers of outside data, exposed for the fuzz targets. Not part of the
 /// stable API.

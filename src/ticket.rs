@@ -1,5 +1,6 @@
 //! The guard of an obtained ticket: it tells its slot and fencing token,
-//! can say whether it still truly holds its slot, and releases on drop.
+//! can say whether it still truly holds its slot, and releases on drop; and
+//! the handle of a campaign's ticket, which does not.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,9 +15,8 @@ use crate::store::Held;
 /// Releasing closes the slot's descriptors, which is what frees the slot;
 /// the kernel does the same if the process dies, however it dies.
 ///
-/// A ticket that a campaign hands to its owned code belongs to the
-/// campaign: dropping it does not end ownership, [`release`](Self::release)
-/// does (see [`Election::campaign`](crate::Election::campaign)).
+/// A campaign hands its owned code a [`CampaignTicket`] instead, which the
+/// campaign releases.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -30,12 +30,11 @@ use crate::store::Held;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping a Ticket releases it at once; keep it (`let _ticket = ...`) while you own the resource"]
 pub struct Ticket {
     shared: Arc<Shared>,
-    /// False for a ticket handed to a campaign's owned code: the campaign
-    /// decides when ownership ends, so that code which lets its handle go
-    /// (a closure that does not move it into its future) does not give the
-    /// ticket up by accident.
+    /// False once the ticket became a campaign's ([`Ticket::for_campaign`]):
+    /// the campaign releases it.
     release_on_drop: bool,
 }
 
@@ -129,9 +128,11 @@ impl Ticket {
 
     /// The same ticket, for a campaign's owned code: dropping it does not
     /// release it.
-    pub(crate) fn for_campaign(mut self) -> Self {
+    pub(crate) fn for_campaign(mut self) -> CampaignTicket {
         self.release_on_drop = false;
-        self
+        CampaignTicket {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The state shared with a campaign.
@@ -244,18 +245,18 @@ impl Ticket {
         self.shared.held().as_ref().and_then(Held::deadline)
     }
 
-    /// Releases the ticket now. Dropping the ticket does the same.
+    /// Releases the ticket now. Dropping the ticket does the same; this
+    /// says so where it happens.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let e = elect::Election::builder("job").dir(dir.path()).build()?;
     /// let t = e.obtain()?;
     /// t.release();
-    /// assert!(!t.is_held());
     /// assert!(e.try_obtain()?.is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn release(&self) {
+    pub fn release(self) {
         self.shared.release();
     }
 
@@ -339,5 +340,166 @@ impl Drop for Ticket {
         if self.release_on_drop {
             self.shared.release();
         }
+    }
+}
+
+/// The ticket a campaign hands to its owned code: it tells the slot and
+/// token like a [`Ticket`], but the campaign, not this handle, owns the
+/// slot. Dropping it (or any clone of it) changes nothing, so owned code
+/// that lets its handle go, or keeps a clone on another thread, does not
+/// end ownership by accident; [`release`](Self::release) ends it, and
+/// the campaign then runs its cleanup. Once ownership has ended (released,
+/// lost or resigned), [`is_held`](Self::is_held) is false.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use std::sync::mpsc;
+/// let e = elect::Election::builder("x").dir(dir.path()).build()?;
+/// let (tx, rx) = mpsc::channel();
+/// let campaign = e.campaign().run_blocking(move |ticket| tx.send(ticket).unwrap(), |_| {});
+/// let ticket: elect::CampaignTicket = rx.recv()?;
+/// assert!(ticket.is_held());
+/// ticket.release(); // the campaign lets go and ends (no requeue)
+/// campaign.join()?;
+/// assert!(e.try_obtain()?.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CampaignTicket {
+    shared: Arc<Shared>,
+}
+
+impl CampaignTicket {
+    /// The resource name.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert_eq!(ticket.name(), "job");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The slot held, 0-based.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert_eq!(ticket.slot(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn slot(&self) -> u32 {
+        self.shared.slot
+    }
+
+    /// The fencing token of this acquisition (see [`Ticket::token`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// let before = e.obtain()?.token();
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert!(ticket.token() > before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn token(&self) -> u64 {
+        self.shared.token
+    }
+
+    /// The slot file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert!(ticket.path().ends_with("job/slot.0"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The record this holder wrote into its slot file.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").label("nightly").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert_eq!(ticket.record().label, "nightly");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record(&self) -> HolderRecord {
+        self.shared
+            .record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the campaign still truly holds the slot: false once
+    /// ownership ended, and false once the slot file or a directory above
+    /// it was removed or replaced (see [`Ticket::is_held`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// let campaign = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert!(ticket.is_held());
+    /// campaign.resign()?;
+    /// assert!(!ticket.is_held());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_held(&self) -> bool {
+        self.shared.is_held()
+    }
+
+    /// By when work done under this ticket must stop even if it still
+    /// looks held (see [`Ticket::deadline`]); `None` on this host.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// # let (tx, rx) = std::sync::mpsc::channel();
+    /// # let _c = e.campaign().run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    /// let ticket: elect::CampaignTicket = rx.recv()?;
+    /// assert!(ticket.deadline().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.shared.held().as_ref().and_then(Held::deadline)
+    }
+
+    /// Asks the campaign to let go: the slot is released at once, the
+    /// campaign's cleanup runs with [`Ending::Released`](crate::Ending::Released),
+    /// and the campaign ends or, with requeue, competes again. Does nothing
+    /// once ownership has ended.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let e = elect::Election::builder("job").dir(dir.path()).build()?;
+    /// let campaign = e.campaign().run_blocking(|ticket| ticket.release(), |ending| {
+    ///     assert_eq!(ending, elect::Ending::Released);
+    /// });
+    /// campaign.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release(self) {
+        self.shared.release();
     }
 }

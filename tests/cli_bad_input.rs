@@ -438,7 +438,7 @@ fn a_nul_in_a_name_is_refused_by_the_library() {
     }
     assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
     // The control: the same directory takes a good name.
-    elect::Election::builder("job")
+    let _ticket = elect::Election::builder("job")
         .dir(tmp.path())
         .build()
         .unwrap()

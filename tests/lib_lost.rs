@@ -67,11 +67,17 @@ fn the_guard_sees_every_kind_of_removal_or_replacement() {
     assert!(!t.is_held());
     drop(t);
 
-    // Released is not held either; untouched is held.
-    let t = e.obtain().unwrap();
+    // Released is not held either (seen through a campaign's ticket, of
+    // which a clone outlives the release); untouched is held.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let campaign = e
+        .campaign()
+        .run_blocking(move |t| tx.send(t).unwrap(), |_| {});
+    let t = rx.recv().unwrap();
     assert!(t.is_held());
-    t.release();
+    t.clone().release();
     assert!(!t.is_held());
+    campaign.join().unwrap();
 }
 
 #[test]
