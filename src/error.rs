@@ -116,10 +116,20 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// The resource lives in a store other than this host's run directory and
-    /// that store failed.
-    #[error("{0}")]
-    Store(String),
+    /// The resource lives in a store other than this host's run directory
+    /// (an etcd cluster) and that store failed. The error's message says
+    /// where and what to check; its [`source`](std::error::Error::source)
+    /// is the store's own error (an `etcd_client::Error`, say), where there
+    /// is one.
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// let err = elect::Error::Store("etcd at http://db:2379: cannot connect".into());
+    /// assert_eq!(err.to_string(), "etcd at http://db:2379: cannot connect");
+    /// assert!(err.source().is_none());
+    /// ```
+    #[error(transparent)]
+    Store(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -130,6 +140,19 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Builds an [`Error::Store`] that says `message` and keeps `source`,
+    /// the store's own error, as its source.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn store(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Store(Box::new(StoreFailure {
+            message: message.into(),
+            source: source.into(),
+        }))
     }
 
     /// Builds an [`Error::Unsafe`] for `path`.
@@ -153,6 +176,25 @@ impl Error {
             self,
             Error::InvalidName { .. } | Error::InvalidTickets { .. } | Error::InvalidEtcd { .. }
         )
+    }
+}
+
+/// A store's failure: what elect says about it, and the store's own error.
+#[derive(Debug)]
+struct StoreFailure {
+    message: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 

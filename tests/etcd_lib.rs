@@ -620,3 +620,28 @@ fn a_participant_waits_out_a_cluster_without_quorum_but_not_a_wrong_endpoint() {
         started.elapsed()
     );
 }
+
+/// A store's failure keeps the store's own error as its source, beside a
+/// message that says where and what to check. Needs no etcd: nothing
+/// listens on the endpoint.
+#[test]
+fn a_store_error_keeps_the_etcd_clients_error_as_its_source() {
+    use std::error::Error as _;
+    let nobody = Etcd::new("http://127.0.0.1:9").unwrap();
+    let err = match election(&nobody, "job", 1).try_obtain() {
+        Err(err) => err,
+        Ok(t) => panic!("a ticket from nobody: {t:?}"),
+    };
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("etcd at http://127.0.0.1:9: "),
+        "{message}"
+    );
+    let source = err.source().expect("the etcd client's error");
+    assert!(
+        source.downcast_ref::<etcd_client::Error>().is_some(),
+        "{source:?}"
+    );
+    assert!(message.contains(&source.to_string()), "{message}");
+}

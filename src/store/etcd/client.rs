@@ -43,7 +43,14 @@ pub(super) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
                 .build()
         })
         .as_ref()
-        .map_err(|e| Error::Store(format!("cannot start the etcd client's runtime: {e}")))
+        .map_err(|e| {
+            let message = format!("cannot start the etcd client's runtime: {e}");
+            let source = match e.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(e.kind(), e.to_string()),
+            };
+            Error::store(message, source)
+        })
 }
 
 /// Whether this thread is one of the runtime's own, where blocking on it
@@ -66,11 +73,17 @@ pub(super) fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'st
 }
 
 /// An etcd error, in words that say where and what to check.
-pub(super) fn etcd_error(cfg: &Etcd, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store(format!(
+pub(super) fn etcd_error(
+    cfg: &Etcd,
+    what: &str,
+    e: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
+    let e = e.into();
+    let message = format!(
         "etcd at {}: {what}: {e}; check --etcd / ELECT_ETCD and that the cluster is up",
         cfg.endpoints.join(",")
-    ))
+    );
+    Error::store(message, e)
 }
 
 /// Whether an error says the member did not serve the call (down,

@@ -197,11 +197,14 @@ async fn agree(shared: &Shared, keys: &Keys, req: &Request) -> Result<()> {
                     asked: req.tickets,
                     agreed,
                 },
-                None => Error::Store(format!(
-                    "the etcd key {} holds no valid number of tickets while the resource is in use; \
-                     wait until its participants have gone, or set it to their N",
-                    keys.tickets()
-                )),
+                None => Error::Store(
+                    format!(
+                        "the etcd key {} holds no valid number of tickets while the resource is in use; \
+                         wait until its participants have gone, or set it to their N",
+                        keys.tickets()
+                    )
+                    .into(),
+                ),
             });
         }
         // Nobody is live: the number is ours to set, if nobody joins or

@@ -84,10 +84,9 @@ impl EtcdWatch {
                 Ok(true)
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Store(format!(
-                "the watch on {} ended; this is a bug",
-                self.name
-            ))),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(Error::Store(
+                format!("the watch on {} ended; this is a bug", self.name).into(),
+            )),
         }
     }
 }
