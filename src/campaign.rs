@@ -102,7 +102,10 @@ impl CampaignBuilder {
     }
 
     /// How often an owner checks that its slot was not lost (default
-    /// 250 ms, so a loss is acted on within a second).
+    /// 250 ms, so a loss is acted on within a second); at least every
+    /// millisecond. A longer period is taken as it is: with
+    /// `Duration::MAX` a loss goes unnoticed, and ownership ends only by
+    /// release or resignation.
     ///
     /// ```
     /// # let e = elect::Election::new("x")?;

@@ -322,7 +322,9 @@ impl Election {
     }
 
     /// Waits up to `timeout` for a ticket; `Ok(None)` if none came in time.
-    /// A zero timeout is the same as [`try_obtain`](Self::try_obtain).
+    /// A zero timeout is the same as [`try_obtain`](Self::try_obtain), and
+    /// one too long to be a deadline (`Duration::MAX`) the same as
+    /// [`obtain`](Self::obtain).
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;

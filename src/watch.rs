@@ -181,7 +181,8 @@ impl Watcher {
         }
     }
 
-    /// Waits up to `timeout` for the next change of ownership.
+    /// Waits up to `timeout` for the next change of ownership. A timeout
+    /// too long to be a deadline (`Duration::MAX`) waits as long as it takes.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -191,7 +192,8 @@ impl Watcher {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn next_event_timeout(&mut self, timeout: Duration) -> Result<Option<Event>> {
-        let deadline = Instant::now() + timeout;
+        // None: too far to say, no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         let mut step = LOOK_AGAIN.len() - 1;
         loop {
             if let Some(ev) = self.pending.pop_front() {
@@ -202,7 +204,9 @@ impl Watcher {
             if !self.pending.is_empty() {
                 continue;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return Ok(None);
             }
