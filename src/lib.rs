@@ -135,7 +135,7 @@ pub mod __cli {
 }
 
 /// The README's examples, compiled as doctests so that they stay true (with
-/// the `etcd` feature, which one of them uses; README's test command has it).
+/// the `etcd` feature, which one of them uses: `cargo test --features cli,etcd`).
 #[cfg(all(doctest, feature = "etcd"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
