@@ -334,12 +334,10 @@ impl Election {
             return self.try_obtain();
         }
         let intr = Interrupter::new();
-        // The watchdog starts only if the fast path finds nothing free.
-        if let Some(t) = self.try_obtain()? {
-            return Ok(Some(t));
+        // A timeout too large to add is no deadline at all.
+        if let Some(deadline) = Instant::now().checked_add(timeout) {
+            intr.set_deadline(deadline);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        let _dog = deadline.map(|d| intr.arm(d));
         self.obtain_with(true, &intr)
     }
 

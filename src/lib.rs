@@ -42,7 +42,6 @@ mod election;
 mod error;
 mod interrupt;
 mod name;
-mod recheck;
 mod record;
 mod rundir;
 mod status;
@@ -77,7 +76,7 @@ pub use store::etcd::{DEFAULT_PREFIX, DEFAULT_TTL, Etcd};
 /// stable API.
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::store::token::parse_token_file;
+    pub use crate::store::local::token::parse_token_file;
 
     /// How many files `/proc/locks` text says are exclusively flocked.
     #[cfg(target_os = "linux")]
@@ -97,7 +96,6 @@ pub mod __fuzz {
 pub mod __cli {
     pub use crate::name::explain_invalid_name;
     pub use crate::record::unsafe_on_terminal;
-    pub use crate::sys::StepBack;
 }
 
 /// The README's examples, compiled as doctests so that they stay true (with

@@ -8,10 +8,6 @@ pub(crate) mod etcd;
 pub(crate) mod fsx;
 pub(crate) mod local;
 pub(crate) mod ownership;
-pub(crate) mod record_page;
-pub(crate) mod seats;
-pub(crate) mod token;
-pub(crate) mod watched;
 
 use std::path::Path;
 use std::time::Duration;

@@ -299,7 +299,23 @@ impl EtcdStore {
         }
         let shared = Arc::clone(&self.shared);
         let req = req.clone();
-        let result = block(async move { obtain::obtain(shared, req, wait, cancel).await })?;
+        let deadline = intr.deadline();
+        let result = block(async move {
+            // The deadline ends the wait as a cancel would: waits here sleep
+            // in the runtime, not in the interrupter's poll.
+            let timer = deadline.map(|d| {
+                let cancel = Arc::clone(&cancel);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(d.into()).await;
+                    cancel.notify_one();
+                })
+            });
+            let result = obtain::obtain(shared, req, wait, cancel).await;
+            if let Some(timer) = timer {
+                timer.abort();
+            }
+            result
+        })?;
         intr.on_trigger(|| {});
         match result {
             Err(Error::Cancelled) => match intr.reason() {
