@@ -20,6 +20,15 @@ use crate::watch::Watcher;
 /// ```
 pub const MAX_TICKETS: u32 = 4096;
 
+/// How long [`Election::try_obtain`] waits for locks that others hold for a
+/// moment on a resource's bookkeeping before it gives up (it never waits
+/// for a ticket).
+///
+/// ```
+/// assert!(elect::TRY_PATIENCE.as_millis() <= 100);
+/// ```
+pub const TRY_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Mode of the directories elect creates, unless asked otherwise.
 pub(crate) const DEFAULT_MODE: u32 = 0o700;
 /// Mode of the directories elect creates with group sharing.
@@ -283,7 +292,12 @@ impl Election {
         self.store.location()
     }
 
-    /// Takes a free ticket if there is one, without waiting.
+    /// Takes a free ticket if there is one, without waiting for one.
+    ///
+    /// It does wait, up to [`TRY_PATIENCE`], for locks that someone else
+    /// holds for a moment on the resource's bookkeeping (systemd-tmpfiles
+    /// ageing the directory, another participant agreeing on N or taking a
+    /// token); past that it gives up as if no ticket were free.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -294,7 +308,9 @@ impl Election {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_obtain(&self) -> Result<Option<Ticket>> {
-        self.obtain_with(false, &Interrupter::new())
+        let intr = Interrupter::new();
+        intr.set_deadline(Instant::now() + TRY_PATIENCE);
+        self.obtain_with(false, &intr)
     }
 
     /// Waits as long as it takes for a ticket. The wait sleeps in the kernel

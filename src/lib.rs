@@ -56,7 +56,7 @@ mod asynchronous;
 
 pub use campaign::{BlockingCampaign, CampaignBuilder, Ending};
 pub use duration::{MAX_DURATION, parse_duration};
-pub use election::{Election, ElectionBuilder, MAX_TICKETS};
+pub use election::{Election, ElectionBuilder, MAX_TICKETS, TRY_PATIENCE};
 pub use error::{Error, Result};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use record::{HolderRecord, MAX_LABEL, printable};

@@ -175,7 +175,6 @@ fn unblock_signals(cmd: &mut Command) {
     }
 }
 
-
 /// Tells the command where the resource lives: `ELECT_DIR`, or for an
 /// election on etcd `ELECT_ETCD` and `ELECT_ETCD_PREFIX` (and no
 /// `ELECT_DIR`, so that an `elect` the command runs uses the same cluster).

@@ -1,12 +1,12 @@
 //! Linux: inotify to sleep until a slot file is closed, and `/proc/locks` to
 //! see who holds a flock without taking it.
 
+use super::{FileId, Look};
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use super::{FileId, Look};
 
 /// An inotify instance, non-blocking and close-on-exec, and the watches
 /// added to it.
@@ -53,13 +53,23 @@ impl Inotify {
     /// itself when `name` is `None`) for `mask`, not following a link.
     /// Naming it through our own descriptor of the directory watches the
     /// directory we opened and checked, even if its path was replaced since.
-    pub(crate) fn add(&self, dir: BorrowedFd<'_>, name: Option<&str>, mask: u32) -> io::Result<i32> {
+    pub(crate) fn add(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: Option<&str>,
+        mask: u32,
+    ) -> io::Result<i32> {
         let path = match name {
             Some(n) => format!("/proc/self/fd/{}/{n}", dir.as_raw_fd()),
             None => format!("/proc/self/fd/{}", dir.as_raw_fd()),
         };
         let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mask = mask | if name.is_some() { libc::IN_DONT_FOLLOW } else { libc::IN_ONLYDIR };
+        let mask = mask
+            | if name.is_some() {
+                libc::IN_DONT_FOLLOW
+            } else {
+                libc::IN_ONLYDIR
+            };
         // SAFETY: path is a valid C string; fd is an inotify descriptor.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), mask) };
         if wd < 0 {
@@ -81,7 +91,8 @@ impl Inotify {
         let mut buf = [0u64; 4096 / 8];
         loop {
             // SAFETY: buf is writable for its whole length.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
+            let n =
+                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
@@ -91,7 +102,8 @@ impl Inotify {
                 };
             }
             // SAFETY: the kernel wrote n bytes into buf.
-            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
             parse_events(bytes, &mut events);
             if (n as usize) < buf.len() * 8 {
                 return Ok(events);
@@ -275,7 +287,9 @@ mod tests {
         std::fs::write(dir.path().join("slot.3"), "x").unwrap();
         let events = ino.read().unwrap();
         assert!(
-            events.iter().any(|e| e.wd == wd && e.name == b"slot.3" && e.mask & libc::IN_CLOSE_WRITE != 0),
+            events
+                .iter()
+                .any(|e| e.wd == wd && e.name == b"slot.3" && e.mask & libc::IN_CLOSE_WRITE != 0),
             "{events:?}"
         );
     }

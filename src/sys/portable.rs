@@ -3,11 +3,11 @@
 //! try a lock to find out, which could make another process miss a free
 //! ticket.
 
+use super::{FileId, Look};
 use std::collections::HashSet;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use super::{FileId, Look};
 
 /// What the file at `path` (relative to `dir`, or to the working directory)
 /// is, not following a final symbolic link (see [`super::look_at`]).
@@ -41,7 +41,12 @@ impl Inotify {
     }
 
     /// Never called: there is no instance.
-    pub(crate) fn add(&self, _dir: BorrowedFd<'_>, _name: Option<&str>, _mask: u32) -> io::Result<i32> {
+    pub(crate) fn add(
+        &self,
+        _dir: BorrowedFd<'_>,
+        _name: Option<&str>,
+        _mask: u32,
+    ) -> io::Result<i32> {
         match self.never {}
     }
 

@@ -61,7 +61,13 @@ pub(super) fn unlock(fd: BorrowedFd<'_>) {
 
 /// Joins the live participants of the resource in `res` asking for
 /// `tickets`, agreeing on the number first if nobody is live.
-pub(super) fn join(res: ResourceDir, name: &str, tickets: u32, mode: u32, intr: &Interrupter) -> Result<Joined> {
+pub(super) fn join(
+    res: ResourceDir,
+    name: &str,
+    tickets: u32,
+    mode: u32,
+    intr: &Interrupter,
+) -> Result<Joined> {
     let (file, _) = fsx::open_file(
         res.fd.as_fd(),
         &res.path,

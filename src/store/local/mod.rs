@@ -148,9 +148,15 @@ impl LocalStore {
         Ok(fsx::open_run_dir(&self.run_dir, create, self.sharing())?.map(|(fd, _)| fd))
     }
 
-    fn open_resource(&self, run: &OwnedFd, name: &str, create: bool) -> Result<Option<ResourceDir>> {
+    fn open_resource(
+        &self,
+        run: &OwnedFd,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<ResourceDir>> {
         let path = self.run_dir.join(name);
-        let Some((fd, st)) = fsx::open_dir(run.as_fd(), Path::new(name), &path, create, self.sharing())?
+        let Some((fd, st)) =
+            fsx::open_dir(run.as_fd(), Path::new(name), &path, create, self.sharing())?
         else {
             return Ok(None);
         };
@@ -176,13 +182,16 @@ impl LocalStore {
             let result = self.attempt(req, wait, intr);
             match result {
                 Ok(Some(outcome)) => return Ok(outcome),
-                Err(Error::Cancelled) if intr.reason() == Some(Reason::TimedOut) => return Ok(None),
+                Err(Error::Cancelled) if intr.reason() == Some(Reason::TimedOut) => {
+                    return Ok(None);
+                }
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 // A directory removed under us (a /tmp cleaner, an
                 // operator) makes opens fail part-way: start again on the
                 // new one.
                 Err(Error::Io { ref source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && restarts < MAX_RESTARTS => {}
+                    if source.kind() == std::io::ErrorKind::NotFound && restarts < MAX_RESTARTS => {
+                }
                 Err(e) => return Err(e),
                 Ok(None) if restarts < MAX_RESTARTS => {}
                 Ok(None) => {
@@ -209,7 +218,12 @@ impl LocalStore {
 
     /// One try at obtaining. `Ok(None)`: something changed under it, start
     /// again; `Ok(Some(None))`: nothing free (not waiting).
-    fn attempt(&self, req: &Request, wait: bool, intr: &Interrupter) -> Result<Option<Option<LocalHeld>>> {
+    fn attempt(
+        &self,
+        req: &Request,
+        wait: bool,
+        intr: &Interrupter,
+    ) -> Result<Option<Option<LocalHeld>>> {
         let joined = self.join(req, intr)?;
         let mode = self.file_mode();
         // A newcomer tries the slots before it joins the line only when
@@ -217,7 +231,9 @@ impl LocalStore {
         if !wait || wait::is_empty(&joined.res, self.sharing())? {
             match slot::try_slots(&joined, req.tickets, 0, mode)? {
                 slot::Tried::Got { slot, lock, id } => {
-                    return Ok(slot::finish(&joined, req, (slot, lock, id), mode, intr, None)?.map(Some));
+                    return Ok(
+                        slot::finish(&joined, req, (slot, lock, id), mode, intr, None)?.map(Some),
+                    );
                 }
                 slot::Tried::Changed => return Ok(None),
                 slot::Tried::None => {}
@@ -249,7 +265,13 @@ impl LocalStore {
         }
         let run = self.open_run_dir(true)?.expect("created");
         let res = self.open_resource(&run, &req.name, true)?.expect("created");
-        let joined = Arc::new(agree::join(res, &req.name, req.tickets, self.file_mode(), intr)?);
+        let joined = Arc::new(agree::join(
+            res,
+            &req.name,
+            req.tickets,
+            self.file_mode(),
+            intr,
+        )?);
         if let Ok(mut kept) = self.joined.try_lock() {
             *kept = Some(Arc::clone(&joined));
         }

@@ -24,7 +24,11 @@ use crate::sys::{self, FileId, Inotify};
 /// What one try of the slots found.
 pub(super) enum Tried {
     /// Slot `slot`, locked through `lock`.
-    Got { slot: u32, lock: OwnedFd, id: FileId },
+    Got {
+        slot: u32,
+        lock: OwnedFd,
+        id: FileId,
+    },
     /// Every slot is held.
     None,
     /// A slot file or the directory changed under the try: start again.
@@ -37,7 +41,13 @@ pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Resu
     let first = if first < tickets { first } else { 0 };
     for slot in (first..tickets).chain(0..first) {
         let name = slot_name(slot);
-        let (lock, id) = match fsx::open_file(j.res.fd.as_fd(), &j.res.path, &name, Access::ReadCreate, mode) {
+        let (lock, id) = match fsx::open_file(
+            j.res.fd.as_fd(),
+            &j.res.path,
+            &name,
+            Access::ReadCreate,
+            mode,
+        ) {
             Ok(opened) => opened,
             // The directory was removed meanwhile.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -54,10 +64,12 @@ pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Resu
         // that was removed (or replaced) between the open and the lock is
         // no slot, and someone may hold the new one. Closing ours (the only
         // descriptor of this description) frees what we locked.
-        return Ok(match sys::look_at(Some(j.res.fd.as_fd()), Path::new(&name)) {
-            Ok(look) if look.id == id => Tried::Got { slot, lock, id },
-            _ => Tried::Changed,
-        });
+        return Ok(
+            match sys::look_at(Some(j.res.fd.as_fd()), Path::new(&name)) {
+                Ok(look) if look.id == id => Tried::Got { slot, lock, id },
+                _ => Tried::Changed,
+            },
+        );
     }
     Ok(Tried::None)
 }
@@ -103,17 +115,19 @@ pub(super) fn finish(
     let res = &joined.res;
     let name = slot_name(slot);
     let path = res.path.join(&name);
-    let (record_fd, rid, len) = match fsx::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, mode) {
-        Ok(opened) => opened,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
+    let (record_fd, rid, len) =
+        match fsx::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, mode) {
+            Ok(opened) => opened,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
     if rid != id {
         return Ok(None);
     }
-    let lock = lock_above(lock, &record_fd).map_err(|e| Error::io("cannot duplicate the lock of", &path, e))?;
+    let lock = lock_above(lock, &record_fd)
+        .map_err(|e| Error::io("cannot duplicate the lock of", &path, e))?;
     // Dropped on the error paths below: the slot goes back at once.
     let mut held = LocalHeld {
         pid: std::process::id(),
@@ -145,7 +159,11 @@ impl LocalHeld {
     /// disk) does not cost the ticket: the file is emptied instead, so that
     /// no earlier holder's record is shown as this one's.
     fn write_record(&self, old_len: u64) {
-        let fd = self.record_fd.as_ref().expect("present until dropped").as_fd();
+        let fd = self
+            .record_fd
+            .as_ref()
+            .expect("present until dropped")
+            .as_fd();
         let mut buf = [0u8; RECORD_LEN];
         let bytes = self.record.padded_in(&mut buf);
         if fsx::overwrite_from(fd, &self.path, bytes, old_len).is_err() {
@@ -242,7 +260,13 @@ fn lock_above(lock: OwnedFd, record: &OwnedFd) -> std::io::Result<OwnedFd> {
         return Ok(lock);
     }
     // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_DUPFD_CLOEXEC, record.as_raw_fd() + 1) };
+    let fd = unsafe {
+        libc::fcntl(
+            lock.as_raw_fd(),
+            libc::F_DUPFD_CLOEXEC,
+            record.as_raw_fd() + 1,
+        )
+    };
     if fd < 0 {
         let err = std::io::Error::last_os_error();
         // EINVAL: the lowest number asked for is past RLIMIT_NOFILE, which

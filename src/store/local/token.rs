@@ -76,8 +76,13 @@ fn clock_micros() -> u64 {
 /// lock only as long as `intr` allows.
 pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u64> {
     let path = res.path.join(TOKEN_FILE);
-    let (file, _, len) =
-        fsx::open_file_sized(res.fd.as_fd(), &res.path, TOKEN_FILE, Access::ReadWriteCreate, mode)?;
+    let (file, _, len) = fsx::open_file_sized(
+        res.fd.as_fd(),
+        &res.path,
+        TOKEN_FILE,
+        Access::ReadWriteCreate,
+        mode,
+    )?;
     let fd = file.as_fd();
     while !fsx::try_flock(fd, true).map_err(|e| Error::io("cannot lock", &path, e))? {
         intr.pause(LOCK_PAUSE).map_err(|_| Error::Cancelled)?;

@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use super::agree::Joined;
 use super::slot::{self, LocalHeld, Tried};
-use super::{ResourceDir, Request};
+use super::{Request, ResourceDir};
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
 use crate::store::fsx::{self, Access};
@@ -67,8 +67,7 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// The events that say a slot may have been released, or that the
 /// directory went away.
-const HEAD_EVENTS: u32 =
-    libc::IN_CLOSE_WRITE | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+const HEAD_EVENTS: u32 = libc::IN_CLOSE_WRITE | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
 
 /// The events that say the waiter before us left or died. Not
 /// IN_CLOSE_NOWRITE: looking at whether it is alive opens its file
@@ -113,9 +112,16 @@ fn now_ns() -> u64 {
 }
 
 /// Opens (or, with `create`, makes) the line's directory.
-fn open_line_dir(res: &ResourceDir, sharing: Sharing, create: bool) -> Result<Option<(OwnedFd, PathBuf)>> {
+fn open_line_dir(
+    res: &ResourceDir,
+    sharing: Sharing,
+    create: bool,
+) -> Result<Option<(OwnedFd, PathBuf)>> {
     let path = res.path.join(LINE_DIR);
-    Ok(fsx::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?.map(|(fd, _)| (fd, path)))
+    Ok(
+        fsx::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?
+            .map(|(fd, _)| (fd, path)),
+    )
 }
 
 /// The places in the line's directory (stale ones too), in no order.
@@ -183,7 +189,11 @@ impl Line {
                 libc::openat(
                     std::os::fd::AsRawFd::as_raw_fd(&dir),
                     c.as_ptr(),
-                    libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                    libc::O_RDWR
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
                     mode as libc::c_uint,
                 )
             };
@@ -201,8 +211,12 @@ impl Line {
             // the create and the lock, and removed it: then take another.
             let locked = fsx::try_flock(file.as_fd(), true)
                 .map_err(|e| Error::io("cannot lock", path.join(&name), e))?;
-            let still = crate::sys::look_at(Some(dir.as_fd()), Path::new(&name))
-                .is_ok_and(|l| Some(l.id) == fsx::fstat(file.as_fd()).ok().map(|st| crate::sys::FileId::of(&st)));
+            let still = crate::sys::look_at(Some(dir.as_fd()), Path::new(&name)).is_ok_and(|l| {
+                Some(l.id)
+                    == fsx::fstat(file.as_fd())
+                        .ok()
+                        .map(|st| crate::sys::FileId::of(&st))
+            });
             if locked && still {
                 return Ok(Line {
                     dir,
@@ -231,7 +245,9 @@ impl Line {
         all.sort_unstable();
         for &place in all.iter().rev() {
             match self.is_alive(place)? {
-                Some(true) if !crate::sys::is_stopped(place.pid) => return Ok(Ahead::Waiter(place)),
+                Some(true) if !crate::sys::is_stopped(place.pid) => {
+                    return Ok(Ahead::Waiter(place));
+                }
                 Some(true) => {}
                 Some(false) => self.remove(place),
                 None => {}
@@ -250,7 +266,9 @@ impl Line {
                     .map_err(|e| Error::io("cannot lock", self.path.join(&name), e))?;
                 Ok(Some(!free))
             }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -372,7 +390,9 @@ pub(super) fn wait(
                     .unwrap_or_default();
                 for ev in events {
                     if Some(ev.wd) == head_watch {
-                        if ev.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED) != 0 {
+                        if ev.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED)
+                            != 0
+                        {
                             return Ok(Waited::Restart);
                         }
                         if let Some(slot) = std::str::from_utf8(&ev.name)
