@@ -2,18 +2,20 @@
 //! dropped async wait, a resigned campaign) can give — without signals.
 //!
 //! A waiter never sleeps where it cannot be woken: it sleeps in `poll(2)`
-//! on its inotify descriptor and on this interrupter's eventfd, with a
-//! timeout no later than the deadline. Cancelling writes to the eventfd, so
+//! on its inotify descriptor and on this interrupter's pipe, with a
+//! timeout no later than the deadline. Cancelling writes to the pipe, so
 //! the sleeper returns at once; a deadline needs no helper thread, since the
 //! sleeper's own timeout ends the sleep. Locks are only ever tried without
 //! blocking, so no other process, however it holds them, can keep a waiter
 //! from looking at its deadline.
 //!
-//! Nothing here is global: no signal handler, no thread. The eventfd is made
-//! at the first sleep and closed with the last clone.
+//! Nothing here is global: no signal handler, no thread. The pipe is made
+//! at the first sleep and closed with the last clone; it is written once,
+//! at the first trigger, and never read, so it stays readable: a trigger
+//! is for good.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, PipeReader, PipeWriter, Write};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,7 +36,7 @@ struct State {
     reason: Option<Reason>,
     deadline: Option<Instant>,
     /// Readable once triggered; made at the first sleep.
-    wake: Option<Arc<OwnedFd>>,
+    wake: Option<(Arc<PipeReader>, PipeWriter)>,
     /// Called on trigger: how a wait that sleeps in an async runtime rather
     /// than in `poll` (the etcd store) learns that it must stop.
     listener: Option<Listener>,
@@ -102,12 +104,13 @@ impl Interrupter {
     /// Ends the wait (now and any later one) for `reason`, waking a sleeper.
     pub(crate) fn trigger(&self, reason: Reason) {
         let mut st = self.state();
-        st.reason.get_or_insert(reason);
-        if let Some(wake) = &st.wake {
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to an eventfd. A full
-            // counter (impossible here) would only mean it is readable.
-            unsafe { libc::write(wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        if st.reason.is_some() {
+            return;
+        }
+        st.reason = Some(reason);
+        if let Some((_, writer)) = &mut st.wake {
+            // One byte, once: it cannot fill the pipe.
+            let _ = writer.write_all(b"!");
         }
         if let Some(listener) = &st.listener {
             listener();
@@ -124,26 +127,19 @@ impl Interrupter {
         st.listener = Some(Box::new(listener));
     }
 
-    /// The eventfd that becomes readable on trigger, made now if need be.
-    fn wake_fd(&self) -> io::Result<Arc<OwnedFd>> {
+    /// The pipe end that becomes readable on trigger, made now if need be.
+    fn wake_fd(&self) -> io::Result<Arc<PipeReader>> {
         let mut st = self.state();
-        if let Some(fd) = &st.wake {
-            return Ok(Arc::clone(fd));
+        if let Some((reader, _)) = &st.wake {
+            return Ok(Arc::clone(reader));
         }
-        // SAFETY: plain syscall; the result is checked.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor that nothing else owns.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let (reader, mut writer) = io::pipe()?;
         if st.reason.is_some() {
-            let one: u64 = 1;
-            // SAFETY: as in `trigger`.
-            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            let _ = writer.write_all(b"!");
         }
-        st.wake = Some(Arc::clone(&fd));
-        Ok(fd)
+        let reader = Arc::new(reader);
+        st.wake = Some((Arc::clone(&reader), writer));
+        Ok(reader)
     }
 
     /// Sleeps until `fd` (if any) is readable, `timeout` (if any) passes,
@@ -201,7 +197,7 @@ impl Interrupter {
     pub(crate) fn pause(&self, d: Duration) -> Result<(), Reason> {
         match self.sleep(None, Some(d)) {
             Ok(Err(reason)) => Err(reason),
-            // An eventfd or poll that fails leaves a short sleep.
+            // A pipe or poll that fails leaves a short sleep.
             Ok(Ok(_)) => Ok(()),
             Err(_) => {
                 std::thread::sleep(d.min(Duration::from_millis(10)));

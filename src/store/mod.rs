@@ -5,9 +5,9 @@
 
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
-pub(crate) mod fsx;
 pub(crate) mod local;
 pub(crate) mod ownership;
+pub(crate) mod safe_open;
 
 use std::path::Path;
 use std::time::Duration;

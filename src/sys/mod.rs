@@ -25,6 +25,30 @@ mod portable;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use portable::{Inotify, locked_files, look_at_c};
 
+/// The inotify event bits elect asks for: Linux's own; elsewhere no
+/// instance is ever made, so these are never seen.
+pub(crate) mod events {
+    #[cfg(target_os = "linux")]
+    pub(crate) use libc::{
+        IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE_SELF, IN_IGNORED, IN_MODIFY, IN_MOVE_SELF,
+        IN_MOVED_TO, IN_Q_OVERFLOW,
+    };
+    #[cfg(not(target_os = "linux"))]
+    mod values {
+        pub(crate) const IN_MODIFY: u32 = 0x2;
+        pub(crate) const IN_ATTRIB: u32 = 0x4;
+        pub(crate) const IN_CLOSE_WRITE: u32 = 0x8;
+        pub(crate) const IN_MOVED_TO: u32 = 0x80;
+        pub(crate) const IN_CREATE: u32 = 0x100;
+        pub(crate) const IN_DELETE_SELF: u32 = 0x400;
+        pub(crate) const IN_MOVE_SELF: u32 = 0x800;
+        pub(crate) const IN_Q_OVERFLOW: u32 = 0x4000;
+        pub(crate) const IN_IGNORED: u32 = 0x8000;
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) use values::*;
+}
+
 /// What a look at a path found (see `look_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Look {

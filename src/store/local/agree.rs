@@ -21,7 +21,7 @@ use std::time::Duration;
 use super::{ResourceDir, TICKETS_FILE, parse_tickets};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
-use crate::store::fsx::{self, Access};
+use crate::store::safe_open::{self, Access};
 
 /// How long to wait before trying a lock of the agreement again.
 const PAUSE: Duration = Duration::from_millis(2);
@@ -68,7 +68,7 @@ pub(super) fn join(
     mode: u32,
     intr: &Interrupter,
 ) -> Result<Joined> {
-    let (file, _) = fsx::open_file(
+    let (file, _) = safe_open::open_file(
         res.fd.as_fd(),
         &res.path,
         TICKETS_FILE,
@@ -80,7 +80,7 @@ pub(super) fn join(
     let lock_err = |e| Error::io("cannot lock", &res.path, e);
     let agreed = || -> Result<Option<u32>> {
         let mut buf = [0u8; 32];
-        let bytes = fsx::read_into(file.as_fd(), &mut buf)
+        let bytes = safe_open::read_into(file.as_fd(), &mut buf)
             .map_err(|e| Error::io("cannot read", &path, e))?;
         Ok(parse_tickets(bytes))
     };
@@ -89,14 +89,16 @@ pub(super) fn join(
         // The fast way, when the file holds our number: take the shared
         // lock, then read again. Once it is held nobody can find the
         // resource idle, so the number cannot change under us.
-        if agreed()? == Some(tickets) && fsx::try_flock(dir, false).map_err(lock_err)? {
+        if agreed()? == Some(tickets) && safe_open::try_flock(dir, false).map_err(lock_err)? {
             if agreed()? == Some(tickets) {
                 break;
             }
             unlock(dir);
         }
         // The full way, under the exclusive lock of `tickets`.
-        if !fsx::try_flock(file.as_fd(), true).map_err(|e| Error::io("cannot lock", &path, e))? {
+        if !safe_open::try_flock(file.as_fd(), true)
+            .map_err(|e| Error::io("cannot lock", &path, e))?
+        {
             intr.pause(PAUSE).map_err(|_| Error::Cancelled)?;
             continue;
         }
@@ -128,13 +130,13 @@ fn join_locked(
     agreed: &dyn Fn() -> Result<Option<u32>>,
 ) -> Result<bool> {
     let lock_err = |e| Error::io("cannot lock", path, e);
-    if fsx::try_flock(dir, true).map_err(lock_err)? {
+    if safe_open::try_flock(dir, true).map_err(lock_err)? {
         // Nobody is live: the number is ours to set.
-        fsx::overwrite(file.as_fd(), path, format!("{tickets}\n").as_bytes())?;
+        safe_open::overwrite(file.as_fd(), path, format!("{tickets}\n").as_bytes())?;
         // Converting exclusive to shared is not atomic in flock(2); a fast
         // joiner slipping in between reads the number just written, so it
         // cannot disagree unnoticed.
-        return fsx::try_flock(dir, false).map_err(lock_err);
+        return safe_open::try_flock(dir, false).map_err(lock_err);
     }
     match agreed()? {
         Some(agreed) if agreed != tickets => Err(Error::TicketMismatch {
@@ -142,13 +144,13 @@ fn join_locked(
             asked: tickets,
             agreed,
         }),
-        Some(_) => fsx::try_flock(dir, false).map_err(lock_err),
+        Some(_) => safe_open::try_flock(dir, false).map_err(lock_err),
         // Not live participants but someone outside elect holding the
         // directory exclusively for a moment: try again.
-        None if !fsx::try_flock(dir, false).map_err(lock_err)? => Ok(false),
+        None if !safe_open::try_flock(dir, false).map_err(lock_err)? => Ok(false),
         None => {
             unlock(dir);
-            let bytes = fsx::read_prefix(file.as_fd(), 32).unwrap_or_default();
+            let bytes = safe_open::read_prefix(file.as_fd(), 32).unwrap_or_default();
             Err(Error::unsafe_path(
                 path,
                 format!(

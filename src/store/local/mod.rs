@@ -3,7 +3,7 @@
 //!
 //! One module per idea:
 //!
-//! * opening safely is `fsx` and `ownership` (shared with nothing else);
+//! * opening safely is `safe_open` and `ownership` (shared with nothing else);
 //! * [`agree`]: agreeing on N, and being a live participant;
 //! * [`wait`]: the line waiters stand in, and how they sleep;
 //! * [`slot`]: trying the slots, the holder's record, and the release;
@@ -14,7 +14,7 @@
 //! counter) and the directory `line/` (the waiters' places). Nothing is
 //! mapped into memory, nothing blocks in the kernel on a lock, and no
 //! signal or thread is needed: every lock is tried, and a waiter sleeps in
-//! `poll` on inotify and its interrupter's eventfd.
+//! `poll` on inotify and its interrupter's pipe.
 
 mod agree;
 mod slot;
@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::fsx;
 use super::ownership::Sharing;
+use super::safe_open;
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Reason};
 use crate::sys::{self, FileId};
@@ -117,7 +117,7 @@ impl LocalStore {
         Sharing::of_mode(self.dir_mode)
     }
 
-    /// The mode of the files this store makes, which also tells `fsx` whom
+    /// The mode of the files this store makes, which also tells `safe_open` whom
     /// it trusts (see `Sharing::of_mode`).
     fn file_mode(&self) -> u32 {
         self.sharing().file_mode()
@@ -145,7 +145,7 @@ impl LocalStore {
     }
 
     fn open_run_dir(&self, create: bool) -> Result<Option<OwnedFd>> {
-        Ok(fsx::open_run_dir(&self.run_dir, create, self.sharing())?.map(|(fd, _)| fd))
+        Ok(safe_open::open_run_dir(&self.run_dir, create, self.sharing())?.map(|(fd, _)| fd))
     }
 
     fn open_resource(
@@ -156,7 +156,7 @@ impl LocalStore {
     ) -> Result<Option<ResourceDir>> {
         let path = self.run_dir.join(name);
         let Some((fd, st)) =
-            fsx::open_dir(run.as_fd(), Path::new(name), &path, create, self.sharing())?
+            safe_open::open_dir(run.as_fd(), Path::new(name), &path, create, self.sharing())?
         else {
             return Ok(None);
         };

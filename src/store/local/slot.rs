@@ -18,7 +18,7 @@ use super::{Request, slot_name, token};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
 use crate::record::{HolderRecord, RECORD_LEN};
-use crate::store::fsx::{self, Access};
+use crate::store::safe_open::{self, Access};
 use crate::sys::{self, FileId, Inotify};
 
 /// What one try of the slots found.
@@ -41,7 +41,7 @@ pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Resu
     let first = if first < tickets { first } else { 0 };
     for slot in (first..tickets).chain(0..first) {
         let name = slot_name(slot);
-        let (lock, id) = match fsx::open_file(
+        let (lock, id) = match safe_open::open_file(
             j.res.fd.as_fd(),
             &j.res.path,
             &name,
@@ -55,7 +55,7 @@ pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Resu
             }
             Err(e) => return Err(e),
         };
-        let got = fsx::try_flock(lock.as_fd(), true)
+        let got = safe_open::try_flock(lock.as_fd(), true)
             .map_err(|e| Error::io("cannot lock", j.res.path.join(&name), e))?;
         if !got {
             continue;
@@ -116,7 +116,7 @@ pub(super) fn finish(
     let name = slot_name(slot);
     let path = res.path.join(&name);
     let (record_fd, rid, len) =
-        match fsx::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, mode) {
+        match safe_open::open_file_sized(res.fd.as_fd(), &res.path, &name, Access::Write, mode) {
             Ok(opened) => opened,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(None);
@@ -166,7 +166,7 @@ impl LocalHeld {
             .as_fd();
         let mut buf = [0u8; RECORD_LEN];
         let bytes = self.record.padded_in(&mut buf);
-        if fsx::overwrite_from(fd, &self.path, bytes, old_len).is_err() {
+        if safe_open::overwrite_from(fd, &self.path, bytes, old_len).is_err() {
             // SAFETY: plain syscall on a borrowed descriptor.
             unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
         }

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
 use crate::record::HolderRecord;
 use crate::status::{ResourceStatus, SlotStatus};
-use crate::store::fsx;
+use crate::store::safe_open;
+use crate::sys::events::*;
 use crate::sys::{self, FileId, Inotify};
 
 /// `status` reads a run directory with one thread per CPU, up to this many,
@@ -26,13 +27,13 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// What a watcher wakes for: releases (a record descriptor closed), records
 /// written, slot files made, and the directory going away.
-const WATCH_EVENTS: u32 = libc::IN_CLOSE_WRITE
-    | libc::IN_MODIFY
-    | libc::IN_CREATE
-    | libc::IN_MOVED_TO
-    | libc::IN_ATTRIB
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF;
+const WATCH_EVENTS: u32 = IN_CLOSE_WRITE
+    | IN_MODIFY
+    | IN_CREATE
+    | IN_MOVED_TO
+    | IN_ATTRIB
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF;
 
 impl LocalStore {
     /// The status of the named resource, or of every resource. A run
@@ -148,7 +149,7 @@ fn resource_status(
     locked: &HashSet<FileId>,
     every_record: bool,
 ) -> ResourceStatus {
-    let recorded = fsx::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
+    let recorded = safe_open::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
         .ok()
         .and_then(|b| parse_tickets(&b));
     let tickets = recorded.unwrap_or_else(|| count_slots(&res.path));
@@ -160,7 +161,7 @@ fn resource_status(
             _ => false,
         };
         let holder = if held || every_record {
-            fsx::read_to_show(res.fd.as_fd(), &name_i, crate::record::MAX_RECORD + 1)
+            safe_open::read_to_show(res.fd.as_fd(), &name_i, crate::record::MAX_RECORD + 1)
                 .ok()
                 .and_then(|b| HolderRecord::parse(&b))
         } else {
@@ -242,12 +243,7 @@ impl LocalWatch {
                 .map_err(|e| Error::io("cannot watch", &self.res.path, e))?;
             seen = !events.is_empty();
             gone = events.iter().any(|e| {
-                e.mask
-                    & (libc::IN_DELETE_SELF
-                        | libc::IN_MOVE_SELF
-                        | libc::IN_IGNORED
-                        | libc::IN_Q_OVERFLOW)
-                    != 0
+                e.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_Q_OVERFLOW) != 0
             });
         }
         if gone || !self.res.is_at_path() {

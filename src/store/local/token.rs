@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::ResourceDir;
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
-use crate::store::fsx::{self, Access};
+use crate::store::safe_open::{self, Access};
 
 /// The file name of the counter inside a resource directory.
 pub(crate) const TOKEN_FILE: &str = "token";
@@ -72,11 +72,11 @@ fn clock_micros() -> u64 {
 }
 
 /// Takes the next token of the resource in `res`. `mode` is the mode of the
-/// files elect makes there (see `fsx::open_file`). Waits for the counter's
+/// files elect makes there (see `safe_open::open_file`). Waits for the counter's
 /// lock only as long as `intr` allows.
 pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u64> {
     let path = res.path.join(TOKEN_FILE);
-    let (file, _, len) = fsx::open_file_sized(
+    let (file, _, len) = safe_open::open_file_sized(
         res.fd.as_fd(),
         &res.path,
         TOKEN_FILE,
@@ -84,7 +84,7 @@ pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u
         mode,
     )?;
     let fd = file.as_fd();
-    while !fsx::try_flock(fd, true).map_err(|e| Error::io("cannot lock", &path, e))? {
+    while !safe_open::try_flock(fd, true).map_err(|e| Error::io("cannot lock", &path, e))? {
         intr.pause(LOCK_PAUSE).map_err(|_| Error::Cancelled)?;
     }
     // Unlocked before the descriptor closes on every way out, so that a
@@ -98,7 +98,8 @@ pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u
     }
     let _unlock = Unlock(fd);
     let mut buf = [0u8; 64];
-    let bytes = fsx::read_into(fd, &mut buf).map_err(|e| Error::io("cannot read", &path, e))?;
+    let bytes =
+        safe_open::read_into(fd, &mut buf).map_err(|e| Error::io("cannot read", &path, e))?;
     let last = parse_token_file(bytes).map_err(|why| damaged(&path, bytes, why))?;
     let token = match last {
         Some(last) => last
@@ -111,7 +112,7 @@ pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u
     debug_assert_eq!(text.len(), LEN);
     // One write of the fixed length; longer contents (the 16 bytes of an
     // older version are shorter, a person's repair may be either) are cut.
-    fsx::overwrite_from(fd, &path, text.as_bytes(), len.max(bytes.len() as u64))?;
+    safe_open::overwrite_from(fd, &path, text.as_bytes(), len.max(bytes.len() as u64))?;
     Ok(token)
 }
 
@@ -130,7 +131,7 @@ fn damaged(path: &Path, bytes: &[u8], _why: &'static str) -> Error {
 /// The last token issued for the resource in `res`, for display; 0 when
 /// there is none or it cannot be read.
 pub(super) fn last_issued(res: &ResourceDir) -> u64 {
-    fsx::read_to_show(res.fd.as_fd(), TOKEN_FILE, 64)
+    safe_open::read_to_show(res.fd.as_fd(), TOKEN_FILE, 64)
         .ok()
         .and_then(|b| parse_token_file(&b).ok().flatten())
         .unwrap_or(0)

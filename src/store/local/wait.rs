@@ -26,7 +26,7 @@
 //!   free slot waits for a running waiter at most about a second. Once it
 //!   runs again it is back in its place.
 //! * Sleeping is `poll` on the inotify descriptor and the interrupter's
-//!   eventfd, with a timeout no later than the deadline: a timeout, a
+//!   pipe, with a timeout no later than the deadline: a timeout, a
 //!   cancel or a dropped async wait ends a wait at once, whatever other
 //!   processes hold.
 
@@ -41,9 +41,10 @@ use super::slot::{self, LocalHeld, Tried};
 use super::{Request, ResourceDir};
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
-use crate::store::fsx::{self, Access};
 use crate::store::ownership::Sharing;
+use crate::store::safe_open::{self, Access};
 use crate::sys::Inotify;
+use crate::sys::events::*;
 
 /// The directory of the line, beside the slots.
 pub(super) const LINE_DIR: &str = "line";
@@ -67,13 +68,12 @@ const POLL: Duration = Duration::from_millis(10);
 
 /// The events that say a slot may have been released, or that the
 /// directory went away.
-const HEAD_EVENTS: u32 = libc::IN_CLOSE_WRITE | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+const HEAD_EVENTS: u32 = IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF;
 
 /// The events that say the waiter before us left or died. Not
 /// IN_CLOSE_NOWRITE: looking at whether it is alive opens its file
 /// read-only, and would wake us.
-const AHEAD_EVENTS: u32 =
-    libc::IN_CLOSE_WRITE | libc::IN_ATTRIB | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF;
+const AHEAD_EVENTS: u32 = IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
 
 /// One place in the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,7 +119,7 @@ fn open_line_dir(
 ) -> Result<Option<(OwnedFd, PathBuf)>> {
     let path = res.path.join(LINE_DIR);
     Ok(
-        fsx::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?
+        safe_open::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?
             .map(|(fd, _)| (fd, path)),
     )
 }
@@ -209,11 +209,11 @@ impl Line {
             let file = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
             // Someone cleaning stale files may have taken it for one between
             // the create and the lock, and removed it: then take another.
-            let locked = fsx::try_flock(file.as_fd(), true)
+            let locked = safe_open::try_flock(file.as_fd(), true)
                 .map_err(|e| Error::io("cannot lock", path.join(&name), e))?;
             let still = crate::sys::look_at(Some(dir.as_fd()), Path::new(&name)).is_ok_and(|l| {
                 Some(l.id)
-                    == fsx::fstat(file.as_fd())
+                    == safe_open::fstat(file.as_fd())
                         .ok()
                         .map(|st| crate::sys::FileId::of(&st))
             });
@@ -260,9 +260,9 @@ impl Line {
     /// `None`: its file is gone already.
     fn is_alive(&self, place: Place) -> Result<Option<bool>> {
         let name = place.name();
-        match fsx::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
+        match safe_open::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
             Ok((fd, _)) => {
-                let free = fsx::try_flock(fd.as_fd(), false)
+                let free = safe_open::try_flock(fd.as_fd(), false)
                     .map_err(|e| Error::io("cannot lock", self.path.join(&name), e))?;
                 Ok(Some(!free))
             }
@@ -390,9 +390,7 @@ pub(super) fn wait(
                     .unwrap_or_default();
                 for ev in events {
                     if Some(ev.wd) == head_watch {
-                        if ev.mask & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED)
-                            != 0
-                        {
+                        if ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
                             return Ok(Waited::Restart);
                         }
                         if let Some(slot) = std::str::from_utf8(&ev.name)
@@ -404,7 +402,7 @@ pub(super) fn wait(
                             retry = 0;
                         }
                     }
-                    if ev.mask & libc::IN_Q_OVERFLOW != 0 {
+                    if ev.mask & IN_Q_OVERFLOW != 0 {
                         retry = 0;
                     }
                 }
