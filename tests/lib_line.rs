@@ -200,3 +200,21 @@ fn a_huge_timeout_is_no_deadline_and_no_panic() {
     let t = e.obtain_timeout(Duration::MAX).unwrap();
     assert!(t.is_some());
 }
+
+#[test]
+fn a_run_directory_too_long_for_its_slot_paths_is_an_error_not_a_spin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let long = tmp.path().join("d/".repeat(2100));
+    let e = election(&long, "x", 1);
+    let start = Instant::now();
+    for result in [
+        e.try_obtain().map(|_| ()),
+        e.obtain_timeout(Duration::from_secs(1)).map(|_| ()),
+    ] {
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+    assert!(elect::status(Some(&long), None).is_err());
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(!tmp.path().join("d").exists(), "nothing was made");
+}

@@ -292,6 +292,7 @@ impl EtcdStore {
         wait: bool,
         intr: &Interrupter,
     ) -> Result<Option<EtcdHeld>> {
+        self.shared.check_process()?;
         let cancel = Arc::new(Notify::new());
         {
             let cancel = Arc::clone(&cancel);
@@ -328,6 +329,7 @@ impl EtcdStore {
 
     /// Status of one resource or all.
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
+        self.shared.check_process()?;
         let shared = Arc::clone(&self.shared);
         let name = name.map(str::to_string);
         block(async move { status::status(&shared, name.as_deref()).await })?
@@ -335,6 +337,7 @@ impl EtcdStore {
 
     /// Starts watching one resource.
     pub(crate) fn watch(&self, name: &str) -> Result<EtcdWatch> {
+        self.shared.check_process()?;
         EtcdWatch::start(Arc::clone(&self.shared), name)
     }
 }
