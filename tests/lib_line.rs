@@ -218,3 +218,40 @@ fn a_run_directory_too_long_for_its_slot_paths_is_an_error_not_a_spin() {
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(!tmp.path().join("d").exists(), "nothing was made");
 }
+
+/// A dropped async wait and a resigned campaign end on time while a
+/// bystander holds the resource directory exclusively (the waits cannot
+/// even join).
+#[cfg(feature = "tokio")]
+#[test]
+fn a_dropped_async_wait_and_a_resign_end_on_time_under_a_bystander() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    drop(election(run, "busy", 1).obtain().unwrap());
+    let dir = std::fs::File::open(run.join("busy")).unwrap();
+    dir.try_lock().unwrap();
+    let e = election(run, "busy", 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let got = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(200), e.obtain_async()).await
+    });
+    assert!(got.is_err(), "no ticket can be had: {got:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let campaign = e.campaign().run_blocking(|_| {}, |_| {});
+    let start = Instant::now();
+    campaign.resign().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(dir);
+}
