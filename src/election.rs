@@ -313,9 +313,10 @@ impl Election {
         self.obtain_with(false, &intr)
     }
 
-    /// Waits as long as it takes for a ticket. The wait sleeps in the kernel
-    /// and costs no CPU; the ticket is handed over the moment a holder
-    /// releases, exits or is killed.
+    /// Waits as long as it takes for a ticket, in line behind those who came
+    /// first. The wait sleeps (in `poll`, woken by inotify) and costs no
+    /// CPU but a look once a second; the first in line takes a ticket the
+    /// moment a holder releases, exits or is killed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
