@@ -1,9 +1,10 @@
 //! Obtaining a ticket from async code (tokio), cancel-safely.
 //!
-//! The wait itself sleeps in the kernel on a thread of its own (a blocking
-//! `flock` or `ppoll` cannot be a future). Dropping the future interrupts
-//! that thread and joins it before the drop returns, so once the future is
-//! gone no slot is held and no thread or descriptor is left behind.
+//! The wait itself runs on a thread of its own (`elect-waiter`), which
+//! sleeps in `poll` as a blocking wait does. Dropping the future cancels
+//! that wait (through its interrupter's pipe) and joins the thread before
+//! the drop returns, so once the future is gone no slot is held and no
+//! thread or descriptor is left behind.
 
 use crate::election::Election;
 use crate::error::{Error, Result};

@@ -20,6 +20,15 @@ use crate::watch::Watcher;
 /// ```
 pub const MAX_TICKETS: u32 = 4096;
 
+/// How long [`Election::try_obtain`] waits for locks that others hold for a
+/// moment on a resource's bookkeeping before it gives up (it never waits
+/// for a ticket).
+///
+/// ```
+/// assert!(elect::TRY_PATIENCE.as_millis() <= 100);
+/// ```
+pub const TRY_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Mode of the directories elect creates, unless asked otherwise.
 pub(crate) const DEFAULT_MODE: u32 = 0o700;
 /// Mode of the directories elect creates with group sharing.
@@ -286,7 +295,12 @@ impl Election {
         self.store.location()
     }
 
-    /// Takes a free ticket if there is one, without waiting.
+    /// Takes a free ticket if there is one, without waiting for one.
+    ///
+    /// It does wait, up to [`TRY_PATIENCE`], for locks that someone else
+    /// holds for a moment on the resource's bookkeeping (systemd-tmpfiles
+    /// ageing the directory, another participant agreeing on N or taking a
+    /// token); past that it gives up as if no ticket were free.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -297,12 +311,15 @@ impl Election {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_obtain(&self) -> Result<Option<Ticket>> {
-        self.obtain_with(false, &Interrupter::new())
+        let intr = Interrupter::new();
+        intr.set_deadline(Instant::now() + TRY_PATIENCE);
+        self.obtain_with(false, &intr)
     }
 
-    /// Waits as long as it takes for a ticket. The wait sleeps in the kernel
-    /// and costs no CPU; the ticket is handed over the moment a holder
-    /// releases, exits or is killed.
+    /// Waits as long as it takes for a ticket, in line behind those who came
+    /// first. The wait sleeps (in `poll`, woken by inotify) and costs no
+    /// CPU but a look once a second; the first in line takes a ticket the
+    /// moment a holder releases, exits or is killed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -339,12 +356,10 @@ impl Election {
             return self.try_obtain();
         }
         let intr = Interrupter::new();
-        // The watchdog starts only if the fast path finds nothing free.
-        if let Some(t) = self.try_obtain()? {
-            return Ok(Some(t));
+        // A timeout too large to add is no deadline at all.
+        if let Some(deadline) = Instant::now().checked_add(timeout) {
+            intr.set_deadline(deadline);
         }
-        let deadline = Instant::now().checked_add(timeout);
-        let _dog = deadline.map(|d| intr.arm(d));
         self.obtain_with(true, &intr)
     }
 

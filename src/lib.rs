@@ -42,7 +42,6 @@ mod election;
 mod error;
 mod interrupt;
 mod name;
-mod recheck;
 mod record;
 mod rundir;
 mod status;
@@ -56,7 +55,7 @@ mod watch;
 mod asynchronous;
 
 pub use campaign::{BlockingCampaign, CampaignBuilder, Ending};
-pub use election::{Election, ElectionBuilder, MAX_TICKETS};
+pub use election::{Election, ElectionBuilder, MAX_TICKETS, TRY_PATIENCE};
 pub use error::{Error, Result};
 pub use name::MAX_NAME_LEN;
 pub use record::{HolderRecord, MAX_LABEL};
@@ -102,7 +101,7 @@ const _: () = {
 /// stable API.
 #[doc(hidden)]
 pub mod __fuzz {
-    pub use crate::store::token::parse_token_file;
+    pub use crate::store::local::token::parse_token_file;
 
     /// How many files `/proc/locks` text says are exclusively flocked.
     #[cfg(target_os = "linux")]
@@ -124,14 +123,6 @@ pub mod __fuzz {
     pub fn is_valid_name(name: &str) -> bool {
         crate::name::validate_name(name).is_ok()
     }
-}
-
-/// Not part of the API, and not used by the binary (which has its own copy,
-/// src/cli/step_back.rs): kept only for the example in src/sys/step_back.rs,
-/// which the rewrite of the waiting engine removes, and this with it.
-#[doc(hidden)]
-pub mod __cli {
-    pub use crate::sys::StepBack;
 }
 
 /// The README's examples, compiled as doctests so that they stay true (with

@@ -645,3 +645,75 @@ fn a_store_error_keeps_the_etcd_clients_error_as_its_source() {
     );
     assert!(message.contains(&source.to_string()), "{message}");
 }
+
+const FORK_ENDPOINTS: &str = "ELECT_TEST_FORK_ETCD";
+
+/// The forking process of the test below: it holds an etcd ticket and
+/// forks; the child drops its copy, finds the parent's election refuses
+/// clearly, and a fresh election of its own sees the slot taken.
+#[test]
+#[ignore = "the body of a forking process; the test below runs it"]
+fn etcd_fork_scenario() {
+    let Ok(endpoints) = std::env::var(FORK_ENDPOINTS) else {
+        return;
+    };
+    let etcd = Etcd::new(&endpoints)
+        .unwrap()
+        .prefix(format!("fork-{}/", std::process::id()))
+        .unwrap();
+    let e = election(&etcd, "forked", 1);
+    let ticket = e.obtain().unwrap();
+    // SAFETY: fork; the child ends with _exit and touches nothing of the
+    // parent's but what the scenario names.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: the child's only owner of its copy of the ticket.
+            drop(unsafe { std::ptr::read(&ticket) });
+            let refused = matches!(e.try_obtain(), Err(Error::Store { .. }));
+            let fresh = election(&etcd, "forked", 1);
+            let taken = matches!(fresh.try_obtain(), Ok(None));
+            refused && taken
+        }))
+        .unwrap_or(false);
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    println!("CHILD {}", libc::WEXITSTATUS(status));
+    let other = election(&etcd, "forked", 1);
+    println!("OTHER-GOT {}", other.try_obtain().unwrap().is_some());
+    drop(ticket);
+    println!("AFTER-RELEASE {}", other.try_obtain().unwrap().is_some());
+}
+
+#[test]
+fn a_fork_child_neither_releases_the_parents_etcd_ticket_nor_uses_its_connections() {
+    if !require_etcd(
+        "a_fork_child_neither_releases_the_parents_etcd_ticket_nor_uses_its_connections",
+    ) {
+        return;
+    }
+    let node = shared_node();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "etcd_fork_scenario",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(FORK_ENDPOINTS, node.endpoints())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in ["CHILD 0", "OTHER-GOT false", "AFTER-RELEASE true"] {
+        assert!(
+            text.contains(want),
+            "no {want:?} in:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

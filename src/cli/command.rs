@@ -12,7 +12,6 @@ use std::process::{Child, Command, ExitStatus};
 use elect::{Election, Ticket};
 
 use super::exit::{self, Failure};
-use super::step_back::StepBack;
 
 /// The search path `execvp` uses when `PATH` is unset.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
@@ -139,14 +138,7 @@ pub(crate) fn spawn(
         die_with_parent(&mut cmd);
     }
     unblock_signals(&mut cmd);
-    // The command's start must not wait for elect's bookkeeping after the
-    // spawn (see `StepBack`).
-    let step_back = StepBack::begin();
-    if step_back.active() {
-        restore_sched_other(&mut cmd);
-    }
     let started = cmd.spawn();
-    drop(step_back);
     started.map_err(|e| {
         let shown = argv[0].to_string_lossy();
         match e.raw_os_error() {
@@ -178,23 +170,6 @@ fn unblock_signals(cmd: &mut Command) {
             if r != 0 {
                 return Err(std::io::Error::from_raw_os_error(r));
             }
-            Ok(())
-        });
-    }
-}
-
-/// Puts the command back under `SCHED_OTHER`, which it would otherwise
-/// inherit from a [`StepBack`] as `SCHED_BATCH`. Its nice value is kept.
-fn restore_sched_other(cmd: &mut Command) {
-    // SAFETY: the closure calls only sched_setscheduler, a system call
-    // (async-signal-safe), with a sched_param on its own stack.
-    unsafe {
-        cmd.pre_exec(|| {
-            let param = libc::sched_param { sched_priority: 0 };
-            // A failure leaves the command under SCHED_BATCH, which only
-            // makes it wait for a tick instead of preempting: not worth
-            // refusing to run it.
-            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
             Ok(())
         });
     }

@@ -13,7 +13,6 @@ mod progress;
 mod run;
 mod signals;
 mod status;
-mod step_back;
 mod watch;
 
 use clap::{CommandFactory, Parser};
@@ -21,7 +20,7 @@ use clap::{CommandFactory, Parser};
 use args::{Cli, Command};
 use exit::Failure;
 /// For the binary's start-up, which runs before the command line is read.
-pub(crate) use exit::{FAILURE, say};
+pub(crate) use exit::say;
 
 /// Runs `elect` with this process's arguments and returns its exit status.
 pub(crate) fn main() -> i32 {

@@ -5,13 +5,9 @@
 
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
-pub(crate) mod fsx;
 pub(crate) mod local;
 pub(crate) mod ownership;
-pub(crate) mod record_page;
-pub(crate) mod seats;
-pub(crate) mod token;
-pub(crate) mod watched;
+pub(crate) mod safe_open;
 
 use std::path::Path;
 use std::time::Duration;

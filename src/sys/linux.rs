@@ -1,229 +1,134 @@
 //! Linux: inotify to sleep until a slot file is closed, and `/proc/locks` to
 //! see who holds a flock without taking it.
 
+use super::{FileId, Look};
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::Duration;
 
-use super::{FileId, Look, Seen};
-
-/// An inotify watch on one directory, held by its descriptor so that a
-/// rename of the path cannot redirect it.
+/// An inotify instance, non-blocking and close-on-exec, and the watches
+/// added to it.
 ///
-/// When the kernel refuses another inotify instance or watch (the per-user
-/// limits, `fs.inotify.max_user_instances` is often only 128), the watch
-/// polls instead: it sleeps [`POLL`] at a time and reports a possible
-/// release each time, so waiting goes on, only less promptly and less
-/// cheaply.
+/// Closing an inotify descriptor waits for an RCU grace period (a few
+/// milliseconds), so a waiter hands its instance to the ticket it obtains,
+/// which closes it on release, away from the hand-off.
 #[derive(Debug)]
-pub(crate) struct DirWatch {
-    fd: Option<OwnedFd>,
-    /// Watching slot files one by one (see [`DirWatch::slot_files`]), not
-    /// a directory: events then name no file, and the watch tells which.
-    files: bool,
+pub(crate) struct Inotify {
+    fd: OwnedFd,
 }
 
-/// The events that say a slot may have been released.
-const RELEASED: u32 = libc::IN_CLOSE_WRITE | libc::IN_ATTRIB;
+/// One event: its mask, watch and the name of the file it is about (empty
+/// for an event about the watched object itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub(crate) wd: i32,
+    pub(crate) mask: u32,
+    pub(crate) name: Vec<u8>,
+}
 
-/// How often a watch without inotify looks again.
-const POLL: Duration = Duration::from_millis(10);
-
-impl DirWatch {
-    /// Watches the directory open at `dir` for releases and for the
-    /// directory going away: what a waiter needs. A holder that releases
-    /// touches its slot file's times (IN_ATTRIB); one that dies closes its
-    /// record descriptor (IN_CLOSE_WRITE).
-    pub(crate) fn releases(dir: BorrowedFd<'_>) -> io::Result<Self> {
-        Self::new(dir, RELEASED)
-    }
-
-    /// Watches for releases, and also for slot files written (a holder
-    /// recorded itself) and entries created: what an observer needs.
-    pub(crate) fn changes(dir: BorrowedFd<'_>) -> io::Result<Self> {
-        Self::new(
-            dir,
-            RELEASED | libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO,
-        )
-    }
-
-    fn new(dir: BorrowedFd<'_>, interest: u32) -> io::Result<Self> {
-        match Self::inotify(dir, interest) {
-            Ok(fd) => Ok(DirWatch {
-                fd: Some(fd),
-                files: false,
-            }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENOSPC)) => {
-                Ok(DirWatch {
-                    fd: None,
-                    files: false,
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Watches the files `slot.0` to `slot.<n-1>` in the directory open at
-    /// `dir` for releases, and nothing else: what a seated process's helper
-    /// needs (it must not wake for the seats, which the head watches). Each
-    /// file must exist. Unlike the other watches this one never polls: it
-    /// fails when the kernel refuses it.
-    pub(crate) fn slot_files(dir: BorrowedFd<'_>, n: u32) -> io::Result<Self> {
-        let fd = Self::instance()?;
-        for i in 0..n {
-            // Through our descriptor of the directory, as in `inotify`; the
-            // slot file itself is not followed if it is a symbolic link.
-            let path = CString::new(format!("/proc/self/fd/{}/slot.{i}", dir.as_raw_fd()))
-                .expect("no NUL");
-            // SAFETY: path is a valid C string; fd is an inotify descriptor.
-            let wd = unsafe {
-                libc::inotify_add_watch(
-                    fd.as_raw_fd(),
-                    path.as_ptr(),
-                    RELEASED | libc::IN_DONT_FOLLOW,
-                )
-            };
-            if wd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(DirWatch {
-            fd: Some(fd),
-            files: true,
-        })
-    }
-
-    /// A new inotify instance, non-blocking and close-on-exec.
-    fn instance() -> io::Result<OwnedFd> {
+impl Inotify {
+    /// A new instance; `Err` when the kernel refuses one (the per-user
+    /// limit `fs.inotify.max_user_instances`), and the caller then polls.
+    pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked.
         let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: raw is a fresh descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-    }
-
-    fn inotify(dir: BorrowedFd<'_>, interest: u32) -> io::Result<OwnedFd> {
-        let fd = Self::instance()?;
-        // inotify_add_watch takes a path; naming the directory through our own
-        // descriptor watches exactly the inode we opened and checked, even if
-        // the path has since been replaced.
-        let path = CString::new(format!("/proc/self/fd/{}", dir.as_raw_fd())).expect("no NUL");
-        let mask = interest | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_ONLYDIR;
-        // SAFETY: path is a valid C string; fd is an inotify descriptor.
-        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
-    }
-
-    /// Whether this watch polls because inotify was refused.
-    #[cfg(test)]
-    pub(crate) fn is_polling(&self) -> bool {
-        self.fd.is_none()
-    }
-
-    /// Sleeps until an event arrives or `timeout` passes (`None`: forever),
-    /// then drains every queued event. Returns `Err` with `ErrorKind::Interrupted`
-    /// when a signal interrupted the sleep.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
-        self.wait_or(timeout, None)
-    }
-
-    /// Like [`DirWatch::wait`], but also ends the sleep when `also` becomes
-    /// readable (the caller reads it).
-    pub(crate) fn wait_or(
-        &self,
-        timeout: Option<Duration>,
-        also: Option<BorrowedFd<'_>>,
-    ) -> io::Result<Seen> {
-        let Some(fd) = &self.fd else {
-            return Self::poll(timeout);
-        };
-        let pollfd = |fd: libc::c_int| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let mut pfd = [
-            pollfd(fd.as_raw_fd()),
-            pollfd(also.map_or(-1, |a| a.as_raw_fd())),
-        ];
-        let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
-        let count = if also.is_some() { 2 } else { 1 };
-        // SAFETY: `count` valid pollfds; tsp is null or points at a live
-        // timespec.
-        let n = unsafe { libc::ppoll(pfd.as_mut_ptr(), count, tsp, std::ptr::null()) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 || pfd[0].revents == 0 {
-            return Ok(Seen::default());
-        }
-        self.drain()
-    }
-
-    /// Without inotify: sleep a little (interruptibly: `ppoll` with no
-    /// descriptors returns `EINTR` on a signal, where `thread::sleep` would
-    /// go on) and report that a slot may have been released.
-    fn poll(timeout: Option<Duration>) -> io::Result<Seen> {
-        let t = timeout.map_or(POLL, |t| t.min(POLL));
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: no descriptors; ts is a live timespec.
-        if unsafe { libc::ppoll(std::ptr::null_mut(), 0, &ts, std::ptr::null()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Seen {
-            slot_closed: true,
-            slot_written: true,
-            ..Seen::default()
+        Ok(Inotify {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
         })
     }
 
-    /// Reads every queued event without sleeping.
-    pub(crate) fn drain(&self) -> io::Result<Seen> {
-        let Some(fd) = &self.fd else {
-            return Ok(Seen::default());
+    /// The descriptor to sleep on.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Watches `name` in the directory open at `dir` (or the directory
+    /// itself when `name` is `None`) for `mask`, not following a link.
+    /// Naming it through our own descriptor of the directory watches the
+    /// directory we opened and checked, even if its path was replaced since.
+    pub(crate) fn add(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: Option<&str>,
+        mask: u32,
+    ) -> io::Result<i32> {
+        let path = match name {
+            Some(n) => format!("/proc/self/fd/{}/{n}", dir.as_raw_fd()),
+            None => format!("/proc/self/fd/{}", dir.as_raw_fd()),
         };
-        let mut seen = Seen::default();
-        // Aligned for inotify_event; big enough for many events at once. On
-        // the stack: the head of the line drains between a release and its
-        // ticket.
+        let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mask = mask
+            | if name.is_some() {
+                libc::IN_DONT_FOLLOW
+            } else {
+                libc::IN_ONLYDIR
+            };
+        // SAFETY: path is a valid C string; fd is an inotify descriptor.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), path.as_ptr(), mask) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(wd)
+    }
+
+    /// Stops watch `wd` (whose object may be gone already: then nothing).
+    pub(crate) fn remove(&self, wd: i32) {
+        // SAFETY: plain syscall; an unknown wd is EINVAL, which is fine.
+        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
+    }
+
+    /// Every queued event, without sleeping.
+    pub(crate) fn read(&self) -> io::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        // Aligned for inotify_event; big enough for many events at once.
         let mut buf = [0u64; 4096 / 8];
         loop {
             // SAFETY: buf is writable for its whole length.
-            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
+            let n =
+                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len() * 8) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
-                    io::ErrorKind::WouldBlock => Ok(seen),
+                    io::ErrorKind::WouldBlock => Ok(events),
                     io::ErrorKind::Interrupted => continue,
                     _ => Err(err),
                 };
             }
+            // SAFETY: the kernel wrote n bytes into buf.
             let bytes =
-                // SAFETY: the kernel wrote n bytes into buf.
                 unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-            parse_events(bytes, self.files, &mut seen);
-            // A read that did not fill the buffer took every queued event;
-            // asking again would only say so (EAGAIN). An event queued
-            // meanwhile wakes the next wait at once.
+            parse_events(bytes, &mut events);
             if (n as usize) < buf.len() * 8 {
-                return Ok(seen);
+                return Ok(events);
             }
         }
+    }
+}
+
+/// Splits a buffer of `inotify_event` records.
+fn parse_events(mut bytes: &[u8], into: &mut Vec<Event>) {
+    let header = size_of::<libc::inotify_event>();
+    while bytes.len() >= header {
+        // SAFETY: at least one header's worth of bytes; read_unaligned copes
+        // with any alignment.
+        let ev: libc::inotify_event =
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<libc::inotify_event>()) };
+        let end = (header + ev.len as usize).min(bytes.len());
+        let name = &bytes[header..end];
+        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+        into.push(Event {
+            wd: ev.wd,
+            mask: ev.mask,
+            name: name.to_vec(),
+        });
+        bytes = &bytes[end..];
     }
 }
 
@@ -269,53 +174,6 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<
         return super::look_by_stat(dirfd, path);
     }
     Err(err)
-}
-
-/// Folds a buffer of `inotify_event` records into `seen`.
-fn parse_events(mut bytes: &[u8], files: bool, seen: &mut Seen) {
-    let header = size_of::<libc::inotify_event>();
-    while bytes.len() >= header {
-        // SAFETY: at least one header's worth of bytes; read_unaligned copes
-        // with any alignment.
-        let ev: libc::inotify_event =
-            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<libc::inotify_event>()) };
-        let end = (header + ev.len as usize).min(bytes.len());
-        let name = &bytes[header..end];
-        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-        let mask = ev.mask;
-        // A watch of slot files names no file: the slots were added in
-        // order to a fresh instance, whose watch descriptors the kernel
-        // numbers from 1. A directory's names the file.
-        let is_slot = files || name.starts_with(b"slot.");
-        if mask & RELEASED != 0 && is_slot {
-            seen.slot_closed = true;
-            if seen.first_closed.is_none() {
-                seen.first_closed = if files {
-                    u32::try_from(ev.wd - 1).ok()
-                } else {
-                    std::str::from_utf8(&name[5..])
-                        .ok()
-                        .and_then(|n| n.parse().ok())
-                };
-            }
-        }
-        if mask & RELEASED != 0 && !files && name.starts_with(b"seat.") {
-            seen.seat_freed = true;
-        }
-        if mask & libc::IN_MODIFY != 0 && is_slot {
-            seen.slot_written = true;
-        }
-        if mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0 {
-            seen.created = true;
-        }
-        if mask
-            & (libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_IGNORED | libc::IN_Q_OVERFLOW)
-            != 0
-        {
-            seen.dir_changed = true;
-        }
-        bytes = &bytes[end..];
-    }
 }
 
 /// The files on which some process holds an exclusive flock right now, as
@@ -419,27 +277,21 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn a_watch_of_slot_files_names_the_slot_released_and_ignores_the_rest() {
+    fn an_instance_reports_a_close_after_writing_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["slot.0", "slot.1", "slot.2", "seat.2"] {
-            std::fs::write(dir.path().join(name), "").unwrap();
-        }
         let d = std::fs::File::open(dir.path()).unwrap();
-        let w = DirWatch::slot_files(std::os::fd::AsFd::as_fd(&d), 3).unwrap();
-        let touch = |name: &str| {
-            std::fs::File::options()
-                .write(true)
-                .open(dir.path().join(name))
-                .unwrap()
-                .set_modified(std::time::SystemTime::now())
-                .unwrap();
-        };
-        touch("seat.2");
-        assert!(!w.drain().unwrap().any(), "a seat is not a slot");
-        touch("slot.2");
-        let seen = w.wait(Some(Duration::from_secs(60))).unwrap();
-        assert!(seen.slot_closed);
-        assert_eq!(seen.first_closed, Some(2));
+        use std::os::fd::AsFd;
+        let ino = Inotify::new().unwrap();
+        let wd = ino.add(d.as_fd(), None, libc::IN_CLOSE_WRITE).unwrap();
+        assert!(ino.read().unwrap().is_empty());
+        std::fs::write(dir.path().join("slot.3"), "x").unwrap();
+        let events = ino.read().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.wd == wd && e.name == b"slot.3" && e.mask & libc::IN_CLOSE_WRITE != 0),
+            "{events:?}"
+        );
     }
 
     #[test]
@@ -470,31 +322,6 @@ mod tests {
             look_at(None, &dir.path().join("nope")).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
-    }
-
-    #[test]
-    fn a_watch_polls_when_inotify_is_refused() {
-        // Use up this process's inotify instances (the per-user limit), then
-        // one more watch must still work, by polling.
-        let dir = std::fs::File::open("/").unwrap();
-        use std::os::fd::AsFd;
-        let mut held = Vec::new();
-        let mut polling = None;
-        for _ in 0..100_000 {
-            let w = DirWatch::releases(dir.as_fd()).unwrap();
-            if w.is_polling() {
-                polling = Some(w);
-                break;
-            }
-            held.push(w);
-        }
-        let w = polling.expect("the kernel never refused an inotify instance");
-        let seen = w.wait(Some(Duration::from_millis(1))).unwrap();
-        assert!(
-            seen.slot_closed,
-            "a polling watch reports a possible release"
-        );
-        assert_eq!(w.drain().unwrap(), Seen::default());
     }
 
     #[test]

@@ -1,13 +1,9 @@
-//! Platform mechanisms behind one small interface: being woken when a slot
-//! file is closed, reading which files hold a flock, looking at a path,
-//! a file page shared between processes (`shared_page`, Linux) and
-//! stepping back on the CPU while a wake-up should not preempt
-//! (`step_back`).
+//! Platform mechanisms behind one small interface: inotify (to sleep until
+//! a file is closed), `/proc/locks` (to see who holds a flock without
+//! taking it), looking at a path, and whether a process is stopped.
 //!
-//! Linux has inotify and `/proc/locks`; other Unix systems get a portable
-//! fallback that polls (waking), cannot tell who holds a slot (reading
-//! fails: nothing ever tries a lock just to look), take tokens under a flock
-//! instead of from a shared page, and do not step back.
+//! Linux has all of them; other Unix systems get a portable fallback whose
+//! waiters poll and whose `status` refuses (it cannot see holders).
 
 use std::ffi::CString;
 use std::io;
@@ -16,24 +12,42 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 mod clock;
-mod step_back;
 #[cfg(feature = "etcd")]
 pub(crate) use clock::since_boot;
-pub use step_back::StepBack;
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{DirWatch, locked_files, look_at_c, parse_proc_locks};
-#[cfg(target_os = "linux")]
-mod shared_page;
-#[cfg(target_os = "linux")]
-pub(crate) use shared_page::SharedPage;
+pub(crate) use linux::{Inotify, locked_files, look_at_c, parse_proc_locks};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{DirWatch, locked_files, look_at_c};
+pub(crate) use portable::{Inotify, locked_files, look_at_c};
+
+/// The inotify event bits elect asks for: Linux's own; elsewhere no
+/// instance is ever made, so these are never seen.
+pub(crate) mod events {
+    #[cfg(target_os = "linux")]
+    pub(crate) use libc::{
+        IN_ATTRIB, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE_SELF, IN_IGNORED, IN_MODIFY, IN_MOVE_SELF,
+        IN_MOVED_TO, IN_Q_OVERFLOW,
+    };
+    #[cfg(not(target_os = "linux"))]
+    mod values {
+        pub(crate) const IN_MODIFY: u32 = 0x2;
+        pub(crate) const IN_ATTRIB: u32 = 0x4;
+        pub(crate) const IN_CLOSE_WRITE: u32 = 0x8;
+        pub(crate) const IN_MOVED_TO: u32 = 0x80;
+        pub(crate) const IN_CREATE: u32 = 0x100;
+        pub(crate) const IN_DELETE_SELF: u32 = 0x400;
+        pub(crate) const IN_MOVE_SELF: u32 = 0x800;
+        pub(crate) const IN_Q_OVERFLOW: u32 = 0x4000;
+        pub(crate) const IN_IGNORED: u32 = 0x8000;
+    }
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) use values::*;
+}
 
 /// What a look at a path found (see `look_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,35 +90,6 @@ fn look_by_stat(dirfd: libc::c_int, path: &std::ffi::CStr) -> std::io::Result<Lo
     }
 }
 
-/// What a [`DirWatch`] saw while waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Seen {
-    /// A file whose name starts with `slot.` was closed after writing or
-    /// had its times touched: a holder may have released.
-    pub(crate) slot_closed: bool,
-    /// The number of the first slot file seen closed, if its name said it:
-    /// the slot most likely free now, to try first.
-    pub(crate) first_closed: Option<u32>,
-    /// A slot file was written or created: someone may have acquired.
-    pub(crate) slot_written: bool,
-    /// The directory itself was removed or moved, or the event queue
-    /// overflowed: the caller must look again from scratch.
-    pub(crate) dir_changed: bool,
-    /// An entry was created in the directory (used when watching a run
-    /// directory for a resource directory to appear).
-    pub(crate) created: bool,
-    /// A file whose name starts with `seat.` was touched or closed after
-    /// writing: a seat may have been left empty.
-    pub(crate) seat_freed: bool,
-}
-
-impl Seen {
-    /// True when anything at all was seen.
-    pub(crate) fn any(&self) -> bool {
-        self.slot_closed || self.slot_written || self.dir_changed || self.created
-    }
-}
-
 /// The kernel's identity of a file: device and inode, as `/proc/locks` shows
 /// them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,45 +110,40 @@ impl FileId {
     }
 }
 
-/// How many times this process is a `fork` child (0 in the original
-/// process): descriptors cached by one generation must not be used by the
-/// next, because after a fork parent and child share their open file
-/// descriptions, and flock(2) does not exclude holders of the same one.
-///
-/// The count is kept by a `pthread_atfork` child handler, registered the
-/// first time this is called, so checking it costs no system call.
-pub(crate) fn fork_generation() -> u64 {
-    use std::sync::Once;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static FORKS: AtomicU64 = AtomicU64::new(0);
-    static REGISTER: Once = Once::new();
-    extern "C" fn on_fork_child() {
-        // Async-signal-safe: one atomic add.
-        FORKS.fetch_add(1, Ordering::Relaxed);
+/// Whether process `pid` is stopped (SIGSTOP, Ctrl-Z, a debugger) or in a
+/// frozen cgroup: alive, but doing nothing until someone else continues it.
+/// A pid that cannot be looked at (gone, another PID namespace, no /proc)
+/// counts as running: only a positive sighting makes a waiter skip it.
+pub(crate) fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last ')', as comm may hold
+    // anything.
+    let state = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .and_then(|i| stat.get(i + 2).copied());
+    if matches!(state, Some(b'T' | b't')) {
+        return true;
     }
-    REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only does an atomic add. If
-        // registration fails, caches are used as if no fork happened, as
-        // they were before this counter existed.
-        unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
-    });
-    FORKS.load(Ordering::Relaxed)
+    is_frozen(pid)
 }
 
-/// This process's id, without a system call after the first: cached per
-/// [`fork_generation`].
-pub(crate) fn pid() -> u32 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    // The generation in the high half, the pid in the low half; 0: none yet.
-    static CACHED: AtomicU64 = AtomicU64::new(0);
-    let generation = fork_generation() & 0xffff_ffff;
-    let cached = CACHED.load(Ordering::Relaxed);
-    if cached != 0 && cached >> 32 == generation {
-        return cached as u32;
+/// Whether `pid` is in a frozen cgroup (v2): its tasks look asleep, not
+/// stopped, in `/proc/PID/stat`.
+fn is_frozen(pid: u32) -> bool {
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return false;
+    };
+    let Some(path) = cgroups.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
+    if path.contains("..") {
+        return false;
     }
-    let pid = std::process::id();
-    CACHED.store(generation << 32 | u64::from(pid), Ordering::Relaxed);
-    pid
+    std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|l| l == "frozen 1"))
 }
 
 /// The open flag for a directory that only leads the way to another:

@@ -3,13 +3,11 @@
 //! try a lock to find out, which could make another process miss a free
 //! ticket.
 
+use super::{FileId, Look};
 use std::collections::HashSet;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::time::Duration;
-
-use super::{FileId, Look, Seen};
 
 /// What the file at `path` (relative to `dir`, or to the working directory)
 /// is, not following a final symbolic link (see [`super::look_at`]).
@@ -17,52 +15,49 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<
     super::look_by_stat(dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd()), path)
 }
 
-/// How often a waiter looks again without inotify.
-const POLL: Duration = Duration::from_millis(20);
-
-/// Without inotify, waiting is a short sleep that reports "maybe changed".
+/// No inotify here: [`Inotify::new`] always fails, and waiters poll.
 #[derive(Debug)]
-pub(crate) struct DirWatch;
+pub(crate) struct Inotify {
+    never: std::convert::Infallible,
+}
 
-impl DirWatch {
-    /// Always succeeds; there is nothing to set up.
-    pub(crate) fn releases(_dir: BorrowedFd<'_>) -> io::Result<Self> {
-        Ok(DirWatch)
-    }
+/// An inotify event (never made here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub(crate) wd: i32,
+    pub(crate) mask: u32,
+    pub(crate) name: Vec<u8>,
+}
 
-    /// Always succeeds; there is nothing to set up.
-    pub(crate) fn changes(_dir: BorrowedFd<'_>) -> io::Result<Self> {
-        Ok(DirWatch)
-    }
-
-    /// Refused: seats need inotify (see `store::seats`).
-    pub(crate) fn slot_files(_dir: BorrowedFd<'_>, _n: u32) -> io::Result<Self> {
+impl Inotify {
+    /// Always fails: the caller polls.
+    pub(crate) fn new() -> io::Result<Self> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "no inotify"))
     }
 
-    /// As [`DirWatch::wait`]; `also` is not looked at.
-    pub(crate) fn wait_or(
+    /// Never called: there is no instance.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.never {}
+    }
+
+    /// Never called: there is no instance.
+    pub(crate) fn add(
         &self,
-        timeout: Option<Duration>,
-        _also: Option<BorrowedFd<'_>>,
-    ) -> io::Result<Seen> {
-        self.wait(timeout)
+        _dir: BorrowedFd<'_>,
+        _name: Option<&str>,
+        _mask: u32,
+    ) -> io::Result<i32> {
+        match self.never {}
     }
 
-    /// Sleeps for the shorter of `timeout` and the poll interval.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> io::Result<Seen> {
-        std::thread::sleep(timeout.map_or(POLL, |t| t.min(POLL)));
-        Ok(Seen {
-            slot_closed: true,
-            slot_written: true,
-            created: true,
-            ..Seen::default()
-        })
+    /// Never called: there is no instance.
+    pub(crate) fn remove(&self, _wd: i32) {
+        match self.never {}
     }
 
-    /// Nothing is queued without inotify.
-    pub(crate) fn drain(&self) -> io::Result<Seen> {
-        Ok(Seen::default())
+    /// Never called: there is no instance.
+    pub(crate) fn read(&self) -> io::Result<Vec<Event>> {
+        match self.never {}
     }
 }
 

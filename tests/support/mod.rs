@@ -217,6 +217,30 @@ impl Worker {
         }
     }
 
+    /// Whether the worker has said `word` by now, without waiting: reads
+    /// what it printed so far. A word seen here is not seen again by
+    /// [`expect`](Self::expect).
+    pub fn has_said(&mut self, word: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.transcript.push(line);
+        }
+        self.transcript.iter().any(|line| {
+            line.find(MARK).is_some_and(|at| {
+                !line.starts_with("stderr: ")
+                    && line[at + MARK.len()..]
+                        .strip_prefix(word)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+            })
+        })
+    }
+
+    /// Sends a signal to the worker.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain syscall on our own child, not yet reaped.
+        let rc = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill -{sig} {}", self.pid);
+    }
+
     /// Waits for `HELD <slot> <token>` and returns slot and token.
     pub fn expect_held(&mut self) -> (u32, u64) {
         let rest = self.expect("HELD");
@@ -824,4 +848,17 @@ pub fn observer_files(dir: &Path) -> (PathBuf, PathBuf) {
     File::create(&log).unwrap();
     std::fs::write(&obs, "0").unwrap();
     (log, obs)
+}
+
+/// How many places the line of the resource at `res` has (waiters, and
+/// stale places not yet removed).
+pub fn line_len(res: &Path) -> usize {
+    std::fs::read_dir(res.join("line")).map_or(0, |d| d.count())
+}
+
+/// Waits until `n` waiters stand in the line of the resource at `res`.
+pub fn wait_line(res: &Path, n: usize) {
+    wait_until(&format!("{n} in the line of {}", res.display()), || {
+        line_len(res) == n
+    });
 }

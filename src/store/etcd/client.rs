@@ -12,7 +12,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -31,26 +30,45 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The process's runtime for etcd calls: one worker thread, made on first
-/// use.
+/// use, and made anew in a fork child (whose copy of the parent's runtime
+/// has no thread: the kernel copies only the thread that forked). The
+/// parent's is leaked there, not dropped: dropping it would wait for
+/// threads that do not exist in the child.
 pub(super) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("elect-etcd")
-                .enable_all()
-                .build()
-        })
-        .as_ref()
-        .map_err(|e| {
-            let message = format!("cannot start the etcd client's runtime: {e}");
-            let source = match e.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code),
-                None => std::io::Error::new(e.kind(), e.to_string()),
-            };
-            Error::store(message, source)
-        })
+    type Made = Option<(u32, &'static tokio::runtime::Runtime)>;
+    static RUNTIME: std::sync::Mutex<Made> = std::sync::Mutex::new(None);
+    let pid = std::process::id();
+    // try_lock: another thread of the parent may have held it at the fork,
+    // and then it stays held in the child for good.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut made = loop {
+        match RUNTIME.try_lock() {
+            Ok(guard) => break guard,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::yield_now();
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(Error::Store(
+                    "the etcd client's runtime is being made by a thread that no longer exists (this process forked meanwhile); make the etcd election in the process that uses it".into(),
+                ));
+            }
+        }
+    };
+    if let Some((made_by, rt)) = *made
+        && made_by == pid
+    {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("elect-etcd")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::store(format!("cannot start the etcd client's runtime: {e}"), e))?;
+    let rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(rt));
+    *made = Some((pid, rt));
+    Ok(rt)
 }
 
 /// Whether this thread is one of the runtime's own, where blocking on it
@@ -108,6 +126,9 @@ fn is_unavailable(e: &etcd_client::Error) -> bool {
 /// own Go client does: calls go to one member until it fails to answer,
 /// then to the next.
 pub(super) struct Shared {
+    /// The process that made it: its connections run on that process's
+    /// runtime, which a fork child does not have.
+    pid: u32,
     pub(super) cfg: Etcd,
     pub(super) location: PathBuf,
     clients: Vec<tokio::sync::OnceCell<Client>>,
@@ -133,6 +154,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(super) fn new(cfg: Etcd) -> Self {
         Shared {
+            pid: std::process::id(),
             location: PathBuf::from(cfg.location()),
             clients: cfg
                 .endpoints
@@ -147,6 +169,21 @@ impl Shared {
     }
 
     /// The client of the endpoint in use, and which endpoint that is.
+    /// An error in a fork child of the process that made this: its
+    /// connections are the parent's.
+    pub(super) fn check_process(&self) -> Result<()> {
+        if std::process::id() == self.pid {
+            return Ok(());
+        }
+        Err(Error::Store(
+            format!(
+                "this etcd election was made by process {} before it forked, and its connections to the cluster stay there; in a fork child, make a new Election (Election::builder(..).etcd(..)), which connects anew",
+                self.pid
+            )
+            .into(),
+        ))
+    }
+
     pub(super) async fn client(&self) -> Result<(usize, Client)> {
         let i = self.current.load(Ordering::Acquire) % self.clients.len();
         let client = self.clients[i]

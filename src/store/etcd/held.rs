@@ -175,7 +175,12 @@ impl EtcdHeld {
 }
 
 impl Drop for EtcdHeld {
+    /// Revokes the lease, which frees the slot; not in a fork child, whose
+    /// copy of the ticket is its parent's: the parent still holds it.
     fn drop(&mut self) {
+        if self.shared.check_process().is_err() {
+            return;
+        }
         let (s, l) = (Arc::clone(&self.shared), Arc::clone(&self.lease));
         // A lost ticket's lease is gone or cannot be reached: nothing to
         // wait for, and whoever is told of the loss must be told now.

@@ -292,6 +292,7 @@ impl EtcdStore {
         wait: bool,
         intr: &Interrupter,
     ) -> Result<Option<EtcdHeld>> {
+        self.shared.check_process()?;
         let cancel = Arc::new(Notify::new());
         {
             let cancel = Arc::clone(&cancel);
@@ -299,7 +300,23 @@ impl EtcdStore {
         }
         let shared = Arc::clone(&self.shared);
         let req = req.clone();
-        let result = block(async move { obtain::obtain(shared, req, wait, cancel).await })?;
+        let deadline = intr.deadline();
+        let result = block(async move {
+            // The deadline ends the wait as a cancel would: waits here sleep
+            // in the runtime, not in the interrupter's poll.
+            let timer = deadline.map(|d| {
+                let cancel = Arc::clone(&cancel);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(d.into()).await;
+                    cancel.notify_one();
+                })
+            });
+            let result = obtain::obtain(shared, req, wait, cancel).await;
+            if let Some(timer) = timer {
+                timer.abort();
+            }
+            result
+        })?;
         intr.on_trigger(|| {});
         match result {
             Err(Error::Cancelled) => match intr.reason() {
@@ -312,6 +329,7 @@ impl EtcdStore {
 
     /// Status of one resource or all.
     pub(crate) fn status(&self, name: Option<&str>) -> Result<Vec<ResourceStatus>> {
+        self.shared.check_process()?;
         let shared = Arc::clone(&self.shared);
         let name = name.map(str::to_string);
         block(async move { status::status(&shared, name.as_deref()).await })?
@@ -319,6 +337,7 @@ impl EtcdStore {
 
     /// Starts watching one resource.
     pub(crate) fn watch(&self, name: &str) -> Result<EtcdWatch> {
+        self.shared.check_process()?;
         EtcdWatch::start(Arc::clone(&self.shared), name)
     }
 }

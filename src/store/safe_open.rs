@@ -344,12 +344,8 @@ pub(crate) enum Access {
     ReadCreate,
     /// Read and write, creating it if missing.
     ReadWriteCreate,
-    /// Read and write; the file must exist.
-    ReadWrite,
     /// Write only; the file must exist.
     Write,
-    /// Write only, creating it if missing.
-    WriteCreate,
     /// Read only; the file must exist.
     Read,
 }
@@ -385,9 +381,7 @@ pub(crate) fn open_file_sized(
         | match access {
             Access::ReadCreate => libc::O_RDONLY | libc::O_CREAT,
             Access::ReadWriteCreate => libc::O_RDWR | libc::O_CREAT,
-            Access::ReadWrite => libc::O_RDWR,
             Access::Write => libc::O_WRONLY,
-            Access::WriteCreate => libc::O_WRONLY | libc::O_CREAT,
             Access::Read => libc::O_RDONLY,
         };
     let sharing = Sharing::of_mode(mode);
@@ -579,19 +573,6 @@ pub(crate) fn try_flock(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<bool>
             io::ErrorKind::WouldBlock => return Ok(false),
             io::ErrorKind::Interrupted => continue,
             _ => return Err(err),
-        }
-    }
-}
-
-/// Asks that reading `fd` not update the file's access time
-/// (`O_NOATIME`). Only the file's owner may; for anyone else nothing
-/// changes, which is fine: it only saves a write of the inode.
-pub(crate) fn set_noatime(fd: BorrowedFd<'_>) {
-    // SAFETY: plain syscalls on a borrowed descriptor.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NOATIME);
         }
     }
 }

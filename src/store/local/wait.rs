@@ -1,0 +1,412 @@
+//! Waiting for a slot, in arrival order, without a signal and without a
+//! lock that anyone else could hold against us.
+//!
+//! Waiters stand in a line: the directory `line/` beside the slots, where
+//! each waiter makes a file named for when it arrived (`<ns>.<pid>`, the
+//! monotonic clock in nanoseconds, zero-padded, so that names sort by
+//! arrival) and holds an exclusive flock on it while it waits. The kernel
+//! drops that lock the instant the waiter dies, so a file whose lock can be
+//! had is stale, and whoever finds it removes it.
+//!
+//! * The **head** of the line (no live waiter before it) is the only one
+//!   that looks at the slots. It tries them, and sleeps on an inotify watch
+//!   of the resource directory for a slot file closed after writing: the
+//!   close of a holder's record descriptor, after its lock is gone. A
+//!   release wakes one process. Because the close event of a dying holder
+//!   can be queued before the kernel drops its lock, a head that finds
+//!   every slot still locked after an event tries again after 0.1, 0.5, 2,
+//!   10 and 50 ms, and then once a second, which also covers anything
+//!   inotify cannot see.
+//! * Every other waiter watches the file of the waiter just before it, and
+//!   wakes only when that one leaves (it removes its file) or dies (its
+//!   file is closed): one process per hand-off, however long the line.
+//! * A waiter that is **stopped** (SIGSTOP, Ctrl-Z, a frozen cgroup) would
+//!   hold up everyone behind it. Each waiter looks at the one before it once
+//!   a second, and steps past a stopped one as if it were not there, so a
+//!   free slot waits for a running waiter at most about a second. Once it
+//!   runs again it is back in its place.
+//! * Sleeping is `poll` on the inotify descriptor and the interrupter's
+//!   pipe, with a timeout no later than the deadline: a timeout, a
+//!   cancel or a dropped async wait ends a wait at once, whatever other
+//!   processes hold.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::agree::Joined;
+use super::slot::{self, LocalHeld, Tried};
+use super::{Request, ResourceDir};
+use crate::error::{Error, Result};
+use crate::interrupt::{Interrupter, Woken};
+use crate::store::ownership::Sharing;
+use crate::store::safe_open::{self, Access};
+use crate::sys::Inotify;
+use crate::sys::events::*;
+
+/// The directory of the line, beside the slots.
+pub(super) const LINE_DIR: &str = "line";
+
+/// How long the head sleeps before trying again after an event that did not
+/// yield a slot; then [`TICK`].
+const RETRY: [Duration; 5] = [
+    Duration::from_micros(100),
+    Duration::from_micros(500),
+    Duration::from_millis(2),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+];
+
+/// How often a waiter looks on its own: at the slots (the head), at the one
+/// before it (the others).
+const TICK: Duration = Duration::from_secs(1);
+
+/// How often a waiter looks when the kernel refuses an inotify instance.
+const POLL: Duration = Duration::from_millis(10);
+
+/// The events that say a slot may have been released, or that the
+/// directory went away.
+const HEAD_EVENTS: u32 = IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF;
+
+/// The events that say the waiter before us left or died. Not
+/// IN_CLOSE_NOWRITE: looking at whether it is alive opens its file
+/// read-only, and would wake us.
+const AHEAD_EVENTS: u32 = IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+
+/// One place in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Place {
+    arrived: u64,
+    pid: u32,
+}
+
+impl Place {
+    fn name(self) -> String {
+        format!("{:020}.{}", self.arrived, self.pid)
+    }
+
+    fn parse(name: &str) -> Option<Place> {
+        let (arrived, pid) = name.split_once('.')?;
+        if arrived.len() != 20 {
+            return None;
+        }
+        Some(Place {
+            arrived: arrived.parse().ok()?,
+            pid: pid.parse().ok()?,
+        })
+    }
+}
+
+/// The monotonic clock in nanoseconds: the same for every process of the
+/// host, so it orders arrivals.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Opens (or, with `create`, makes) the line's directory.
+fn open_line_dir(
+    res: &ResourceDir,
+    sharing: Sharing,
+    create: bool,
+) -> Result<Option<(OwnedFd, PathBuf)>> {
+    let path = res.path.join(LINE_DIR);
+    Ok(
+        safe_open::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?
+            .map(|(fd, _)| (fd, path)),
+    )
+}
+
+/// The places in the line's directory (stale ones too), in no order.
+fn places(dir: &Path) -> std::io::Result<Vec<Place>> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(place) = entry?.file_name().to_str().and_then(Place::parse) {
+            all.push(place);
+        }
+    }
+    Ok(all)
+}
+
+/// Whether nobody stands in the line of `res` (a newcomer may then try the
+/// slots before it joins the line).
+pub(super) fn is_empty(res: &ResourceDir, sharing: Sharing) -> Result<bool> {
+    let Some((_, path)) = open_line_dir(res, sharing, false)? else {
+        return Ok(true);
+    };
+    match places(&path) {
+        Ok(all) => Ok(all.is_empty()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(Error::io("cannot list", &path, e)),
+    }
+}
+
+/// This process's place in the line, held by a flock on its file.
+struct Line {
+    dir: OwnedFd,
+    path: PathBuf,
+    me: Place,
+    /// Holds the exclusive lock; opened read-write, so that its close (our
+    /// leaving, or our death) wakes the waiter behind us.
+    _file: OwnedFd,
+    mode: u32,
+}
+
+/// Who stands before us.
+enum Ahead {
+    /// Nobody: we are the head.
+    Nobody,
+    /// The nearest live, running waiter.
+    Waiter(Place),
+    /// Our own file is gone from the line (the directory was removed or
+    /// replaced): start again.
+    Lost,
+}
+
+impl Line {
+    fn enter(res: &ResourceDir, sharing: Sharing) -> Result<Line> {
+        let mode = sharing.file_mode();
+        let (dir, path) = open_line_dir(res, sharing, true)?.expect("created");
+        let mut arrived = now_ns();
+        loop {
+            let me = Place {
+                arrived,
+                pid: std::process::id(),
+            };
+            let name = me.name();
+            let c = CString::new(name.as_str()).expect("digits and a dot");
+            // O_EXCL: a name is one waiter's; two arriving in the same
+            // nanosecond take the next.
+            // SAFETY: c is a valid C string; the result is checked.
+            let raw = unsafe {
+                libc::openat(
+                    std::os::fd::AsRawFd::as_raw_fd(&dir),
+                    c.as_ptr(),
+                    libc::O_RDWR
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_CLOEXEC
+                        | libc::O_NOFOLLOW,
+                    mode as libc::c_uint,
+                )
+            };
+            if raw < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::AlreadyExists {
+                    arrived += 1;
+                    continue;
+                }
+                return Err(Error::io("cannot join the line in", &path, err));
+            }
+            // SAFETY: raw is a fresh descriptor that nothing else owns.
+            let file = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+            // Someone cleaning stale files may have taken it for one between
+            // the create and the lock, and removed it: then take another.
+            let locked = safe_open::try_flock(file.as_fd(), true)
+                .map_err(|e| Error::io("cannot lock", path.join(&name), e))?;
+            let still = crate::sys::look_at(Some(dir.as_fd()), Path::new(&name)).is_ok_and(|l| {
+                Some(l.id)
+                    == safe_open::fstat(file.as_fd())
+                        .ok()
+                        .map(|st| crate::sys::FileId::of(&st))
+            });
+            if locked && still {
+                return Ok(Line {
+                    dir,
+                    path,
+                    me,
+                    _file: file,
+                    mode,
+                });
+            }
+            arrived = now_ns().max(arrived + 1);
+        }
+    }
+
+    /// Finds who stands before us, removing stale places on the way and
+    /// stepping past stopped waiters.
+    fn ahead(&self) -> Result<Ahead> {
+        let mut all = match places(&self.path) {
+            Ok(all) => all,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
+            Err(e) => return Err(Error::io("cannot list", &self.path, e)),
+        };
+        if !all.contains(&self.me) {
+            return Ok(Ahead::Lost);
+        }
+        all.retain(|p| *p < self.me);
+        all.sort_unstable();
+        for &place in all.iter().rev() {
+            match self.is_alive(place)? {
+                Some(true) if !crate::sys::is_stopped(place.pid) => {
+                    return Ok(Ahead::Waiter(place));
+                }
+                Some(true) => {}
+                Some(false) => self.remove(place),
+                None => {}
+            }
+        }
+        Ok(Ahead::Nobody)
+    }
+
+    /// Whether the waiter at `place` still waits: its file's lock is held.
+    /// `None`: its file is gone already.
+    fn is_alive(&self, place: Place) -> Result<Option<bool>> {
+        let name = place.name();
+        match safe_open::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
+            Ok((fd, _)) => {
+                let free = safe_open::try_flock(fd.as_fd(), false)
+                    .map_err(|e| Error::io("cannot lock", self.path.join(&name), e))?;
+                Ok(Some(!free))
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a stale place (its waiter died without leaving).
+    fn remove(&self, place: Place) {
+        if let Ok(c) = CString::new(place.name()) {
+            // SAFETY: c is a valid C string. Gone already is fine.
+            unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0) };
+        }
+    }
+}
+
+impl Drop for Line {
+    /// Leaves the line: removes our file, then closes it (in a fork child,
+    /// only closes: the place is the parent's).
+    fn drop(&mut self) {
+        if self.me.pid == std::process::id() {
+            self.remove(self.me);
+        }
+    }
+}
+
+/// How a wait ended.
+pub(super) enum Waited {
+    Got(LocalHeld),
+    /// The directory changed under the wait: start again.
+    Restart,
+}
+
+/// Waits in line for a slot of `req`'s resource, until `intr` says stop
+/// (`Err(Error::Cancelled)`).
+pub(super) fn wait(
+    joined: &Arc<Joined>,
+    req: &Request,
+    sharing: Sharing,
+    intr: &Interrupter,
+) -> Result<Waited> {
+    let res = &joined.res;
+    let mode = sharing.file_mode();
+    let line = Line::enter(res, sharing)?;
+    let inotify = Inotify::new().ok();
+    // The watch of the directory (as the head), or of the file of the
+    // waiter before us.
+    let mut head_watch: Option<i32> = None;
+    let mut ahead_watch: Option<(i32, Place)> = None;
+    let mut retry = 0;
+    let mut first = 0;
+    loop {
+        intr.check().map_err(|_| Error::Cancelled)?;
+        let timeout = match line.ahead()? {
+            Ahead::Lost => return Ok(Waited::Restart),
+            Ahead::Nobody => {
+                if let (Some(ino), Some((wd, _))) = (&inotify, ahead_watch.take()) {
+                    ino.remove(wd);
+                }
+                if let (Some(ino), None) = (&inotify, head_watch) {
+                    head_watch = ino.add(res.fd.as_fd(), None, HEAD_EVENTS).ok();
+                }
+                match slot::try_slots(joined, req.tickets, first, mode)? {
+                    Tried::Got { slot, lock, id } => {
+                        let got = slot::finish(joined, req, (slot, lock, id), mode, intr, inotify)?;
+                        // Only now the next in line may go: the ticket is
+                        // complete.
+                        drop(line);
+                        return Ok(got.map_or(Waited::Restart, Waited::Got));
+                    }
+                    Tried::Changed => return Ok(Waited::Restart),
+                    Tried::None => {}
+                }
+                if !res.is_at_path() {
+                    return Ok(Waited::Restart);
+                }
+                let t = RETRY.get(retry).copied().unwrap_or(TICK);
+                retry += 1;
+                // Without a watch (no inotify to be had), look often.
+                if head_watch.is_some() { t } else { t.min(POLL) }
+            }
+            Ahead::Waiter(place) => {
+                if let (Some(ino), Some(wd)) = (&inotify, head_watch.take()) {
+                    ino.remove(wd);
+                }
+                if let Some(ino) = &inotify
+                    && ahead_watch.is_none_or(|(_, p)| p != place)
+                {
+                    if let Some((wd, _)) = ahead_watch.take() {
+                        ino.remove(wd);
+                    }
+                    match ino.add(line.dir.as_fd(), Some(&place.name()), AHEAD_EVENTS) {
+                        Ok(wd) => ahead_watch = Some((wd, place)),
+                        // Gone already: look again at once.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        // No watch to be had (the per-user limit): look
+                        // often instead.
+                        Err(_) => {}
+                    }
+                    // It may have left between the look and the watch.
+                    if ahead_watch.is_some() && line.is_alive(place)? != Some(true) {
+                        continue;
+                    }
+                }
+                if ahead_watch.is_some() { TICK } else { POLL }
+            }
+        };
+        let woken = match &inotify {
+            Some(ino) => intr.sleep(Some(ino.as_fd()), Some(timeout)),
+            None => intr.sleep(None, Some(timeout.min(POLL))),
+        }
+        .map_err(|e| Error::io("cannot wait on", &res.path, e))?;
+        match woken {
+            Err(_) => return Err(Error::Cancelled),
+            Ok(Woken::Timeout) => {}
+            Ok(Woken::Ready) => {
+                let events = inotify
+                    .as_ref()
+                    .map(|ino| ino.read())
+                    .transpose()
+                    .map_err(|e| Error::io("cannot wait on", &res.path, e))?
+                    .unwrap_or_default();
+                for ev in events {
+                    if Some(ev.wd) == head_watch {
+                        if ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED) != 0 {
+                            return Ok(Waited::Restart);
+                        }
+                        if let Some(slot) = std::str::from_utf8(&ev.name)
+                            .ok()
+                            .and_then(|n| n.strip_prefix("slot."))
+                            .and_then(|n| n.parse().ok())
+                        {
+                            first = slot;
+                            retry = 0;
+                        }
+                    }
+                    if ev.mask & IN_Q_OVERFLOW != 0 {
+                        retry = 0;
+                    }
+                }
+            }
+        }
+    }
+}

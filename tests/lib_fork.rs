@@ -1,0 +1,158 @@
+//! Forked workers: a ticket dropped in a fork child (returning from a
+//! function, unwinding, exiting through destructors) never releases the
+//! parent's ticket; an election used in a fork child works, its timeouts
+//! honoured; nothing is shared by accident.
+//!
+//! Each scenario forks with `libc::fork` in a process of its own (this test
+//! binary, re-run with the scenario's name), which reports what it saw on
+//! its standard output.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use elect::Election;
+
+const SCENARIO: &str = "ELECT_TEST_FORK_SCENARIO";
+const DIR: &str = "ELECT_TEST_FORK_DIR";
+
+fn election(dir: &Path) -> Election {
+    Election::builder("fork").dir(dir).build().unwrap()
+}
+
+/// Forks; runs `child` in the child, which then exits with its result
+/// (0 for true) without running anything else of the parent's; returns the
+/// child's exit code.
+fn fork_and(child: impl FnOnce() -> bool) -> i32 {
+    // SAFETY: fork in a process whose other threads (the test harness's)
+    // hold none of the locks the child uses; the child ends with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(false);
+        // SAFETY: ends the child at once, as a worker pool's child would.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
+/// The scenarios, run in a process of their own.
+#[test]
+#[ignore = "the body of the forking processes; the other tests run it"]
+fn fork_scenario() {
+    let Ok(scenario) = std::env::var(SCENARIO) else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(std::env::var(DIR).unwrap());
+    let e = election(&dir);
+    let ticket = e.obtain().unwrap();
+    let code = match scenario.as_str() {
+        // The child drops its copy of the ticket, then uses the election:
+        // the slot is the parent's, so nothing is free, and a timeout
+        // ends on time.
+        "drop-and-use" => fork_and(|| {
+            drop(ticket_copy(&ticket));
+            let none_now = e.try_obtain().unwrap().is_none();
+            let start = Instant::now();
+            let timed = e
+                .obtain_timeout(Duration::from_millis(200))
+                .unwrap()
+                .is_none();
+            let on_time = start.elapsed() < Duration::from_secs(10);
+            none_now && timed && on_time
+        }),
+        // The child returns from a function that owned the ticket, and
+        // exits through every destructor.
+        "return-and-exit" => fork_and(|| {
+            fn take(t: elect::Ticket) -> bool {
+                t.is_held()
+            }
+            take(ticket_copy(&ticket))
+        }),
+        // A panic unwinds through the child's copy.
+        "unwind" => fork_and(|| {
+            let copy = ticket_copy(&ticket);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _copy = copy;
+                panic!("unwinding through a ticket");
+            }));
+            true
+        }),
+        other => panic!("unknown scenario {other}"),
+    };
+    println!("CHILD {code}");
+    println!("STILL-HELD {}", ticket.is_held());
+    // Another participant must find the slot taken: the parent still holds.
+    let other = election(&dir);
+    println!("OTHER-GOT {}", other.try_obtain().unwrap().is_some());
+    drop(ticket);
+    println!("AFTER-RELEASE {}", other.try_obtain().unwrap().is_some());
+}
+
+/// What a fork child has of a ticket the parent held at the fork: a copy
+/// of the same bytes, which Rust knows nothing about. Reading it out of the
+/// parent's memory image reproduces that (the parent's own value is not
+/// touched in the parent, which is another process).
+fn ticket_copy(t: &elect::Ticket) -> elect::Ticket {
+    // SAFETY: in the fork child only, this makes the child's one owner of
+    // its copy of the parent's ticket; the original is never used (or
+    // dropped) in the child afterwards, since the child ends with _exit.
+    unsafe { std::ptr::read(t) }
+}
+
+fn run(scenario: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "fork_scenario",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SCENARIO, scenario)
+        .env(DIR, tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn check(scenario: &str) {
+    let text = run(scenario);
+    for want in [
+        "CHILD 0",
+        "STILL-HELD true",
+        "OTHER-GOT false",
+        "AFTER-RELEASE true",
+    ] {
+        assert!(text.contains(want), "{scenario}: no {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_fork_child_that_drops_its_copy_leaves_the_parent_holding_and_can_use_the_election() {
+    check("drop-and-use");
+}
+
+#[test]
+fn a_fork_child_that_returns_and_exits_through_destructors_releases_nothing() {
+    check("return-and-exit");
+}
+
+#[test]
+fn a_fork_child_that_unwinds_releases_nothing() {
+    check("unwind");
+}
