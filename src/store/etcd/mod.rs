@@ -183,10 +183,13 @@ impl Etcd {
     /// let etcd = elect::Etcd::new("http://127.0.0.1:2379")?.ttl(Duration::from_millis(2500))?;
     /// assert_eq!(etcd.lease_ttl(), Duration::from_secs(3));
     /// assert!(elect::Etcd::new("http://127.0.0.1:2379")?.ttl(Duration::ZERO).is_err());
+    /// assert!(elect::Etcd::new("http://127.0.0.1:2379")?.ttl(Duration::MAX).is_err());
     /// # Ok::<(), elect::Error>(())
     /// ```
     pub fn ttl(mut self, ttl: Duration) -> Result<Self> {
-        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let secs = ttl
+            .as_secs()
+            .saturating_add(u64::from(ttl.subsec_nanos() > 0));
         if !(1..=3600).contains(&secs) {
             return Err(Error::InvalidEtcd {
                 value: format!("{ttl:?}"),
