@@ -391,6 +391,7 @@ impl Election {
                 name: self.req.name.clone(),
                 tickets: self.req.tickets,
                 slots: Vec::new(),
+                waiters: None,
             }))
     }
 

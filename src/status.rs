@@ -50,6 +50,12 @@ pub struct ResourceStatus {
     pub tickets: u32,
     /// One entry per slot, in order.
     pub slots: Vec<SlotStatus>,
+    /// The processes waiting in line for a ticket, in the order they
+    /// arrived, as the kernel's list of locks shows them (a waiter holds a
+    /// lock on its place in `DIR/NAME/line/`). `None` where that cannot be
+    /// seen (a resource on etcd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<Vec<u32>>,
 }
 
 /// The status of one slot.
@@ -72,9 +78,28 @@ pub struct SlotStatus {
     /// locks (`/proc/locks`) says now.
     pub held: bool,
     /// The holder's record, when the slot is held and the record is
-    /// readable. Never used to decide `held`.
+    /// readable and current. Never used to decide `held`. A record is not
+    /// current when the kernel says that the lock was taken by another
+    /// process than the one the record names, and that process does not
+    /// hold it either: the record is then a former holder's, and the slot
+    /// is held by a process outside elect (say, `flock(1)`).
     #[serde(flatten)]
     pub holder: Option<HolderRecord>,
+    /// For a held slot, the process that holds its lock now, as the kernel
+    /// shows it: the one `/proc/locks` names (the process that took the
+    /// lock) while it lives, else a live process that inherited the
+    /// descriptor, found in `/proc/PID/fdinfo` (the command of an
+    /// `elect run` that was killed with SIGKILL), else the one
+    /// `/proc/locks` names. `None` for a free slot, on etcd, and where the
+    /// kernel names no process (another PID namespace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_pid: Option<u32>,
+    /// For a held slot with a record: whether the record's `pid` is still
+    /// running. `false` means that the process that took the ticket has
+    /// exited while the slot is still held, by a process that inherited it
+    /// ([`lock_pid`](Self::lock_pid) names it). `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid_alive: Option<bool>,
 }
 
 fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {

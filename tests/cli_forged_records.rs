@@ -325,9 +325,11 @@ fn a_record_whose_since_is_no_time_is_not_read() {
     let out = output(elect(["status", "--json", "-d"]).arg(&f.dir).arg("job"));
     assert_eq!(code(out.status), 0);
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // The kernel's own word stays: who holds the lock (the shell, whose
+    // flock(1) child took it on the shell's descriptor and exited).
     assert_eq!(
         st["resources"][0]["slots"][0],
-        serde_json::json!({"slot": 0, "held": true}),
+        serde_json::json!({"slot": 0, "held": true, "lock_pid": f.holder.pid()}),
         "{st}"
     );
     let out = output(elect(["status", "-d"]).arg(&f.dir).arg("job"));

@@ -351,7 +351,14 @@ fn holders(status: &ResourceStatus) -> String {
         .take(4)
         .map(|s| match &s.holder {
             Some(h) => format!("pid {} {:?}", h.pid, printable(&h.label)),
-            None => format!("slot {}", s.slot),
+            // No record of elect's: name what the kernel says.
+            None => match s.lock_pid {
+                Some(pid) => format!(
+                    "pid {pid}, which has no elect record of slot {}: a process outside elect such as flock(1), or a holder whose record could not be written",
+                    s.slot
+                ),
+                None => format!("slot {}", s.slot),
+            },
         })
         .collect();
     if list.is_empty() {

@@ -2,7 +2,7 @@
 //! see who holds a flock without taking it.
 
 use super::{FileId, Look};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::size_of;
@@ -177,8 +177,12 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<
 }
 
 /// The files on which some process holds an exclusive flock right now, as
-/// the kernel lists them in `/proc/locks`. Waiters (lines with `->`) are
-/// left out: they hold nothing.
+/// the kernel lists them in `/proc/locks`, each with the pid the list names
+/// for it: the process that took the lock (which may have exited since, if
+/// a process that inherited the descriptor holds it now; see
+/// [`lock_holder`]), or 0 where the kernel cannot name it (a process of
+/// another PID namespace). Waiters (lines with `->`) are left out: they hold
+/// nothing.
 ///
 /// The kernel makes each `read` of `/proc/locks` a consistent walk of its
 /// lists, but only for one buffer's worth (a page); a longer list is read in
@@ -190,16 +194,18 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<
 /// Where `/proc/locks` cannot be read (a mount namespace that hides /proc),
 /// this is an error, and callers report it: nothing tries a lock instead,
 /// because a look that locks makes a concurrent try of a free slot fail.
-pub(crate) fn locked_files() -> io::Result<HashSet<FileId>> {
-    let mut held = HashSet::new();
-    let mut previous: Option<HashSet<FileId>> = None;
+pub(crate) fn locked_files() -> io::Result<HashMap<FileId, u32>> {
+    let mut held = HashMap::new();
+    let mut previous: Option<HashMap<FileId, u32>> = None;
     for _ in 0..4 {
         let (text, one_walk) = read_proc_locks()?;
         let now = parse_proc_locks(&text);
         if one_walk {
             return Ok(now);
         }
-        held.extend(now.iter().copied());
+        for (id, pid) in &now {
+            held.entry(*id).or_insert(*pid);
+        }
         if previous.as_ref() == Some(&now) {
             break;
         }
@@ -237,37 +243,139 @@ fn read_proc_locks() -> io::Result<(String, bool)> {
 
 /// Parses `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF`.
 /// The device is `major:minor` in hex, the inode decimal.
-pub(crate) fn parse_proc_locks(text: &str) -> HashSet<FileId> {
-    let mut held = HashSet::new();
+pub(crate) fn parse_proc_locks(text: &str) -> HashMap<FileId, u32> {
+    let mut held = HashMap::new();
     for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // `ID: [->] KIND ADVISORY MODE PID MAJ:MIN:INO START END`
-        let [_, kind, _advisory, mode, _pid, id, ..] = fields[..] else {
-            continue;
-        };
-        if kind != "FLOCK" {
-            continue;
+        if let Some((id, pid)) = parse_lock_line(line) {
+            held.entry(id).or_insert(pid);
         }
-        if mode != "WRITE" {
-            continue;
-        }
-        let mut parts = id.splitn(3, ':');
-        let (Some(maj), Some(min), Some(ino)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(maj), Ok(min), Ok(ino)) = (
-            u32::from_str_radix(maj, 16),
-            u32::from_str_radix(min, 16),
-            ino.parse::<u64>(),
-        ) else {
-            continue;
-        };
-        held.insert(FileId {
-            dev: libc::makedev(maj, min) as u64,
-            ino,
-        });
     }
     held
+}
+
+/// One line of `/proc/locks` (or of a `lock:` line of
+/// `/proc/PID/fdinfo/FD`, without its prefix): the file and the pid, when it
+/// is an exclusive flock that is held (not waited for).
+fn parse_lock_line(line: &str) -> Option<(FileId, u32)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // `ID: [->] KIND ADVISORY MODE PID MAJ:MIN:INO START END`
+    let [_, kind, _advisory, mode, pid, id, ..] = fields[..] else {
+        return None;
+    };
+    if kind != "FLOCK" || mode != "WRITE" {
+        return None;
+    }
+    let mut parts = id.splitn(3, ':');
+    let (maj, min, ino) = (parts.next()?, parts.next()?, parts.next()?);
+    let (Ok(maj), Ok(min), Ok(ino)) = (
+        u32::from_str_radix(maj, 16),
+        u32::from_str_radix(min, 16),
+        ino.parse::<u64>(),
+    ) else {
+        return None;
+    };
+    // A pid the kernel cannot name in our namespace is shown as 0 or -1.
+    let pid = pid.parse::<u32>().unwrap_or(0);
+    Some((
+        FileId {
+            dev: libc::makedev(maj, min) as u64,
+            ino,
+        },
+        pid,
+    ))
+}
+
+/// Whether process `pid` has ended: it is gone, or a zombie nobody reaped
+/// yet (which holds no descriptor any more). A process that cannot be
+/// looked at for another reason counts as alive: only a sighting of its
+/// end says it ended.
+pub(crate) fn process_gone(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
+        // `pid (comm) S ...`: the state follows the last ')'.
+        Ok(stat) => {
+            let state = stat
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2).copied());
+            matches!(state, Some(b'Z' | b'X'))
+        }
+    }
+}
+
+/// Whether `a` (a pid as `/proc/locks` names it, in our PID namespace) and
+/// `b` (a pid as a process wrote it about itself, maybe in a namespace of
+/// its own, such as a container's) are the same process: equal, or `b` is
+/// among the pids `/proc/a/status` lists for `a` in nested namespaces.
+pub(crate) fn same_process(a: u32, b: u32) -> bool {
+    if a == b {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{a}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|pids| pids.split_whitespace().skip(1).any(|p| p == b.to_string()))
+}
+
+/// Whether process `pid` has a descriptor that carries the exclusive flock
+/// on the file `id`, as `/proc/PID/fdinfo` shows it. Reads the fdinfo only
+/// of descriptors that name the file.
+pub(crate) fn holds_lock(pid: u32, id: FileId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    for fd in fds.flatten() {
+        // Following the link costs one stat; only a descriptor of the file
+        // itself has its fdinfo read.
+        let Ok(meta) = std::fs::metadata(fd.path()) else {
+            continue;
+        };
+        if meta.ino() != id.ino || meta.dev() != id.dev {
+            continue;
+        }
+        let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(text) = std::fs::read_to_string(info) else {
+            continue;
+        };
+        if text
+            .lines()
+            .filter_map(|l| l.strip_prefix("lock:"))
+            .filter_map(parse_lock_line)
+            .any(|(locked, _)| locked == id)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A live process that holds the exclusive flock on the file `id` through
+/// a descriptor of its own, as `/proc/PID/fdinfo` shows it: the lowest pid
+/// of every process this one may look at that does. `None` when none can be
+/// seen (the holder is another user's and this process may not look at its
+/// descriptors, or it lives in another PID namespace).
+///
+/// This is how a holder is found after the process that took the lock has
+/// exited: a process that inherited the descriptor holds it now (a shell
+/// whose `flock` child took the lock on the shell's descriptor, a fork
+/// child), and `/proc/locks` still names the process that took it. It reads
+/// the descriptors of every process: callers look at the likely ones first
+/// with [`holds_lock`].
+pub(crate) fn lock_holder(id: FileId) -> Option<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|&p| holds_lock(p, id))
 }
 
 #[cfg(test)]
@@ -325,6 +433,35 @@ mod tests {
     }
 
     #[test]
+    fn the_holder_of_a_lock_is_found_through_its_descriptors() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slot.0");
+        let f = std::fs::File::create(&path).unwrap();
+        let meta = f.metadata().unwrap();
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        let me = std::process::id();
+        assert!(!holds_lock(me, id), "nothing locked yet");
+        // SAFETY: plain syscall on an open descriptor.
+        assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+        assert!(holds_lock(me, id));
+        assert_eq!(locked_files().unwrap().get(&id), Some(&me));
+        assert!(lock_holder(id).is_some_and(|p| p == me || holds_lock(p, id)));
+        assert!(!process_gone(me));
+        assert!(same_process(me, me));
+        // A process that exited and was reaped is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(process_gone(pid));
+        assert!(!process_gone(0), "0 is no sighting");
+    }
+
+    #[test]
     fn proc_locks_lines() {
         let text = "1: FLOCK  ADVISORY  WRITE 4242 fd:01:123456 0 EOF\n\
                     1: -> FLOCK  ADVISORY  WRITE 4343 fd:01:123456 0 EOF\n\
@@ -334,9 +471,10 @@ mod tests {
                     garbage\n5: FLOCK ADVISORY WRITE 1 zz:01:5 0 EOF\n";
         let held = parse_proc_locks(text);
         assert_eq!(held.len(), 1);
-        assert!(held.contains(&FileId {
+        let id = FileId {
             dev: libc::makedev(0xfd, 0x01) as u64,
-            ino: 123456
-        }));
+            ino: 123456,
+        };
+        assert_eq!(held.get(&id), Some(&4242));
     }
 }

@@ -18,12 +18,17 @@ pub(crate) use clock::since_boot;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{Inotify, locked_files, look_at_c, parse_proc_locks};
+pub(crate) use linux::{
+    Inotify, holds_lock, lock_holder, locked_files, look_at_c, parse_proc_locks, process_gone,
+    same_process,
+};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{Inotify, locked_files, look_at_c};
+pub(crate) use portable::{
+    Inotify, holds_lock, lock_holder, locked_files, look_at_c, process_gone, same_process,
+};
 
 /// The inotify event bits elect asks for: Linux's own; elsewhere no
 /// instance is ever made, so these are never seen.

@@ -58,12 +58,15 @@ pub(super) async fn status(shared: &Shared, name: Option<&str>) -> Result<Vec<Re
                     slot,
                     held: held.contains_key(&slot),
                     holder: held.get(&slot).cloned().flatten(),
+                    lock_pid: None,
+                    pid_alive: None,
                 })
                 .collect();
             Some(ResourceStatus {
                 name,
                 tickets,
                 slots,
+                waiters: None,
             })
         })
         .collect())

@@ -47,6 +47,7 @@ impl EtcdWatch {
                 name: name.to_string(),
                 tickets: 0,
                 slots: Vec::new(),
+                waiters: None,
             }),
             task,
         };

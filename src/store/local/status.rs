@@ -2,12 +2,12 @@
 //! records and the kernel's list of locks (`/proc/locks`), and take no lock
 //! on anything, so asking never makes another process miss a ticket.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{LocalStore, ResourceDir, TICKETS_FILE, parse_tickets, slot_name, token};
+use super::{LocalStore, ResourceDir, TICKETS_FILE, parse_tickets, slot_name, token, wait};
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
 use crate::record::HolderRecord;
@@ -142,11 +142,13 @@ impl LocalStore {
 /// kernel's list of locked files, `locked` (see [`kernel_locks`]), has it.
 /// With `every_record`, the record of a free slot (its last holder's) is
 /// read too, for a watcher that must notice a holder that came and went
-/// between two looks.
+/// between two looks; without it (for `status`), a held slot's record is
+/// checked against the kernel's list, and the slot gets the pid that holds
+/// its lock now, and the resource its waiters.
 fn resource_status(
     res: &ResourceDir,
     name: &str,
-    locked: &HashSet<FileId>,
+    locked: &HashMap<FileId, u32>,
     every_record: bool,
 ) -> ResourceStatus {
     let recorded = safe_open::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
@@ -156,10 +158,13 @@ fn resource_status(
     let mut slots = Vec::with_capacity(tickets as usize);
     for i in 0..tickets {
         let name_i = slot_name(i);
-        let held = match sys::look_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
-            Ok(look) if look.mode & libc::S_IFMT == libc::S_IFREG => locked.contains(&look.id),
-            _ => false,
+        let lock = match sys::look_at(Some(res.fd.as_fd()), Path::new(&name_i)) {
+            Ok(look) if look.mode & libc::S_IFMT == libc::S_IFREG => {
+                locked.get(&look.id).map(|&pid| (look.id, pid))
+            }
+            _ => None,
         };
+        let held = lock.is_some();
         let holder = if held || every_record {
             safe_open::read_to_show(res.fd.as_fd(), &name_i, crate::record::MAX_RECORD + 1)
                 .ok()
@@ -167,17 +172,73 @@ fn resource_status(
         } else {
             None
         };
-        slots.push(SlotStatus {
+        let mut slot = SlotStatus {
             slot: i,
             held,
             holder,
-        });
+            lock_pid: None,
+            pid_alive: None,
+        };
+        if let Some((id, pid)) = lock
+            && !every_record
+        {
+            check_holder(&mut slot, id, pid);
+        }
+        slots.push(slot);
     }
     ResourceStatus {
         name: name.to_string(),
         tickets,
         slots,
+        waiters: (!every_record).then(|| wait::waiters(res, locked)),
     }
+}
+
+/// Checks a held slot's record against what the kernel says of its lock
+/// (the file `id`, whose lock `/proc/locks` says process `locker` took),
+/// and names the process that holds the lock now.
+///
+/// The record is a former holder's, and is dropped, when neither its pid
+/// took the lock nor its pid or command holds the locked descriptor: the
+/// slot is held by something outside elect (`flock(1)`, say), over the
+/// record of the last elect holder. The record's pid has exited while the
+/// slot is held when a process that inherited the descriptor holds it (the
+/// command of an `elect run` killed with SIGKILL, or a fork child).
+fn check_holder(slot: &mut SlotStatus, id: FileId, locker: u32) {
+    // 0: the kernel cannot name it here (another PID namespace).
+    let locker = (locker != 0).then_some(locker);
+    let locker_alive = locker.is_some_and(|p| !sys::process_gone(p));
+    let candidates: Vec<u32> = slot
+        .holder
+        .iter()
+        .flat_map(|h| h.command_pid.into_iter().chain([h.pid]))
+        .collect();
+    // Looked for once, and only when needed: reading descriptors costs.
+    let mut holding: Option<Option<u32>> = None;
+    let mut candidate_holding = || {
+        *holding.get_or_insert_with(|| {
+            candidates
+                .iter()
+                .copied()
+                .find(|&p| !sys::process_gone(p) && sys::holds_lock(p, id))
+        })
+    };
+    if let (Some(h), Some(l)) = (&slot.holder, locker)
+        && !sys::same_process(l, h.pid)
+        && candidate_holding().is_none()
+    {
+        slot.holder = None;
+    }
+    slot.lock_pid = match locker {
+        Some(l) if locker_alive => Some(l),
+        _ => candidate_holding()
+            .or_else(|| sys::lock_holder(id))
+            .or(locker),
+    };
+    slot.pid_alive = slot.holder.as_ref().map(|h| match locker {
+        Some(l) if sys::same_process(l, h.pid) => locker_alive,
+        _ => !sys::process_gone(h.pid),
+    });
 }
 
 /// Without a `tickets` file, the number of slots is one past the highest
@@ -262,7 +323,7 @@ impl LocalWatch {
 /// shared lock on a free slot makes a concurrent non-blocking obtain of that
 /// slot fail (`elect run -n` exited 75 with a ticket free). Without the list,
 /// holders cannot be seen, and that is an error that says so.
-fn kernel_locks() -> Result<HashSet<FileId>> {
+fn kernel_locks() -> Result<HashMap<FileId, u32>> {
     sys::locked_files().map_err(locks_unseen)
 }
 

@@ -30,6 +30,7 @@
 //!   cancel or a dropped async wait ends a wait at once, whatever other
 //!   processes hold.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -43,8 +44,8 @@ use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
 use crate::store::ownership::Sharing;
 use crate::store::safe_open::{self, Access};
-use crate::sys::Inotify;
 use crate::sys::events::*;
+use crate::sys::{FileId, Inotify};
 
 /// The directory of the line, beside the slots.
 pub(super) const LINE_DIR: &str = "line";
@@ -146,6 +147,26 @@ pub(super) fn is_empty(res: &ResourceDir, sharing: Sharing) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io("cannot list", &path, e)),
     }
+}
+
+/// The pids of the processes waiting in the line of `res`, in the order
+/// they arrived, as the kernel's list of locks (`locked`, see
+/// `sys::locked_files`) shows them: a place whose file is locked. Takes no
+/// lock and removes nothing; for display only.
+pub(super) fn waiters(res: &ResourceDir, locked: &HashMap<FileId, u32>) -> Vec<u32> {
+    let Ok(mut all) = places(&res.path.join(LINE_DIR)) else {
+        return Vec::new();
+    };
+    all.sort_unstable();
+    all.into_iter()
+        .filter_map(|place| {
+            let name = Path::new(LINE_DIR).join(place.name());
+            let look = crate::sys::look_at(Some(res.fd.as_fd()), &name).ok()?;
+            let pid = *locked.get(&look.id)?;
+            // A pid the kernel cannot name here: the one in the file name.
+            Some(if pid == 0 { place.pid } else { pid })
+        })
+        .collect()
 }
 
 /// This process's place in the line, held by a flock on its file.
