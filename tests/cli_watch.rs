@@ -70,3 +70,51 @@ fn watch_prints_a_line_for_a_person() {
     assert!(a.contains(" acquired job slot 0 pid "), "{a}");
     assert!(r.contains(" released job slot 0 pid "), "{r}");
 }
+
+/// elect-watch(1)'s idiom as a shell runs it, `elect watch --json NAME |
+/// grep -m1 '"released"'`, ends as soon as grep has its line: watch sees
+/// that nobody reads its output any more and exits 0 at once, without
+/// waiting for another event to write. So does a watch whose reader goes
+/// before any event at all.
+#[test]
+fn watch_ends_at_once_when_its_reader_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let pipeline = format!(
+        "{ELECT} watch --json -d {} job | grep -m1 '\"released\"'; echo \"statuses ${{PIPESTATUS[*]}}\"",
+        dir.display()
+    );
+    let mut shell = Proc::spawn(
+        std::process::Command::new("bash")
+            .args(["-c", &pipeline])
+            .stdin(std::process::Stdio::null()),
+    );
+    let err = shell.stderr_lines();
+    let line = next_line(&err);
+    assert!(line.starts_with("elect: watching \"job\""), "{line}");
+    let out = shell.stdout_lines();
+    let run = output(elect(["run", "-d"]).arg(&dir).args(["job", "true"]));
+    assert_eq!(run.status.code(), Some(0));
+    let released: serde_json::Value = serde_json::from_str(&next_line(&out)).unwrap();
+    assert_eq!(released["event"], "released", "{released}");
+    // No further event: watch must end on its own.
+    assert_eq!(next_line(&out), "statuses 0 0");
+    assert_eq!(shell.wait().code(), Some(0));
+
+    let mut shell = Proc::spawn(
+        std::process::Command::new("bash")
+            .args([
+                "-c",
+                &format!(
+                    "{ELECT} watch -q -d {} job | true; echo \"statuses ${{PIPESTATUS[*]}}\"",
+                    dir.display()
+                ),
+            ])
+            .stdin(std::process::Stdio::null()),
+    );
+    let out = shell.stdout_lines();
+    assert_eq!(next_line(&out), "statuses 0 0");
+    let (st, err) = shell.finish();
+    assert_eq!(st.code(), Some(0));
+    assert!(err.is_empty(), "{err}");
+}
