@@ -67,6 +67,73 @@ fn progress_on_a_terminal_names_the_holder_and_is_erased() {
     let all = text();
     let erased = all.rfind("\x1b[J").expect("the display is erased");
     assert!(erased < all.find("got-the-ticket").unwrap(), "{all:?}");
+    // The display instead of the lines for a log.
+    assert!(
+        !all.contains("waiting for a ticket") && !all.contains("got a ticket"),
+        "{all:?}"
+    );
+}
+
+/// Off a terminal (a CI log, cron's mail) a wait leaves a trace: one line
+/// when it starts, naming the holders (their labels made safe to print),
+/// and one when the ticket is obtained, before the command's own output;
+/// with --quiet, none.
+#[test]
+fn a_wait_off_a_terminal_says_when_it_starts_and_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let ready = tmp.path().join("ready");
+    for quiet in [false, true] {
+        let holder = Proc::spawn(
+            elect(["run", "--label", "nightly\x1b[2J\nholder", "-d"])
+                .arg(&dir)
+                .args(["job", "sh", "-c", &hold_script(&ready)]),
+        );
+        wait_file(&ready);
+        let mut cmd = elect(["run", "-d"]);
+        cmd.arg(&dir);
+        if quiet {
+            cmd.arg("-q");
+        }
+        let mut waiter = Proc::spawn(cmd.args(["job", "sh", "-c", "echo command-output >&2"]));
+        let err = waiter.stderr_lines();
+        if !quiet {
+            let line = next_line(&err);
+            assert_eq!(
+                line,
+                format!(
+                    "elect: waiting for a ticket of \"job\" (held by pid {} \"nightly [2J holder\")",
+                    holder.pid()
+                )
+            );
+        } else {
+            wait_until("the waiter to wait", || {
+                has_thread(waiter.pid(), "elect-obtain")
+            });
+        }
+        drop(holder);
+        let st = waiter.wait();
+        assert_eq!(st.code(), Some(0));
+        let rest: Vec<String> = err.iter().collect();
+        if quiet {
+            assert_eq!(rest, ["command-output"], "--quiet: only the command's");
+        } else {
+            assert_eq!(rest.len(), 2, "{rest:?}");
+            let (head, tail) = rest[0]
+                .split_once(" after ")
+                .unwrap_or_else(|| panic!("{rest:?}"));
+            assert!(
+                head.starts_with("elect: got a ticket of \"job\" (slot 0, token "),
+                "{rest:?}"
+            );
+            assert!(
+                tail.ends_with("ms") || tail.ends_with('s'),
+                "how long: {rest:?}"
+            );
+            assert_eq!(rest[1], "command-output", "before the command's output");
+        }
+        std::fs::remove_file(&ready).unwrap();
+    }
 }
 
 #[test]
@@ -82,6 +149,8 @@ fn no_progress_without_a_terminal_or_with_quiet() {
         );
     wait_file(&ready);
 
+    // Off a terminal: the line that starts the wait and the final message,
+    // no display.
     let out = output(
         elect(["run", "-w", "600ms", "-d"])
             .arg(&dir)
@@ -89,8 +158,30 @@ fn no_progress_without_a_terminal_or_with_quiet() {
     );
     assert_eq!(out.status.code(), Some(75));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.lines().count(), 1, "only the final message: {err:?}");
-    assert!(!err.contains("waiting") && !err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err:?}");
+    assert!(
+        lines[0].starts_with("elect: waiting up to 600ms for a ticket of \"job\" (held by pid "),
+        "{err:?}"
+    );
+    assert!(
+        lines[1].starts_with("elect: no ticket of \"job\""),
+        "{err:?}"
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
+
+    // --quiet: nothing at all.
+    let out = output(
+        elect(["run", "-q", "-w", "300ms", "-d"])
+            .arg(&dir)
+            .args(["job", "true"]),
+    );
+    assert_eq!(out.status.code(), Some(75));
+    assert!(
+        out.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Under a terminal with --quiet: nothing at all.
     let shell = format!("exec {ELECT} run -q -w 600ms -d {} job true", dir.display());

@@ -5,6 +5,7 @@
 mod cli_support;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cli_support::*;
@@ -23,20 +24,37 @@ fn exit_status_is_the_commands() {
 }
 
 #[test]
-fn command_killed_by_a_signal_gives_128_plus_n() {
+fn command_killed_by_a_signal_kills_elect_by_the_same_signal() {
+    use std::os::unix::process::ExitStatusExt;
     let tmp = tempfile::tempdir().unwrap();
-    for (script, want) in [("kill -KILL $$", 137), ("kill -USR1 $$", 138)] {
+    for sig in [libc::SIGKILL, libc::SIGTERM, libc::SIGUSR1, libc::SIGPIPE] {
+        let script = format!("kill -{sig} $$");
         let out = output(
             elect(["run", "-d"])
                 .arg(tmp.path())
-                .args(["job", "--", "sh", "-c", script]),
+                .args(["job", "--", "sh", "-c", &script]),
         );
+        let err = String::from_utf8_lossy(&out.stderr);
+        // What a shell sees of the command itself: killed by the signal
+        // (WIFSIGNALED), so that it reports 128 + N and a loop stops.
         assert_eq!(
-            out.status.code(),
-            Some(want),
-            "{script}: elect exits, it is not killed"
+            out.status.signal(),
+            Some(sig),
+            "{script}: elect dies of it, it does not exit 128+N: {:?} {err}",
+            out.status
         );
+        assert!(!out.status.core_dumped(), "no core file of elect's own");
+        assert!(err.is_empty(), "{script}: {err}");
+        assert!(!held(tmp.path(), "job", 0), "{script}: the slot is free");
     }
+    // The exit status of a command that exits 130 (a shell that handled
+    // Ctrl-C itself) stays an exit status.
+    let out = output(
+        elect(["run", "-d"])
+            .arg(tmp.path())
+            .args(["job", "--", "sh", "-c", "exit 130"]),
+    );
+    assert_eq!(out.status.code(), Some(130));
 }
 
 #[test]
@@ -462,4 +480,123 @@ fn a_command_started_after_a_wait_holds_the_ticket_even_with_elect_gone() {
     kill(command, libc::SIGTERM);
     wait_until("the command to end", || dead(command));
     wait_until("the ticket to be free", || !held(&dir, "job", 0));
+}
+
+/// Under `elect run NAME`, the command's own `elect run NAME` (same run
+/// directory) would wait for its caller for ever: it fails at once (125),
+/// names the ticket its caller holds and says what to do, and runs
+/// nothing. A different name, a different directory, or variables left
+/// over from a ticket released since, change nothing.
+#[test]
+fn a_nested_run_of_the_same_resource_fails_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let ran = tmp.path().join("ran");
+    let inner = format!(
+        "{ELECT} run -t \"$ELECT_TICKETS\" job -- touch {ran}; echo \"inner $?\"",
+        ran = ran.display()
+    );
+    for tickets in ["1", "3"] {
+        let start = Instant::now();
+        let out = output(
+            elect(["run", "-t", tickets, "-d"])
+                .arg(&dir)
+                .args(["job", "--", "sh", "-c", &inner]),
+        );
+        let (stdout, err) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "-t {tickets}: {err}");
+        assert_eq!(stdout.trim(), "inner 125", "-t {tickets}: {err}");
+        assert!(
+            err.starts_with("elect: \"job\" is already held by this command's caller")
+                && err.contains("slot 0")
+                && err.contains("ELECT_NAME")
+                && err.contains("run the command directly"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!ran.exists(), "-t {tickets}: the inner command ran");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    // The whole-script idiom the message suggests runs the script once,
+    // under the ticket.
+    let script = tmp.path().join("job.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$ELECT_NAME\" = job ] || exec {ELECT} run job -- \"$0\" \"$@\"\necho \"ran $1 on slot $ELECT_SLOT\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = output(Command::new(&script).arg("x").env("ELECT_DIR", &dir));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran x on slot 0\n");
+
+    // Another resource, or the same name in another run directory, is
+    // another ticket: it is taken as usual.
+    let nested = |cmd: String| {
+        output(
+            elect(["run", "-d"])
+                .arg(&dir)
+                .args(["job", "--", "sh", "-c", &cmd]),
+        )
+    };
+    let out = nested(format!("{ELECT} run other-job -- true"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = nested(format!("{ELECT} run -d {} job -- true", other.display()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Variables of a ticket released since (a daemon started under
+    // elect run -o, say) are stale: the slot is free or held with another
+    // token, and the run takes its ticket as usual.
+    let out = output(elect(["run", "-d"]).arg(&dir).args([
+        "job",
+        "--",
+        "sh",
+        "-c",
+        "echo $ELECT_SLOT $ELECT_TOKEN",
+    ]));
+    let stale = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (slot, token) = stale.split_once(' ').unwrap();
+    let later = || {
+        output(
+            elect(["run", "-n"])
+                .args(["job", "--", "true"])
+                .env("ELECT_DIR", &dir)
+                .env("ELECT_NAME", "job")
+                .env("ELECT_SLOT", slot)
+                .env("ELECT_TOKEN", token),
+        )
+    };
+    let out = later();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "free: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _holder = holder(&dir, "job", &[]);
+    let out = later();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "held by another: no ticket, not a nesting error: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -17,6 +17,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex, mpsc};
@@ -30,7 +31,7 @@ use super::exit::{self, Failure, say};
 use super::location::Place;
 use super::output::printable;
 use super::progress::Progress;
-use super::signals::{self, Bell, Signals, Woke};
+use super::signals::{self, Action, Bell, Received, Signals, Woke};
 
 /// How often the ticket is checked while the command runs, and the waiting
 /// display refreshed.
@@ -55,6 +56,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     // Refuses a bad name before anything is touched (status 2).
     let election = builder.build()?;
     let found = command::check(&args.command[0])?;
+    refuse_nested(&election)?;
 
     let signals = Signals::catch().map_err(|e| Failure::os("cannot catch signals", &e))?;
 
@@ -118,7 +120,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             _ => TICK,
         };
         match signals.wait(Some(exited.as_fd()), timeout) {
-            Woke::Signal(sig) => signals::forward(sig, pid),
+            Woke::Signal(sig) => pass_on(sig, pid),
             Woke::Other => break,
             Woke::Timeout => {}
         }
@@ -179,7 +181,78 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
     if lost.is_some() {
         return Ok(exit::LOST);
     }
+    if let Some(sig) = status.signal() {
+        // As the command ended: a shell sees elect killed by the signal.
+        signals::die_of(sig);
+    }
     Ok(command::exit_code(status))
+}
+
+/// Passes a signal received while the command runs on to it (see
+/// [`signals::forward`]). A stop signal (Ctrl-Z, or SIGTSTP from kill)
+/// stops elect too, so that its shell sees the job stopped and can
+/// continue it; SIGCONT continues elect and is passed on.
+fn pass_on(sig: Received, pid: libc::pid_t) {
+    signals::forward(sig, pid);
+    if signals::default_action(sig.signo) == Action::Stop {
+        signals::stop_self(sig.signo);
+    }
+}
+
+/// Refuses, with status 125, to wait for a ticket that this process's
+/// caller holds: a command of `elect run NAME` that runs `elect run NAME`
+/// again would wait for its own ancestor for ever (or, with N tickets, take
+/// a second one for the same job). The environment that `elect run` gives
+/// its command says which ticket the caller holds (`ELECT_NAME`,
+/// `ELECT_DIR` or `ELECT_ETCD` and `ELECT_ETCD_PREFIX`, `ELECT_SLOT`,
+/// `ELECT_TOKEN`); it counts while that slot is still held with that token,
+/// so that variables left over from a ticket released long ago (a daemon
+/// started under `elect run -o`) do not.
+fn refuse_nested(election: &Election) -> Result<(), Failure> {
+    let var = |name| std::env::var(name).ok();
+    if var("ELECT_NAME").as_deref() != Some(election.name()) || !same_place(election) {
+        return Ok(());
+    }
+    let (Some(slot), Some(token)) = (
+        var("ELECT_SLOT").and_then(|s| s.parse::<u32>().ok()),
+        var("ELECT_TOKEN").and_then(|t| t.parse::<u64>().ok()),
+    ) else {
+        return Ok(());
+    };
+    // Where status cannot tell (no /proc/locks), the environment is taken
+    // at its word; a held slot whose record is missing counts too.
+    let in_force = election.status().map_or(true, |s| {
+        s.slots
+            .iter()
+            .any(|s| s.slot == slot && s.held && s.holder.as_ref().is_none_or(|h| h.token == token))
+    });
+    if !in_force {
+        return Ok(());
+    }
+    let name = election.name();
+    Err(Failure::internal(format!(
+        "{name:?} is already held by this command's caller (elect run {name}, slot {slot}, token {token}, say ELECT_NAME, ELECT_SLOT and ELECT_TOKEN), so waiting for it would wait for ever; run the command directly (in a script: [ \"$ELECT_NAME\" = {name} ] || exec elect run {name} -- \"$0\" \"$@\"), or use another resource name",
+    )))
+}
+
+/// Whether the caller's `ELECT_DIR` (or `ELECT_ETCD` and
+/// `ELECT_ETCD_PREFIX`, for an election on etcd) names where `election`
+/// lives.
+fn same_place(election: &Election) -> bool {
+    #[cfg(feature = "etcd")]
+    if let Some(etcd) = election.etcd() {
+        let var = |name| std::env::var(name).ok();
+        return var("ELECT_ETCD").is_some_and(|e| e == etcd.endpoints().join(","))
+            && var("ELECT_ETCD_PREFIX").is_some_and(|p| p == etcd.key_prefix());
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Some(theirs) = std::env::var_os("ELECT_DIR") else {
+        return false;
+    };
+    match (std::fs::metadata(theirs), std::fs::metadata(election.dir())) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// The command, for a waiting thread to start the moment it has a ticket.
@@ -221,6 +294,13 @@ fn obtain(
         return Ok(Err(()));
     }
     let mut progress = Progress::new(election, quiet);
+    // Off a terminal (a CI log, cron's mail) a line when the wait starts
+    // and one when it ends, instead of the display.
+    let log = !quiet && !progress.is_enabled();
+    let since = Instant::now();
+    if log {
+        say(waiting(election, wait));
+    }
     // Copied for the waiting thread only when it will start the command.
     let launch = launch
         .filter(|_| !progress.is_enabled())
@@ -241,24 +321,34 @@ fn obtain(
                 Wait::For(t) => e.obtain_timeout(t),
                 Wait::Forever => e.obtain().map(Some),
             };
-            let result = match (result, &launch) {
-                (Err(err), _) => Err(err.into()),
-                (Ok(None), _) => Ok(None),
-                // An expiring ticket (etcd) is never inherited: its command
-                // must be started by the thread that outlives it.
-                (Ok(Some(ticket)), Some((argv, found))) if ticket.deadline().is_none() => {
+            let result = match result {
+                Err(err) => Err(err.into()),
+                Ok(None) => Ok(None),
+                Ok(Some(ticket)) => {
                     let mut phase = their_phase.lock().unwrap_or_else(|p| p.into_inner());
                     if *phase == Phase::GaveUp {
                         // elect is exiting on a signal: dropping the ticket
                         // releases it, and no command starts.
                         Ok(None)
                     } else {
-                        *phase = Phase::Started;
-                        command::spawn(argv, found.as_deref(), &e, &ticket, true)
-                            .map(|child| Some((ticket, Some(child))))
+                        // Said before the command starts, so that the log
+                        // shows it before the command's own lines.
+                        if log {
+                            say(got(&e, &ticket, since.elapsed()));
+                        }
+                        match &launch {
+                            // An expiring ticket (etcd) is never inherited:
+                            // its command must be started by the thread
+                            // that outlives it.
+                            Some((argv, found)) if ticket.deadline().is_none() => {
+                                *phase = Phase::Started;
+                                command::spawn(argv, found.as_deref(), &e, &ticket, true)
+                                    .map(|child| Some((ticket, Some(child))))
+                            }
+                            _ => Ok(Some((ticket, None))),
+                        }
                     }
                 }
-                (Ok(Some(ticket)), _) => Ok(Some((ticket, None))),
             };
             let _ = done.send(result);
         })
@@ -285,9 +375,13 @@ fn obtain(
                 return Ok(answer()?.ok_or(()));
             }
             Woke::Signal(sig) => {
+                // While waiting, a signal does to elect what it does to a
+                // process that does not catch it: one that terminates makes
+                // elect give up, one that stops stops it.
+                let action = signals::default_action(sig.signo);
                 let started = {
                     let mut phase = phase.lock().unwrap_or_else(|p| p.into_inner());
-                    if *phase == Phase::Waiting {
+                    if *phase == Phase::Waiting && action == Action::Terminate {
                         *phase = Phase::GaveUp;
                     }
                     *phase == Phase::Started
@@ -297,27 +391,68 @@ fn obtain(
                     // the ticket, and the signal is its to handle.
                     let obtained = answer()?;
                     if let Some((_, Some(child))) = &obtained {
-                        signals::forward(sig, child.id() as libc::pid_t);
+                        pass_on(sig, child.id() as libc::pid_t);
                     }
                     return Ok(obtained.ok_or(()));
                 }
-                progress.clear();
-                if !quiet {
-                    say(format!(
-                        "stopped by {} while waiting for a ticket of {:?}; nothing was taken",
-                        signals::name(sig.signo),
-                        election.name()
-                    ));
+                match action {
+                    Action::Ignore => {}
+                    Action::Stop => signals::stop_self(sig.signo),
+                    Action::Terminate => {
+                        progress.clear();
+                        if !quiet {
+                            say(format!(
+                                "stopped by {} while waiting for a ticket of {:?}; nothing was taken",
+                                signals::name(sig.signo),
+                                election.name()
+                            ));
+                        }
+                        // Dying drops everything, including a ticket the
+                        // waiting thread might be obtaining at this very
+                        // moment; the shell sees elect killed by the signal.
+                        signals::die_of(sig.signo);
+                    }
                 }
-                // Exiting drops everything, including a ticket the waiting
-                // thread might be obtaining at this very moment.
-                return Err(Failure {
-                    code: exit::by_signal(sig.signo),
-                    message: String::new(),
-                });
             }
             Woke::Timeout => progress.update(),
         }
+    }
+}
+
+/// The line that starts a wait off a terminal: what elect waits for, and
+/// who holds the tickets.
+fn waiting(election: &Election, wait: Wait) -> String {
+    let limit = match wait {
+        Wait::For(t) => format!(" up to {}", humantime(t)),
+        Wait::No | Wait::Forever => String::new(),
+    };
+    let holders = election.status().map(|s| holders(&s)).unwrap_or_default();
+    format!(
+        "waiting{limit} for a ticket of {:?}{holders}",
+        election.name()
+    )
+}
+
+/// The line that ends a wait off a terminal: the ticket, and how long it
+/// took.
+fn got(election: &Election, ticket: &Ticket, waited: Duration) -> String {
+    format!(
+        "got a ticket of {:?} (slot {}, token {}) after {}",
+        election.name(),
+        ticket.slot(),
+        ticket.token(),
+        elapsed(waited)
+    )
+}
+
+/// How long a wait took, for a log: `250ms`, `3.2s`, `20m05s`, `1h02m03s`.
+fn elapsed(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{:.1}s", d.as_secs_f64()),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60),
     }
 }
 
@@ -344,11 +479,13 @@ fn no_ticket(election: &Election, wait: Wait) -> String {
 /// label (from a record anyone who can write its slot file may have
 /// forged) made [`printable`].
 fn holders(status: &ResourceStatus) -> String {
-    let list: Vec<String> = status
+    const LISTED: usize = 4;
+    let held = status.slots.iter().filter(|s| s.held).count();
+    let mut list: Vec<String> = status
         .slots
         .iter()
         .filter(|s| s.held)
-        .take(4)
+        .take(LISTED)
         .map(|s| match &s.holder {
             Some(h) => format!("pid {} {:?}", h.pid, printable(&h.label)),
             // No record of elect's: name what the kernel says.
@@ -361,6 +498,9 @@ fn holders(status: &ResourceStatus) -> String {
             },
         })
         .collect();
+    if held > LISTED {
+        list.push(format!("{} more", held - LISTED));
+    }
     if list.is_empty() {
         String::new()
     } else {
@@ -376,5 +516,18 @@ fn humantime(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     } else {
         format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn how_long_a_wait_took() {
+        assert_eq!(elapsed(Duration::from_millis(250)), "250ms");
+        assert_eq!(elapsed(Duration::from_millis(3240)), "3.2s");
+        assert_eq!(elapsed(Duration::from_secs(1205)), "20m05s");
+        assert_eq!(elapsed(Duration::from_secs(3723)), "1h02m03s");
     }
 }

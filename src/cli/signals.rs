@@ -1,30 +1,89 @@
-//! The signals `elect run` handles (SIGINT, SIGTERM, SIGHUP, SIGQUIT): they
-//! are blocked and read from a `signalfd`, so that the main thread waits for
-//! them, for the command's end and for the ticket in one `ppoll`, with no
-//! thread of its own; each comes with enough of its origin to tell a
-//! terminal's keyboard signal from a `kill`, and is forwarded to the command
-//! with [`forward`].
+//! The signals `elect run` handles: every signal a process can catch but
+//! SIGCHLD (the news of elect's own child) and the realtime signals the C
+//! library keeps for itself. They are blocked and read from a `signalfd`,
+//! so that the main thread waits for them, for the command's end and for
+//! the ticket in one `ppoll`, with no thread of its own; each comes with
+//! enough of its origin to tell a terminal's signal (which the command
+//! already got) from a `kill`, and is passed on to the command with
+//! [`forward`].
+//!
+//! elect ends the way the command did: [`die_of`] re-raises a signal with
+//! its default disposition, so that a shell sees elect killed by it (a
+//! loop stops on Ctrl-C), not an exit status of 128 + N (which tells a
+//! shell that the child handled the signal and the script goes on).
 
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use libc::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use libc::{SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTSTP, SIGTTIN};
+use libc::{SIGTTOU, SIGURG, SIGWINCH};
 
-/// The signals that stop a wait and are forwarded to a running command.
-pub(crate) const HANDLED: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
+/// The highest signal number elect catches: the last realtime one.
+fn last() -> i32 {
+    libc::SIGRTMAX()
+}
+
+/// Whether elect catches (and so forwards) signal `signo`: every signal but
+/// SIGKILL and SIGSTOP, which cannot be caught; SIGCHLD, which tells elect
+/// of its own child; and the numbers between the classic signals and
+/// SIGRTMIN, which the C library uses itself (thread cancellation, setuid).
+pub(crate) fn caught(signo: i32) -> bool {
+    let classic = (1..libc::SIGRTMIN().min(32)).contains(&signo)
+        && !matches!(signo, SIGKILL | SIGSTOP | SIGCHLD);
+    classic || (libc::SIGRTMIN()..=last()).contains(&signo)
+}
+
+/// What a signal does to a process that does not catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// It ends the process (with or without a core file).
+    Terminate,
+    /// It stops the process (job control).
+    Stop,
+    /// Nothing (SIGCONT continues a stopped process, and is otherwise
+    /// ignored, as are SIGURG and SIGWINCH).
+    Ignore,
+}
+
+/// The default action of `signo`.
+pub(crate) fn default_action(signo: i32) -> Action {
+    match signo {
+        SIGTSTP | SIGTTIN | SIGTTOU | SIGSTOP => Action::Stop,
+        SIGCONT | SIGURG | SIGWINCH | SIGCHLD => Action::Ignore,
+        _ => Action::Terminate,
+    }
+}
 
 /// One signal received by elect.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Received {
     /// The signal number.
     pub(crate) signo: i32,
-    /// Whether the kernel sent it (a terminal's Ctrl-C, Ctrl-\ or hangup)
-    /// rather than a process calling kill(2).
-    pub(crate) from_kernel: bool,
+    /// How it was sent (`si_code`): `SI_KERNEL` for a terminal's Ctrl-C,
+    /// `SI_USER` for kill(2), `SI_QUEUE` for sigqueue(3).
+    code: i32,
+    /// Who sent it (0 for the kernel).
+    pid: u32,
+    /// The value sigqueue(3) sent with it.
+    value: u64,
 }
 
-/// The [`HANDLED`] signals, blocked and waiting to be read.
+impl Received {
+    /// Whether the kernel sent it itself (a terminal's Ctrl-C, Ctrl-\,
+    /// Ctrl-Z, hangup or resize) rather than a process calling kill(2).
+    pub(crate) fn sent_by_kernel(&self) -> bool {
+        self.code == libc::SI_KERNEL
+    }
+
+    /// Whether elect sent it to itself: writing to a pipe nobody reads
+    /// raises SIGPIPE that way. Not the command's business.
+    fn sent_by_elect(&self) -> bool {
+        matches!(self.code, libc::SI_USER | libc::SI_TKILL) && self.pid == std::process::id()
+    }
+}
+
+/// The caught signals, blocked and waiting to be read.
 #[derive(Debug)]
 pub(crate) struct Signals {
     fd: OwnedFd,
@@ -41,21 +100,28 @@ pub(crate) enum Woke {
     Timeout,
 }
 
+/// The set of the signals elect catches.
+fn caught_set() -> libc::sigset_t {
+    // SAFETY: the set is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in (1..=last()).filter(|s| caught(*s)) {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
 impl Signals {
-    /// Starts catching [`HANDLED`] signals: from now on they no longer stop
-    /// elect but wait to be read. Must be called before elect starts any
-    /// thread, which then inherits the blocked mask; a command started
-    /// later gets the usual empty mask (the standard library resets it in
-    /// the child).
+    /// Starts catching signals (see [`caught`]): from now on they no longer
+    /// act on elect but wait to be read. Must be called before elect starts
+    /// any thread, which then inherits the blocked mask; a command started
+    /// later gets the usual empty mask (see `command::spawn`).
     pub(crate) fn catch() -> io::Result<Self> {
-        // SAFETY: the set is initialised by sigemptyset before use; the
-        // calls have no other preconditions.
+        let set = caught_set();
+        // SAFETY: a valid set; the calls have no other preconditions.
         unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in HANDLED {
-                libc::sigaddset(&mut set, sig);
-            }
             let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if r != 0 {
                 return Err(io::Error::from_raw_os_error(r));
@@ -85,7 +151,9 @@ impl Signals {
         };
         (n == size as isize).then_some(Received {
             signo: info.ssi_signo as i32,
-            from_kernel: info.ssi_code == libc::SI_KERNEL,
+            code: info.ssi_code,
+            pid: info.ssi_pid,
+            value: info.ssi_ptr,
         })
     }
 
@@ -120,7 +188,7 @@ impl Signals {
                 return Woke::Timeout;
             }
             if n < 0 {
-                // EINTR (the library's wake-up signal, say): look again.
+                // EINTR (a stop and continue, say): look again.
                 continue;
             }
             if fds[0].revents != 0 {
@@ -139,17 +207,35 @@ impl AsFd for Signals {
     }
 }
 
-/// Forwards `sig` to the process `pid`, unless the process already got it:
-/// a terminal sends Ctrl-C (SIGINT) and Ctrl-\ (SIGQUIT) to its whole
-/// foreground process group, which includes a command still in elect's
-/// group, and a second copy would make programs that treat a repeated
-/// Ctrl-C as "force quit" skip their clean shutdown.
+/// Forwards `sig` to the process `pid`, unless the process already got it
+/// or it was not meant for it. A terminal sends its signals (Ctrl-C,
+/// Ctrl-\, Ctrl-Z, a hangup, a resize, a background read or write) to its
+/// whole foreground process group, which includes a command still in
+/// elect's group, and a second copy would make programs that treat a
+/// repeated Ctrl-C as "force quit" skip their clean shutdown. A signal
+/// elect raised itself (SIGPIPE from a write to a closed pipe) is elect's
+/// own. A signal sent with a value (sigqueue(3)) is passed on with it.
 pub(crate) fn forward(sig: Received, pid: libc::pid_t) {
-    let keyboard = matches!(sig.signo, SIGINT | SIGQUIT) && sig.from_kernel;
+    if sig.sent_by_elect() {
+        return;
+    }
+    let terminal = matches!(
+        sig.signo,
+        SIGINT | SIGQUIT | SIGTSTP | SIGTTIN | SIGTTOU | SIGHUP | SIGCONT | SIGWINCH
+    ) && sig.sent_by_kernel();
     // SAFETY: getpgid and getpgrp only read process state.
     let same_group = unsafe { libc::getpgid(pid) == libc::getpgrp() };
-    if keyboard && same_group {
+    if terminal && same_group {
         return;
+    }
+    if sig.code == libc::SI_QUEUE {
+        let value = libc::sigval {
+            sival_ptr: sig.value as usize as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue has no memory-safety preconditions.
+        if unsafe { libc::sigqueue(pid, sig.signo, value) } == 0 {
+            return;
+        }
     }
     send(pid, sig.signo);
 }
@@ -163,8 +249,77 @@ pub(crate) fn send(pid: libc::pid_t, signo: i32) {
     }
 }
 
-/// The conventional name of a signal, e.g. `SIGTERM`.
+/// Unblocks `signo` on this thread (which the kernel then picks for a
+/// signal raised on it) with its default disposition.
+fn unblock(signo: i32) {
+    // SAFETY: a set initialised by sigemptyset; signal and pthread_sigmask
+    // have no other preconditions.
+    unsafe {
+        libc::signal(signo, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Stops elect as stop signal `signo` (Ctrl-Z's SIGTSTP, say) would have,
+/// so that its shell sees the job stopped; returns once elect is continued
+/// (SIGCONT), with the signal caught again.
+pub(crate) fn stop_self(signo: i32) {
+    let _ = io::stderr().flush();
+    unblock(signo);
+    // SAFETY: raise has no preconditions. With the default disposition and
+    // unblocked on this thread, the signal stops the whole process before
+    // raise returns.
+    unsafe { libc::raise(signo) };
+    // SAFETY: as in `unblock`.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Ends elect by signal `signo`, as the command ended or as the signal
+/// would have ended elect had it not been caught: its default disposition
+/// restored, unblocked, and raised. A shell then sees what it would see of
+/// the command (status 128 + N, and a loop that stops on Ctrl-C). No core
+/// file is written for elect (a SIGQUIT or a SIGSEGV of the command is
+/// about the command, which wrote its own). Flushes stdout and stderr
+/// first. Exits 128 + N in the unlikely case that the signal does not end
+/// the process.
+pub(crate) fn die_of(signo: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: setrlimit reads a live rlimit; prctl has no memory-safety
+    // preconditions.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    unblock(signo);
+    // SAFETY: raise has no preconditions; the signal is delivered to this
+    // thread before raise returns.
+    unsafe { libc::raise(signo) };
+    std::process::exit(128 + signo)
+}
+
+/// The conventional name of a signal: `SIGTERM`, `SIGRTMIN+2`.
 pub(crate) fn name(signo: i32) -> String {
+    let (min, max) = (libc::SIGRTMIN(), last());
+    if (min..=max).contains(&signo) {
+        return if signo == min {
+            "SIGRTMIN".to_string()
+        } else {
+            format!("SIGRTMIN+{}", signo - min)
+        };
+    }
     signal_hook::low_level::signal_name(signo)
         .map(str::to_string)
         .unwrap_or_else(|| format!("signal {signo}"))
@@ -210,5 +365,41 @@ pub(crate) struct RingOnDrop(pub(crate) std::sync::Arc<Bell>);
 impl Drop for RingOnDrop {
     fn drop(&mut self) {
         self.0.ring();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_caught() {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGALRM,
+            libc::SIGTSTP,
+        ] {
+            assert!(caught(sig), "{sig}");
+        }
+        assert!(caught(libc::SIGRTMIN()) && caught(libc::SIGRTMAX()));
+        for sig in [
+            0,
+            libc::SIGKILL,
+            libc::SIGSTOP,
+            libc::SIGCHLD,
+            32,
+            libc::SIGRTMAX() + 1,
+        ] {
+            assert!(!caught(sig), "{sig}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name(libc::SIGUSR1), "SIGUSR1");
+        assert_eq!(name(libc::SIGRTMIN()), "SIGRTMIN");
+        assert_eq!(name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
     }
 }
