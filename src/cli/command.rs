@@ -16,12 +16,25 @@ use super::exit::{self, Failure};
 /// The search path `execvp` uses when `PATH` is unset.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 
-/// The label `status` shows for a command by default: its command line.
+/// The label `status` shows for a command by default: its command line,
+/// each word quoted as a shell would need it (`sh -c 'sleep 2'`), so that
+/// it reads as the command that was run and can be pasted back.
 pub(crate) fn command_line(argv: &[OsString]) -> String {
     argv.iter()
-        .map(|a| a.to_string_lossy())
+        .map(|a| shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `word` as a POSIX shell would need it written to read it back as one
+/// word: as it is when it has only characters no shell treats specially,
+/// else in single quotes (a single quote inside written `'\''`).
+fn shell_quote(word: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "_-+=,./:@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// Checks, before any ticket is taken, that `program` can be run, so that a
@@ -55,7 +68,7 @@ pub(crate) fn check(program: &OsStr) -> Result<Option<PathBuf>, Failure> {
                 exit::CANNOT_EXECUTE,
                 format!("cannot run {shown:?}: permission denied; make it executable (chmod +x)"),
             )),
-            Ok(_) => Ok(None),
+            Ok(_) => check_interpreter(path, &shown).map(|()| None),
         };
     }
     let search = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
@@ -69,6 +82,7 @@ pub(crate) fn check(program: &OsStr) -> Result<Option<PathBuf>, Failure> {
         let candidate = dir.join(program);
         if candidate.metadata().is_ok_and(|m| m.is_file()) {
             if executable(&candidate) {
+                check_interpreter(&candidate, &shown)?;
                 return Ok(Some(candidate));
             }
             not_executable.get_or_insert(candidate);
@@ -89,6 +103,52 @@ pub(crate) fn check(program: &OsStr) -> Result<Option<PathBuf>, Failure> {
             ),
         )),
     }
+}
+
+/// Checks the interpreter a script names on its first line (`#!/bin/sh`):
+/// the system reports a missing one as if the script itself were missing
+/// ("No such file or directory"), so it is named here, before a ticket is
+/// taken. Status 126, as a shell gives for a bad interpreter.
+fn check_interpreter(script: &Path, shown: &str) -> Result<(), Failure> {
+    let Some(interpreter) = interpreter_of(script) else {
+        return Ok(());
+    };
+    let named = interpreter.to_string_lossy();
+    let crlf = if named.ends_with('\r') {
+        " (the line ends in a carriage return: the file has DOS line endings; convert it with dos2unix or sed -i 's/\\r$//')"
+    } else {
+        ""
+    };
+    let problem = match interpreter.metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist",
+        Ok(m) if m.is_dir() => "is a directory",
+        Ok(_) if !executable(&interpreter) => "is not executable",
+        _ => return Ok(()),
+    };
+    Err(Failure::new(
+        exit::CANNOT_EXECUTE,
+        format!(
+            "cannot run {shown:?}: its interpreter {named:?}, named on its #! line, {problem}{crlf}; fix that line or install the interpreter"
+        ),
+    ))
+}
+
+/// The interpreter a script names on its first line (`#!/bin/sh -e` names
+/// `/bin/sh`), if it starts with `#!`.
+fn interpreter_of(script: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let mut file = std::fs::File::open(script).ok()?;
+    let n = file.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let start = line.iter().position(|&b| b != b' ' && b != b'\t')?;
+    let rest = &line[start..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(rest.len());
+    Some(PathBuf::from(OsStr::from_bytes(&rest[..end])))
 }
 
 /// Whether this process may execute `path`.
@@ -142,8 +202,26 @@ pub(crate) fn spawn(
     started.map_err(|e| {
         let shown = argv[0].to_string_lossy();
         match e.raw_os_error() {
+            // The file is there (it was found before the ticket was taken):
+            // what is missing is its interpreter, or the dynamic loader of
+            // a program built for another system.
             Some(libc::ENOENT) => {
-                Failure::new(exit::NOT_FOUND, format!("cannot run {shown:?}: {e}"))
+                let file = found.unwrap_or_else(|| Path::new(&argv[0]));
+                if !file.exists() {
+                    return Failure::new(
+                        exit::NOT_FOUND,
+                        format!("cannot run {shown:?}: it no longer exists; check the path"),
+                    );
+                }
+                if let Err(f) = check_interpreter(file, &shown) {
+                    return f;
+                }
+                Failure::new(
+                    exit::CANNOT_EXECUTE,
+                    format!(
+                        "cannot run {shown:?}: the file exists, but what it needs to run does not ({e}): a script's interpreter (its #! line) or a program's dynamic loader (a program built for another system); check with `file {shown}`"
+                    ),
+                )
             }
             // elect's own failures, not the command's: no process (EAGAIN,
             // ENOMEM), or no descriptor for the pipe that reports a failed
@@ -278,4 +356,50 @@ pub(crate) fn exit_watch(pid: libc::pid_t) -> Result<OwnedFd, Failure> {
         })
         .map_err(|e| Failure::os(format!("cannot watch the command (pid {pid})"), &e))?;
     Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_label_quotes_words_as_a_shell_would() {
+        let line =
+            |words: &[&str]| command_line(&words.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(line(&["sh", "-c", "sleep 2"]), "sh -c 'sleep 2'");
+        assert_eq!(
+            line(&["make", "-j4", "CC=gcc", "a/b.o"]),
+            "make -j4 CC=gcc a/b.o"
+        );
+        assert_eq!(line(&["echo", "it's", ""]), r"echo 'it'\''s' ''");
+        assert_eq!(
+            line(&["x", "$HOME", "*", "a;b", "~"]),
+            "x '$HOME' '*' 'a;b' '~'"
+        );
+        assert_eq!(line(&["café"]), "café");
+    }
+
+    #[test]
+    fn the_interpreter_is_read_from_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = |text: &str| {
+            let p = dir.path().join("s");
+            std::fs::write(&p, text).unwrap();
+            interpreter_of(&p)
+        };
+        assert_eq!(script("#!/bin/sh\necho\n"), Some("/bin/sh".into()));
+        assert_eq!(
+            script("#! /usr/bin/env python3 -u\n"),
+            Some("/usr/bin/env".into())
+        );
+        assert_eq!(script("#!/bin/sh\r\n"), Some("/bin/sh\r".into()));
+        assert_eq!(script("echo\n"), None);
+        assert_eq!(script("#!\n"), None);
+        let p = dir.path().join("s");
+        std::fs::write(&p, "#!/nonexistent/sh\n").unwrap();
+        let f = check_interpreter(&p, "s").unwrap_err();
+        assert_eq!(f.code, exit::CANNOT_EXECUTE);
+        assert!(f.message.contains("\"/nonexistent/sh\""), "{}", f.message);
+        assert!(f.message.contains("does not exist"), "{}", f.message);
+    }
 }
