@@ -1,7 +1,9 @@
-//! Signals and `elect run`, with real processes: forwarding to the command,
-//! giving up while waiting, SIGKILL of elect while the command keeps the
-//! slot, a waiter taking over from a killed command, and Ctrl-C in a real
-//! (pseudo-)terminal.
+//! Signals and `elect run`, with real processes: forwarding every
+//! catchable signal to the command (realtime ones and a queued value
+//! included), stopping and continuing, giving up while waiting (killed by
+//! the signal, as the command would be), SIGKILL of elect while the command
+//! keeps the slot, a waiter taking over from a killed command, and Ctrl-C
+//! in a real (pseudo-)terminal, where it stops a shell loop of elect runs.
 
 mod cli_support;
 
@@ -9,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cli_support::*;
@@ -461,4 +464,71 @@ fn ctrl_c_stops_a_shell_loop_of_elect_runs_while_running_and_while_waiting() {
         );
         drop(stdin);
     }
+}
+
+/// What the queued signal's handler saw: its code and value, once
+/// `QUEUED` is set (atomics: all a signal handler may touch).
+static QUEUED: AtomicBool = AtomicBool::new(false);
+static QUEUED_CODE: AtomicI32 = AtomicI32::new(0);
+static QUEUED_VALUE: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_queued(_sig: i32, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let (code, value) = unsafe { ((*info).si_code, (*info).si_int()) };
+    QUEUED_CODE.store(code, Ordering::SeqCst);
+    QUEUED_VALUE.store(value, Ordering::SeqCst);
+    QUEUED.store(true, Ordering::SeqCst);
+}
+
+/// Not a test of its own: the command of `a_queued_signal_keeps_its_value`,
+/// which runs this test binary with only this test and
+/// `ELECT_TEST_QUEUED_TO` set. It writes the code and value of the first
+/// SIGRTMIN+3 it gets into that file.
+#[test]
+fn queued_signal_receiver() {
+    let Some(out) = std::env::var_os("ELECT_TEST_QUEUED_TO") else {
+        return;
+    };
+    let out = std::path::PathBuf::from(out);
+    // SAFETY: a zeroed sigaction with a valid SA_SIGINFO handler.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_queued as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(libc::SIGRTMIN() + 3, &sa, std::ptr::null_mut());
+    }
+    std::fs::write(out.with_extension("ready"), "").unwrap();
+    wait_until("the queued signal", || QUEUED.load(Ordering::SeqCst));
+    let code = QUEUED_CODE.load(Ordering::SeqCst);
+    let value = QUEUED_VALUE.load(Ordering::SeqCst);
+    std::fs::write(&out, format!("{code} {value}\n")).unwrap();
+}
+
+/// A signal sent with a value (sigqueue(3)) reaches the command with it.
+#[test]
+fn a_queued_signal_keeps_its_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let out = tmp.path().join("queued");
+    let me = std::env::current_exe().unwrap();
+    let mut p = Proc::spawn(
+        elect(["run", "-d"])
+            .arg(&dir)
+            .args(["job", "--"])
+            .arg(me)
+            .args(["--exact", "queued_signal_receiver", "--test-threads=1"])
+            .env("ELECT_TEST_QUEUED_TO", &out),
+    );
+    wait_file(&out.with_extension("ready"));
+    let value = libc::sigval {
+        sival_ptr: 4242 as *mut libc::c_void,
+    };
+    // SAFETY: sigqueue has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::sigqueue(p.pid(), libc::SIGRTMIN() + 3, value) },
+        0
+    );
+    assert_eq!(read_when_written(&out), format!("{} 4242", libc::SI_QUEUE));
+    let (st, err) = p.finish();
+    assert_eq!(st.code(), Some(0), "{err}");
 }

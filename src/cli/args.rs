@@ -48,9 +48,14 @@ pub(crate) enum Command {
             ELECT_TICKETS, ELECT_DIR and ELECT_TOKEN in its environment and exits \
             with its status. The command inherits the ticket: the slot stays held \
             until elect, the command and every descendant that kept the inherited \
-            descriptor have exited. SIGINT, SIGTERM, SIGHUP and SIGQUIT are \
-            forwarded to the command while it runs; while waiting they make elect \
-            give up with nothing taken and exit 128+N. If the ticket is lost while \
+            descriptor have exited. Every signal elect can catch but SIGCHLD is \
+            forwarded to the command while it runs; while waiting, SIGINT, SIGTERM, \
+            SIGHUP, SIGQUIT (or any signal that kills a process by default) make \
+            elect give up with nothing taken. When the command dies of signal N, or \
+            elect gives up because of it, elect ends by signal N itself, so that a \
+            shell sees 128+N and a loop stops on Ctrl-C. Run inside the command of \
+            an elect run of the same resource, it fails at once (125) instead of \
+            waiting for itself. If the ticket is lost while \
             the command runs (its slot file or directory removed), the command gets \
             SIGTERM, then SIGKILL after --kill-after, and elect exits 76.")]
     Run(RunArgs),
@@ -167,7 +172,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "TEXT", value_parser = OsStringValueParser::new().map(|l| l.to_string_lossy().into_owned()))]
     pub(crate) label: Option<String>,
 
-    /// Nothing on stderr but errors: no progress while waiting, no message
+    /// Nothing on stderr but errors: no progress display while waiting (nor,
+    /// off a terminal, the lines when a wait starts and ends), no message
     /// when no ticket was obtained.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

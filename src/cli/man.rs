@@ -189,7 +189,10 @@ fn sub_page(name: &str) -> Vec<Section> {
                         "128+N",
                         "Stopped by signal N (SIGINT from Ctrl-C gives 130): watch runs until interrupted.",
                     ),
-                    Tag("0", "Its output was closed (for example by head -1)."),
+                    Tag(
+                        "0",
+                        "Nobody reads its output any more (for example grep -m1 or head -1 exited): watch notices at once, even with no event to write, and exits 0 rather than dying of SIGPIPE, so that a pipeline under set -o pipefail succeeds.",
+                    ),
                     Tag("2", "Bad usage: unknown option or bad resource name."),
                     Tag(
                         "125",
@@ -243,7 +246,7 @@ fn run_exit_status() -> Section {
             Tag("the command's status", "when the command exited."),
             Tag(
                 "128+N",
-                "when the command was killed by signal N, or when elect run was stopped by signal N (SIGINT, SIGTERM, SIGHUP, SIGQUIT) while waiting for a ticket; nothing was taken then.",
+                "when the command was killed by signal N, or when elect run was stopped by signal N (SIGINT, SIGTERM, SIGHUP, SIGQUIT, or another that kills a process by default) while waiting for a ticket; nothing was taken then. elect run then ends by signal N itself (its default disposition restored, re-raised, without a core file of its own), not by exiting 128+N: a shell sees the same status, and reacts as it would to the command itself, so that Ctrl-C stops a loop of elect runs.",
             ),
             Tag(
                 "75, or the -E CODE",
@@ -261,7 +264,7 @@ fn run_exit_status() -> Section {
             Tag("127", "the command was not found."),
             Tag(
                 "125",
-                "any other failure of elect itself: unsafe or unwritable run directory, participants disagreeing on the number of tickets, I/O error, an etcd cluster that cannot be reached; as env(1), nice(1) and timeout(1) use it.",
+                "any other failure of elect itself: unsafe or unwritable run directory, participants disagreeing on the number of tickets, an elect run inside the command of an elect run of the same resource (see Nesting under NOTES), I/O error, an etcd cluster that cannot be reached; as env(1), nice(1) and timeout(1) use it.",
             ),
             P(
                 "Every error message goes to stderr, begins with \"elect:\", names the bad value or path and says what to do about it.",
@@ -359,11 +362,11 @@ fn notes() -> Section {
             ),
             Tag(
                 "SIGKILL",
-                "SIGKILL cannot be caught. If elect run is killed with SIGKILL while the command runs, the command runs on and keeps the slot through its inherited descriptor (status shows the slot held, with the exited pid of elect and the command_pid of the command); the slot is free once the command and its descendants holding it have exited. With --no-inherit the command is killed too and the slot is free at once. If the command is killed with SIGKILL, elect run exits 137 and the next waiter gets the ticket at once. Killing a waiting elect run with SIGKILL takes nothing. Nothing is ever left to clean up: the kernel frees a lock when its last descriptor is closed.",
+                "SIGKILL cannot be caught. If elect run is killed with SIGKILL while the command runs, the command runs on and keeps the slot through its inherited descriptor (status shows the slot held, with the exited pid of elect and the command_pid of the command); the slot is free once the command and its descendants holding it have exited. With --no-inherit the command is killed too and the slot is free at once. If the command is killed with SIGKILL, elect run dies of SIGKILL too (status 137) and the next waiter gets the ticket at once. Killing a waiting elect run with SIGKILL takes nothing. Nothing is ever left to clean up: the kernel frees a lock when its last descriptor is closed.",
             ),
             Tag(
                 "Signals",
-                "SIGINT, SIGTERM, SIGHUP and SIGQUIT received by elect run while the command runs are forwarded to it, and elect exits with the command's status once it has ended. A Ctrl-C or Ctrl-\\ in a terminal already reaches the command (it is in the terminal's foreground process group), so elect does not send it a second copy: one Ctrl-C stops both. Received while waiting, these signals make elect run give up with nothing taken and exit 128+N.",
+                "Every signal elect run can catch (all but SIGKILL and SIGSTOP) is forwarded to the command while it runs, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH and the realtime signals SIGRTMIN to SIGRTMAX included (with the value sigqueue(3) sent along), except SIGCHLD, which tells elect of its own child. elect survives them and exits with the command's status once it has ended. A signal that a terminal sends to its whole foreground process group (Ctrl-C's SIGINT, Ctrl-\\'s SIGQUIT, Ctrl-Z's SIGTSTP, a hangup or a resize) already reaches a command in elect's group, so elect does not send it a second copy: one Ctrl-C stops both. A stop signal (SIGTSTP, SIGTTIN, SIGTTOU) stops elect too once passed on, so that the shell sees the job stopped; SIGCONT continues elect and is passed on. While elect run waits for a ticket, a signal does what it does to a program that does not catch it: SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGALRM and the like make it give up with nothing taken, a stop signal stops it, SIGWINCH and SIGURG change nothing. When the command dies of signal N, or elect run gives up because of it, elect run ends by signal N itself, so that a shell, make or xargs sees what it would see of the command: in for i in 1 2 3; do elect run x -- sleep 2; done, Ctrl-C stops the loop, while running or while waiting.",
             ),
             Tag(
                 "Lost tickets",
@@ -371,7 +374,11 @@ fn notes() -> Section {
             ),
             Tag(
                 "Progress",
-                "While elect run waits and stderr is a terminal, it shows what it waits for and who holds the tickets (pid, label, since when), updated as that changes and erased once a ticket is obtained. Nothing of that is shown when stderr is not a terminal, or with --quiet.",
+                "While elect run waits and stderr is a terminal, it shows what it waits for and who holds the tickets (pid, label, since when), updated as that changes and erased once a ticket is obtained. When stderr is not a terminal (a CI log, cron's mail), it writes one line when the wait starts, naming the holders, and one when the ticket came, with how long that took, before the command starts: elect: waiting for a ticket of \"deploy\" (held by pid 4242 \"./deploy.sh\") and elect: got a ticket of \"deploy\" (slot 0, token 7) after 20m05s. A label is shown with control and bidirectional-formatting characters replaced by spaces. With --quiet, none of this.",
+            ),
+            Tag(
+                "Nesting",
+                "A command that runs elect run for the resource whose ticket it already holds would wait for itself for ever. elect run sees it in the environment its caller gave the command: ELECT_NAME and ELECT_DIR (or ELECT_ETCD and ELECT_ETCD_PREFIX) name the same resource, and slot ELECT_SLOT is still held with ELECT_TOKEN. It then fails at once with status 125, as a failure of elect's rather than of the command, and runs nothing; with --no-wait, too, so that a cron job's -E 0 cannot hide it. It does not run the command re-entrantly: the inner elect run's options (--tickets, --timeout, -E, --label) would mean nothing, and ELECT_TOKEN would not be a new acquisition. Run the command directly instead; a script that may be started both ways re-runs itself under elect only when it does not hold the ticket yet: [ \"$ELECT_NAME\" = job ] || exec elect run job -- \"$0\" \"$@\". Variables left over from a ticket released since (a daemon started under --no-inherit) do not count.",
             ),
         ],
     )
