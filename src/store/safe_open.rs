@@ -502,14 +502,26 @@ pub(crate) fn write_at(fd: BorrowedFd<'_>, bytes: &[u8], offset: u64) -> io::Res
 /// privilege to make; and what a regular file with other names holds is
 /// parsed, never written or believed.
 pub(crate) fn read_to_show(dir: BorrowedFd<'_>, name: &str, max: usize) -> io::Result<Vec<u8>> {
+    read_prefix(fd_borrow(&open_to_show(dir, name)?), max)
+}
+
+/// Opens the file `name` in `dir` read-only, to show what it holds, as
+/// [`read_to_show`] does.
+pub(crate) fn open_to_show(dir: BorrowedFd<'_>, name: &str) -> io::Result<OwnedFd> {
     let c = CString::new(name).expect("internal names have no NUL");
-    let fd = open_raw(
+    open_raw(
         Some(dir),
         &c,
         libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
         0,
-    )?;
-    read_prefix(fd_borrow(&fd), max)
+    )
+}
+
+/// Whether `err` says that the file system has no room left for the
+/// bytes written (full, or the user's quota reached).
+pub(crate) fn is_no_space(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || err.kind() == io::ErrorKind::WriteZero
 }
 
 /// Reads at most `max` bytes from offset 0 of a regular file: one `pread`

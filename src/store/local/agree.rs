@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{ResourceDir, TICKETS_FILE, parse_tickets};
+use super::{ResourceDir, TICKETS_FILE, TICKETS_READ, parse_tickets_file};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
 use crate::store::safe_open::{self, Access};
@@ -79,10 +79,14 @@ pub(super) fn join(
     let path = res.path.join(TICKETS_FILE);
     let lock_err = |e| Error::io("cannot lock", &res.path, e);
     let agreed = || -> Result<Option<u32>> {
-        let mut buf = [0u8; 32];
+        let mut buf = [0u8; TICKETS_READ];
         let bytes = safe_open::read_into(file.as_fd(), &mut buf)
             .map_err(|e| Error::io("cannot read", &path, e))?;
-        Ok(parse_tickets(bytes))
+        Ok(parse_tickets_file(bytes, || {
+            safe_open::fstat(file.as_fd())
+                .ok()
+                .map(|st| st.st_size as u64)
+        }))
     };
     let dir = member.as_fd();
     loop {
@@ -132,7 +136,7 @@ fn join_locked(
     let lock_err = |e| Error::io("cannot lock", path, e);
     if safe_open::try_flock(dir, true).map_err(lock_err)? {
         // Nobody is live: the number is ours to set.
-        safe_open::overwrite(file.as_fd(), path, format!("{tickets}\n").as_bytes())?;
+        record_tickets(file.as_fd(), path, tickets)?;
         // Converting exclusive to shared is not atomic in flock(2); a fast
         // joiner slipping in between reads the number just written, so it
         // cannot disagree unnoticed.
@@ -160,6 +164,30 @@ fn join_locked(
             ))
         }
     }
+}
+
+/// Writes the agreed number into the `tickets` file, as text. On a file
+/// system with no room left (or a quota reached), where not even those few
+/// bytes can be written, the number is recorded as the length of a file
+/// that is nothing but a hole, which takes no room: N bytes that read as
+/// NULs (see `parse_tickets_file`). So a never-used resource can be taken
+/// on a full disk, and its participants still agree on N.
+fn record_tickets(fd: BorrowedFd<'_>, path: &std::path::Path, tickets: u32) -> Result<()> {
+    let Err(err) = safe_open::overwrite(fd, path, format!("{tickets}\n").as_bytes()) else {
+        return Ok(());
+    };
+    let Error::Io { source, .. } = &err else {
+        return Err(err);
+    };
+    if !safe_open::is_no_space(source) {
+        return Err(err);
+    }
+    // SAFETY: plain syscalls on a borrowed descriptor.
+    let hole = unsafe {
+        libc::ftruncate(fd.as_raw_fd(), 0) == 0
+            && libc::ftruncate(fd.as_raw_fd(), libc::off_t::from(tickets)) == 0
+    };
+    if hole { Ok(()) } else { Err(err) }
 }
 
 /// A second open file description of a resource directory: each

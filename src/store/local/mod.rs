@@ -62,6 +62,24 @@ pub(crate) fn parse_tickets(bytes: &[u8]) -> Option<u32> {
     (1..=crate::election::MAX_TICKETS).contains(&n).then_some(n)
 }
 
+/// How many bytes of the `tickets` file are read: enough for any number
+/// elect writes, and to tell a hole from text.
+pub(crate) const TICKETS_READ: usize = 32;
+
+/// Parses the `tickets` file from the first [`TICKETS_READ`] bytes of it,
+/// `prefix`, and its length, `len` (asked only when needed): the text
+/// [`parse_tickets`] reads, or the form written on a full file system,
+/// where not even those few bytes could be written: a file of nothing but
+/// a hole (which takes no space, and reads as NUL bytes) whose length is
+/// the number (see `agree::record_tickets`).
+pub(crate) fn parse_tickets_file(prefix: &[u8], len: impl FnOnce() -> Option<u64>) -> Option<u32> {
+    if !prefix.is_empty() && prefix.iter().all(|&b| b == 0) {
+        let n = u32::try_from(len()?).ok()?;
+        return (1..=crate::election::MAX_TICKETS).contains(&n).then_some(n);
+    }
+    parse_tickets(prefix)
+}
+
 /// What a participant asks for.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {

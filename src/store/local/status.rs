@@ -7,7 +7,9 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{LocalStore, ResourceDir, TICKETS_FILE, parse_tickets, slot_name, token, wait};
+use super::{
+    LocalStore, ResourceDir, TICKETS_FILE, TICKETS_READ, parse_tickets_file, slot_name, token, wait,
+};
 use crate::error::{Error, Result};
 use crate::interrupt::{Interrupter, Woken};
 use crate::record::HolderRecord;
@@ -151,9 +153,7 @@ fn resource_status(
     locked: &HashMap<FileId, u32>,
     every_record: bool,
 ) -> ResourceStatus {
-    let recorded = safe_open::read_to_show(res.fd.as_fd(), TICKETS_FILE, 32)
-        .ok()
-        .and_then(|b| parse_tickets(&b));
+    let recorded = tickets_to_show(res);
     let tickets = recorded.unwrap_or_else(|| count_slots(&res.path));
     let mut slots = Vec::with_capacity(tickets as usize);
     for i in 0..tickets {
@@ -239,6 +239,21 @@ fn check_holder(slot: &mut SlotStatus, id: FileId, locker: u32) {
         Some(l) if sys::same_process(l, h.pid) => locker_alive,
         _ => !sys::process_gone(h.pid),
     });
+}
+
+/// The number of tickets the `tickets` file of `res` holds, read to show
+/// it (see `parse_tickets_file`): its length is asked only of a file that
+/// reads as NUL bytes.
+fn tickets_to_show(res: &ResourceDir) -> Option<u32> {
+    let fd = safe_open::open_to_show(res.fd.as_fd(), TICKETS_FILE).ok()?;
+    let mut buf = [0u8; TICKETS_READ];
+    let prefix = safe_open::read_into(fd.as_fd(), &mut buf).ok()?;
+    parse_tickets_file(prefix, || {
+        safe_open::fstat(fd.as_fd())
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            .map(|st| st.st_size as u64)
+    })
 }
 
 /// Without a `tickets` file, the number of slots is one past the highest

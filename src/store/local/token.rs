@@ -112,8 +112,45 @@ pub(super) fn next(res: &ResourceDir, mode: u32, intr: &Interrupter) -> Result<u
     debug_assert_eq!(text.len(), LEN);
     // One write of the fixed length; longer contents (the 16 bytes of an
     // older version are shorter, a person's repair may be either) are cut.
-    safe_open::overwrite_from(fd, &path, text.as_bytes(), len.max(bytes.len() as u64))?;
-    Ok(token)
+    let written =
+        safe_open::overwrite_from(fd, &path, text.as_bytes(), len.max(bytes.len() as u64));
+    match written {
+        Err(Error::Io { ref source, .. })
+            if safe_open::is_no_space(source) && from_clock(token) =>
+        {
+            // A full file system (a new counter's first bytes need room):
+            // the token came from the clock, and the next one will too,
+            // once the clock has passed this one, which it has before the
+            // lock is let go. A new counter is left empty, as it was.
+            if bytes.is_empty() {
+                // SAFETY: plain syscall on a borrowed descriptor.
+                unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
+            }
+            Ok(token)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(token),
+    }
+}
+
+/// Whether `token` was taken from the clock rather than from the counter,
+/// waiting (at most a millisecond, holding the counter's lock) until the
+/// clock has passed it: then the next token, which the clock gives too
+/// when the counter could not be written, is larger.
+fn from_clock(token: u64) -> bool {
+    let now = clock_micros();
+    if now < token {
+        // The counter is ahead of the clock: only the counter knows.
+        return false;
+    }
+    let end = std::time::Instant::now() + Duration::from_millis(1);
+    while clock_micros() <= token {
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    true
 }
 
 /// The error for a counter file that holds something else.
