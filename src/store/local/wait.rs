@@ -257,7 +257,7 @@ impl Line {
     }
 
     /// Whether the waiter at `place` still waits: its file's lock is held.
-    /// `None`: its file is gone already.
+    /// `None`: its file is gone already, or is not a waiter's.
     fn is_alive(&self, place: Place) -> Result<Option<bool>> {
         let name = place.name();
         match safe_open::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
@@ -269,6 +269,10 @@ impl Line {
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(None)
             }
+            // Not a place a waiter made (a link, a FIFO, a directory, a file
+            // of a stranger's): nobody waits there. It is neither followed
+            // nor removed, and holds up nobody.
+            Err(Error::Unsafe { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
