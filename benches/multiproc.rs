@@ -44,6 +44,7 @@ fn main() {
             "cycler" => cycler(&args),
             "holder" => holder(&args),
             "failover-waiter" => failover_waiter(&args),
+            "status-holder" => status_holder(&args),
             _ => panic!("unknown role {role}"),
         }
         return;
@@ -683,19 +684,32 @@ fn status(base: &Path, quick: bool) {
     let resources = if quick { 2_000 } else { 10_000 };
     println!("\n## Status of a run directory with {resources} resources (one held slot each)");
     let dir = fresh(base, "status");
-    raise_fd_limit();
-    // Half of them held by this process while status is read, so that both
-    // the kernel's lock list and the records are in play.
-    let mut held = Vec::new();
-    for i in 0..resources {
+    // Every resource used once; then half of them held, by helper processes
+    // of their own (a held ticket keeps 4 descriptors, and 5,000 of them
+    // would pass a usual limit of open files), while status is read, so
+    // that both the kernel's lock list and the records are in play.
+    for i in (1..resources).step_by(2) {
         let e = Election::builder(format!("r{i}"))
             .dir(&dir)
             .build()
             .unwrap();
-        let t = e.obtain().unwrap();
-        if i % 2 == 0 {
-            held.push(t);
-        }
+        drop(e.obtain().unwrap());
+    }
+    const HOLDERS: usize = 4;
+    let holders: Vec<Child> = (0..HOLDERS)
+        .map(|h| {
+            let _ = std::fs::remove_file(dir.join(format!("ready{h}")));
+            let args = [
+                dir.to_str().unwrap().to_string(),
+                h.to_string(),
+                HOLDERS.to_string(),
+                resources.to_string(),
+            ];
+            spawn("status-holder", &args)
+        })
+        .collect();
+    for h in 0..HOLDERS {
+        wait_for(&dir.join(format!("ready{h}")));
     }
     // Times `runs` calls of `call`; prints median, best and worst as
     // report.py reads them.
@@ -739,18 +753,60 @@ fn status(base: &Path, quick: bool) {
         );
         assert!(out.stdout.len() > resources * 20);
     });
-    drop(held);
+    for mut h in holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+}
+
+/// Holds the even-numbered resources `r{i}` with `i / 2 % holders == h`
+/// in `dir`, says so by creating `ready{h}`, and holds until killed.
+/// Arguments: directory, h, holders, resources.
+fn status_holder(args: &[String]) {
+    let dir = PathBuf::from(&args[1]);
+    let (h, holders, resources): (usize, usize, usize) = (
+        args[2].parse().unwrap(),
+        args[3].parse().unwrap(),
+        args[4].parse().unwrap(),
+    );
+    raise_fd_limit();
+    let held: Vec<elect::Ticket> = (0..resources)
+        .step_by(2)
+        .filter(|i| i / 2 % holders == h)
+        .map(|i| {
+            Election::builder(format!("r{i}"))
+                .dir(&dir)
+                .build()
+                .unwrap()
+                .obtain()
+                .unwrap()
+        })
+        .collect();
+    File::create(dir.join(format!("ready{h}"))).unwrap();
+    loop {
+        std::thread::park();
+        let _ = &held;
+    }
 }
 
 /// Holding thousands of tickets in one process needs thousands of
-/// descriptors: raise the soft limit to the hard one.
+/// descriptors (four for each held ticket: the lock, the record, the
+/// resource directory and the membership): raise the limit to 65,536 where
+/// the process may (root), else the soft limit to the hard one.
 fn raise_fd_limit() {
     // SAFETY: rl is a valid in/out pointer.
     unsafe {
         let mut rl: libc::rlimit = std::mem::zeroed();
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            let want = rl.rlim_max.max(65_536);
+            let more = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &more) != 0 {
+                rl.rlim_cur = rl.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+            }
         }
     }
 }
