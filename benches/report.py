@@ -346,6 +346,8 @@ def main():
     w(f"- kernel: Linux {mach['kernel']}, {mach['nproc']} CPUs: {mach['cpu']}")
     w(f"- load average before the run: {mach['load_before']}; after: {mach.get('load_after', '–')}")
     w(f"- tools: {mach.get('tools', '–')}")
+    if mach.get("commit"):
+        w(f"- code measured: {mach['commit']}")
     if mach.get("note"):
         w(f"- **{mach['note']}**")
     w("")

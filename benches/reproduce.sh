@@ -80,6 +80,7 @@ if key == "load_before":
                          "portalocker " + __import__("portalocker").__version__,
                          "filelock " + __import__("filelock").__version__]),
         note=os.environ.get("ELECT_BENCH_NOTE", ""),
+        commit=v("git", "describe", "--always", "--dirty"),
     )
 m[key] = " ".join(open("/proc/loadavg").read().split()[:3])
 json.dump(m, open(path, "w"), indent=1)
