@@ -57,12 +57,11 @@ fn uncontended(c: &mut Criterion) {
             kept.unlock().unwrap();
         })
     });
-    // The floor of elect's semantics: the same 4 system calls that an
-    // uncontended try_obtain + release makes (and the token's
-    // compare-and-swap, and the look at the `watched` deadline), made
+    // The floor of elect's semantics: the same system calls that an
+    // uncontended try_obtain + release makes (see `ElectCalls`), made
     // directly, without elect's own code around them.
     let floor = support::ElectCalls::open(&dir.path().join("floor"));
-    g.bench_function("raw: the 4 system calls of elect's obtain+release", |b| {
+    g.bench_function("raw: the system calls of elect's obtain+release", |b| {
         b.iter(|| {
             assert!(floor.obtain(false));
             floor.release();

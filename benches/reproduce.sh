@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Reproduce every figure of BENCHMARKS.md and rewrite it, with the plot
-# benches/handoff.svg (issue 5).
+# benches/handoff.svg (issues 5 and 18).
 #
 #   bash benches/reproduce.sh
 #
 # Run by hand on a Debian machine with Rust; it is NOT part of CI: it takes
-# several minutes and its numbers depend on what else the machine does. For
-# fair figures run it on a quiet machine; say otherwise in ELECT_BENCH_NOTE,
-# which BENCHMARKS.md prints in bold under "Machine".
+# 15 to 30 minutes on 2 CPUs (builds included: the release build, a static
+# one and the etcd bench's) and its numbers depend on what else the machine
+# does. For fair figures run it on a quiet machine; say otherwise in
+# ELECT_BENCH_NOTE, which BENCHMARKS.md prints in bold under "Machine".
 #
 # Environment:
+#   CARGO_TARGET_DIR  where cargo builds (default: target/); the binaries
+#                     measured are taken from there
 #   ELECT_BENCH_RUN   directory for the raw outputs (default: a new temp dir);
 #                     kept, so the report can be re-made from it with
 #                     `python3 benches/report.py "$ELECT_BENCH_RUN"`
@@ -18,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+TARGET=${CARGO_TARGET_DIR:-target}
 RUN=${ELECT_BENCH_RUN:-$(mktemp -d /tmp/elect-bench.XXXXXX)}
 mkdir -p "$RUN"
 echo "raw outputs go to $RUN"
@@ -31,7 +35,7 @@ if [ "${ELECT_BENCH_SKIP_INSTALL:-}" != 1 ]; then
     $SUDO apt-get install -y hyperfine parallel util-linux python3 python3-venv \
         etcd-server protobuf-compiler
 fi
-VENV=target/bench-venv
+VENV=$TARGET/bench-venv
 [ -x "$VENV/bin/python3" ] || python3 -m venv "$VENV"
 if [ "${ELECT_BENCH_SKIP_INSTALL:-}" != 1 ]; then
     "$VENV/bin/python3" -m pip install --quiet --upgrade portalocker filelock
@@ -39,22 +43,22 @@ fi
 PY="$VENV/bin/python3"
 
 # ---- build everything first, so no compiler runs while we measure.
-cargo build --release --features cli
-cargo bench --no-run --features cli --bench multiproc --bench obtain
+cargo build --release
+cargo bench --no-run --bench multiproc --bench obtain
 # The etcd bench in a target directory of its own: built into target/, it
-# would replace target/release/elect with a build that has the etcd feature
+# would replace $TARGET/release/elect with a build that has the etcd feature
 # (tokio and tonic linked in, twice the size, slower to start), and the CLI
 # rows below would measure that instead of the default build.
-ETCD_TARGET=target/etcd-bench
-CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features cli,etcd --bench etcd
+ETCD_TARGET=$TARGET/etcd-bench
+CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features etcd --bench etcd
 # The same elect linked statically, measured beside the usual build in the
 # CLI sections: a call of `elect run` is mostly process start-up, and this
 # shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
 # from build scripts and proc macros, which cannot be linked statically.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 STATIC=()
-if RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --features cli --bin elect --target "$HOST"; then
-    STATIC=(--elect-static "target/$HOST/release/elect")
+if RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --bin elect --target "$HOST"; then
+    STATIC=(--elect-static "$TARGET/$HOST/release/elect")
 else
     echo "no statically linked build on this machine; its rows are left out" >&2
 fi
@@ -76,6 +80,7 @@ if key == "load_before":
                          "portalocker " + __import__("portalocker").__version__,
                          "filelock " + __import__("filelock").__version__]),
         note=os.environ.get("ELECT_BENCH_NOTE", ""),
+        commit=v("git", "describe", "--always", "--dirty"),
     )
 m[key] = " ".join(open("/proc/loadavg").read().split()[:3])
 json.dump(m, open(path, "w"), indent=1)
@@ -87,16 +92,16 @@ machine load_before
 rm -rf "$RUN/samples"
 # stderr is kept too: a worker process that panics does not stop the harness,
 # and report.py must say so next to the figure it spoils.
-ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --features cli --bench multiproc \
+ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc \
     2> >(tee "$RUN/multiproc.err" >&2) | tee "$RUN/multiproc.txt"
-cargo bench --features cli --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
+cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
 
 # ---- the alternatives, side by side with their own anchors.
-"$PY" benches/alternatives.py "$RUN" --elect target/release/elect "${STATIC[@]}" | tee "$RUN/alternatives.txt"
+"$PY" benches/alternatives.py "$RUN" --elect "$TARGET/release/elect" "${STATIC[@]}" | tee "$RUN/alternatives.txt"
 
 # ---- elections on etcd (issue 6): starts its own etcd servers and measures
 # the local store again beside them, so its section stands on its own.
-ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features cli,etcd --bench etcd -- quick \
+ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features etcd --bench etcd -- quick \
     2> >(tee "$RUN/etcd.err" >&2) | tee "$RUN/etcd.txt"
 
 machine load_after

@@ -1,12 +1,16 @@
 //! Torture run: W worker processes of mixed kinds compete for the N tickets
 //! of one resource while a chaos thread SIGKILLs holders and waiters,
-//! SIGSTOPs and SIGCONTs them and now and then removes the whole run
-//! directory. An independent observer checks the outcome afterwards.
+//! SIGSTOPs and SIGCONTs them, stops waiters for longer than any hold, and
+//! now and then removes the whole run directory; holders fork children that
+//! drop their inherited copy of the ticket, and a bystander process holds
+//! locks on the resource's files. An independent observer checks the
+//! outcome afterwards.
 //!
 //! ```text
-//! cargo run --release --features tokio --example torture -- --seconds 20 --workers 12 --tickets 2
-//!     [--dir DIR] [--elect PATH] [--log PATH] [--keep]
-//! cargo run --release --features tokio --example torture -- --analyse LOG --tickets N
+//! cargo run --release --example torture -- --seconds 20 --workers 12 --tickets 2
+//!     [--dir DIR] [--long-stop 10s] [--no-forks] [--no-bystander]
+//!     [--elect PATH] [--log PATH] [--keep]
+//! cargo run --release --example torture -- --analyse LOG --tickets N
 //! cargo run --release --features etcd --example torture -- --etcd http://127.0.0.1:2379 \
 //!     [--ttl 2s] --seconds 20 --workers 8 --tickets 2
 //! ```
@@ -18,6 +22,27 @@
 //! program again; skipped with a printed reason when no working `elect`
 //! binary is found: `--elect PATH`, else `elect` beside the directory of
 //! this executable, i.e. `target/<profile>/elect`).
+//!
+//! In local mode three more things happen (off in etcd mode):
+//!
+//! * **Long stops.** Up to two waiters at a time are SIGSTOPped for
+//!   `--long-stop` (default 10 s, longer than any hold), half of the time the
+//!   one that has waited longest, which is likely the head of the line. They
+//!   are never killed, and are continued at their time even after the end.
+//! * **Fork children.** A library holder forks, a quarter of the time, a
+//!   child that drops its copy of the `Ticket` and `_exit`s; the parent then
+//!   asks the kernel (/proc/locks) whether it still holds its slot (`FORKED
+//!   held=1`), and holds on at least 20 ms more, so that a slot freed by the
+//!   child would be taken by a waiter and show as two holders.
+//! * **A bystander** process that every 0.3 to 1.5 s holds a flock,
+//!   exclusive or shared, on the resource directory, `tickets`, `token` or
+//!   `line/` for 0.1 to 0.9 s (`BYSTAND` before, `BYSTOP` after).
+//!
+//! After every stop the chaos thread asks the kernel which of the resource's
+//! files the stopped process group holds flocks on (`HELD locks=slot.0`):
+//! a process stopped between acquiring and logging `ENTER`, or between
+//! logging `EXIT` and releasing, really holds its slot, and the analyser
+//! counts it as held.
 //!
 //! The observer is not elect's code: every participant appends one line per
 //! event to an `O_APPEND` log with a single `write(2)`, stamped with
@@ -43,13 +68,34 @@
 //!   within one second, and no holder lost its ticket without a removal.
 //! * (d) hand-offs per second, and the longest stretch a waiter (not itself
 //!   stopped) waited while fewer than N holdings were logged, with what
-//!   explains it: another waiter stopped at the head of the line or in a
-//!   seat (a stopped process cannot take the lock the kernel offers it), a
-//!   removal, or the start-up of an `elect run` command.
+//!   explains it. In local mode this is also a check: no ticket stays free
+//!   for more than a second (1.5 s with slack for a loaded machine) while a
+//!   running waiter waits, however long another waiter stays stopped. A slot
+//!   that a stopped process holds (`HELD`) counts as held; not counted as
+//!   free are the waiter's own stops, a removal of the run directory (until
+//!   1 s after it), a stopped holder of `token` or `tickets`, and a
+//!   bystander's hold that every acquisition or join must wait for (any lock
+//!   on `token` or `tickets`, an exclusive one on the directory). Shared
+//!   locks on the directory and any lock on `line/` stall nothing, and are
+//!   checked like everything else.
 //! * (e) every worker finished within 30 s of the end (no lost wake-up).
+//! * (g) local mode, arrival order: a waiter that stood in the line before
+//!   another running one is served first. A waiter stands in the line at most
+//!   100 ms after it logged `WAIT` (500 ms for `elect run`, which starts
+//!   first) and logs `ENTER` at most 50 ms (500 ms) after it was served.
+//!   Allowed: the earlier waiter was stopped meanwhile (a stopped waiter is
+//!   stepped past), its limit had passed, the run directory was removed, or
+//!   the bystander held the directory exclusively or `tickets` (a newcomer
+//!   cannot join). No worker barges with a non-blocking try.
+//! * (h) local mode: a wait with a timeout (`obtain_timeout`, a
+//!   `tokio::time::timeout` around `obtain_async`, `elect run -w`) that got
+//!   nothing ends within 100 ms of its limit, plus 400 ms of slack (900 ms
+//!   for `elect run`, a process start), whatever the bystander holds, unless
+//!   its waiter was stopped meanwhile.
+//! * A fork child's drop never frees the parent's slot (`FORKED held=0`).
 //!
 //! It prints a one-screen summary and exits 1 on any violation of (a), (b),
-//! (c) or (e), keeping the log for inspection.
+//! (c), (d) in local mode, (e), (g) or (h), keeping the log for inspection.
 //!
 //! # etcd mode
 //!
@@ -143,8 +189,30 @@ const TERM_WAIT: u64 = 3 * SEC;
 
 /// The lease TTL of etcd mode when none is asked for.
 const DEFAULT_ETCD_TTL: Duration = Duration::from_secs(2);
+/// How long a long stop keeps a waiter stopped: longer than any hold.
+const DEFAULT_LONG_STOP: Duration = Duration::from_secs(10);
+/// How many waiters may be in a long stop at once.
+const MAX_LONG_STOPPED: usize = 2;
+/// A free ticket may stay free this long while a running waiter waits: the
+/// promise is one second (a stopped waiter is stepped past within about a
+/// second); the rest is slack for a loaded 2-CPU machine.
+const FREE_LIMIT: u64 = 1500 * MS;
+/// A timeout or cancel must end a wait within 100 ms of its limit; the rest
+/// is slack for a loaded machine (library; `elect run -w` also starts a
+/// process).
+const TIMEOUT_SLACK: u64 = 500 * MS;
+const CLI_TIMEOUT_SLACK: u64 = 1000 * MS;
+/// Arrival order: how long after logging WAIT a waiter may take to stand in
+/// the line (library; `elect run` first starts), and how late its ENTER may
+/// be logged after it was served.
+const LINE_ALLOWANCE: u64 = 100 * MS;
+const CLI_LINE_ALLOWANCE: u64 = 500 * MS;
+const ENTER_SLACK: u64 = 50 * MS;
+const CLI_ENTER_SLACK: u64 = 500 * MS;
+/// How long a forking holder holds on after its child exited.
+const AFTER_FORK: u64 = 20 * MS;
 
-const USAGE: &str = "usage: torture --seconds S --workers W --tickets N [--dir DIR | --etcd ENDPOINTS [--ttl DUR]] [--elect PATH] [--log PATH] [--keep]";
+const USAGE: &str = "usage: torture --seconds S --workers W --tickets N [--dir DIR [--long-stop DUR] [--no-forks] [--no-bystander] | --etcd ENDPOINTS [--ttl DUR]] [--elect PATH] [--log PATH] [--keep]";
 
 #[allow(dead_code)]
 fn main() {
@@ -204,6 +272,15 @@ pub struct Options {
     pub etcd: Option<String>,
     /// etcd mode: the lease TTL of every worker.
     pub ttl: Duration,
+    /// Local mode: how long a long stop keeps a waiter stopped (zero: no
+    /// long stops).
+    pub long_stop: Duration,
+    /// Local mode: library workers fork children that drop their inherited
+    /// copy of the ticket while the parent holds on.
+    pub forks: bool,
+    /// Local mode: a bystander process now and then holds flocks on the
+    /// resource directory, `tickets`, `token` and `line/`.
+    pub bystander: bool,
 }
 
 impl Options {
@@ -219,6 +296,9 @@ impl Options {
             keep: false,
             etcd: None,
             ttl: DEFAULT_ETCD_TTL,
+            long_stop: DEFAULT_LONG_STOP,
+            forks: true,
+            bystander: true,
         };
         let mut ttl_given = false;
         let mut it = args.iter();
@@ -249,11 +329,19 @@ impl Options {
                 "--etcd" => o.etcd = Some(value(a)?),
                 "--ttl" => {
                     let v = value(a)?;
-                    o.ttl = seconds_or_millis(&v)
+                    o.ttl = parse_duration(&v)
                         .filter(|d| *d >= Duration::from_secs(1))
                         .ok_or_else(|| format!("--ttl {v:?}: want a duration of 1s or more"))?;
                     ttl_given = true;
                 }
+                "--long-stop" => {
+                    let v = value(a)?;
+                    o.long_stop = parse_duration(&v).ok_or_else(|| {
+                        format!("--long-stop {v:?}: want a duration such as 10s (0: none)")
+                    })?;
+                }
+                "--no-forks" => o.forks = false,
+                "--no-bystander" => o.bystander = false,
                 "-h" | "--help" => return Err("help".into()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -275,15 +363,23 @@ impl Options {
     }
 }
 
-/// A duration written `2s`, `1500ms` or `2` (seconds), as `--ttl` takes it.
-fn seconds_or_millis(text: &str) -> Option<Duration> {
-    match text.strip_suffix("ms") {
-        Some(ms) => ms.parse().ok().map(Duration::from_millis),
-        None => {
-            let secs: f64 = text.strip_suffix('s').unwrap_or(text).parse().ok()?;
-            Duration::try_from_secs_f64(secs).ok()
-        }
-    }
+/// A duration as `250ms`, `3s` or `2m`; a bare number is seconds.
+fn parse_duration(v: &str) -> Option<Duration> {
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// `v`, the value of `option`, parsed and accepted by `ok`; else an error
@@ -519,14 +615,17 @@ impl Kind {
 
 /// Runs a role of a child process; returns its exit status.
 ///
-/// * `__worker KIND WID LOG DIR TICKETS UNTIL SELFEXEC ELECT ENDPOINTS PREFIX TTL_MS`
-///   (the last three `-` in local mode; in etcd mode DIR holds the fences)
+/// * `__worker KIND WID LOG DIR TICKETS UNTIL SELFEXEC ELECT FORKS ENDPOINTS PREFIX TTL_MS`
+///   (FORKS `1` or `0`; the last three `-` in local mode; in etcd mode DIR
+///   holds the fences)
+/// * `__bystander LOG DIR UNTIL` (holds flocks on the resource's files now
+///   and then)
 /// * `__cli-child WID LOG FENCES` (the command of `elect run`; FENCES is `-`
 ///   in local mode)
 /// * `__cli-probe` (checks that `elect run` works)
 pub fn run_role(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {
-        Some("__worker") if args.len() == 12 => {
+        Some("__worker") if args.len() == 13 => {
             let kind = Kind::parse(&args[1]).expect("worker kind");
             let w = Worker {
                 kind,
@@ -538,9 +637,18 @@ pub fn run_role(args: &[String]) -> i32 {
                 how: SelfExec::decode(&args[7]),
                 elect: PathBuf::from(&args[8]),
                 log_path: args[3].clone(),
-                etcd: EtcdMode::decode(&args[9..12]),
+                forks: args[9] == "1",
+                etcd: EtcdMode::decode(&args[10..13]),
             };
             w.run();
+            0
+        }
+        Some("__bystander") if args.len() == 4 => {
+            bystander(
+                &Log::open(Path::new(&args[1])).expect("log"),
+                Path::new(&args[2]),
+                args[3].parse().expect("until"),
+            );
             0
         }
         Some("__cli-child") if args.len() == 4 => cli_child(
@@ -573,6 +681,8 @@ struct Worker {
     until: u64,
     how: SelfExec,
     elect: PathBuf,
+    /// Fork children that drop their copy of a held ticket.
+    forks: bool,
     etcd: Option<EtcdMode>,
 }
 
@@ -796,18 +906,74 @@ impl Worker {
         }
     }
 
+    /// A quarter of the time (with `forks`): forks a child that drops its
+    /// inherited copy of `ticket` and exits, as a forked worker that returns
+    /// or unwinds would. Then checks in /proc/locks that this process still
+    /// holds its slot (logged as `FORKED ... held=1`, or `held=0` if the
+    /// child's drop freed it) and holds on at least [`AFTER_FORK`] more, so
+    /// that a slot freed by mistake would be taken by a waiter and show in
+    /// the log as two holders.
+    fn maybe_fork(&self, ticket: elect::Ticket, hold: &mut Hold, rng: &mut Rng) -> elect::Ticket {
+        if !self.forks || !rng.chance(25) {
+            return ticket;
+        }
+        let (slot, token) = (Some(ticket.slot()), Some(ticket.token()));
+        self.log("FORK", slot, token, "");
+        // SAFETY: the child only drops its copy of the ticket and exits
+        // without running anything else of this process.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            drop(ticket);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        if pid < 0 {
+            self.log("FORKED", slot, token, "error");
+            return ticket;
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+            && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {}
+        let locked = holds_flock(ticket.path(), std::process::id());
+        // Only a slot still at its path says anything: after a removal of
+        // the run directory the path names a new file.
+        let held = match (locked, ticket.is_held()) {
+            (Some(l), true) => {
+                if l {
+                    "1"
+                } else {
+                    "0"
+                }
+            }
+            _ => "?",
+        };
+        self.log(
+            "FORKED",
+            slot,
+            token,
+            &format!("child={pid} status={status} held={held}"),
+        );
+        hold.end = hold.end.max(now_ns() + AFTER_FORK);
+        ticket
+    }
+
     fn run_blocking(&self, election: &Election, rng: &mut Rng) {
         while now_ns() < self.until {
-            self.log("WAIT", None, None, "");
             let got = if self.kind == Kind::Block {
+                self.log("WAIT", None, None, "");
                 election.obtain().map(Some)
             } else {
-                election.obtain_timeout(Duration::from_millis(rng.range(1, 200)))
+                let limit = rng.range(1, 200);
+                self.log("WAIT", None, None, &format!("limit={limit}ms"));
+                election.obtain_timeout(Duration::from_millis(limit))
             };
             match got {
                 Ok(Some(ticket)) => {
                     self.log("ENTER", Some(ticket.slot()), Some(ticket.token()), "");
                     let mut hold = Hold::new(rng);
+                    let ticket = self.maybe_fork(ticket, &mut hold, rng);
                     while let Some(d) = self.hold_step(&mut hold, &ticket, rng) {
                         std::thread::sleep(d);
                     }
@@ -824,9 +990,10 @@ impl Worker {
 
     async fn run_async(&self, election: &Election, rng: &mut Rng) {
         while now_ns() < self.until {
-            self.log("WAIT", None, None, "");
             let got = if rng.chance(33) {
-                let limit = Duration::from_millis(rng.range(1, 100));
+                let ms = rng.range(1, 100);
+                self.log("WAIT", None, None, &format!("limit={ms}ms"));
+                let limit = Duration::from_millis(ms);
                 match tokio::time::timeout(limit, election.obtain_async()).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -835,12 +1002,14 @@ impl Worker {
                     }
                 }
             } else {
+                self.log("WAIT", None, None, "");
                 election.obtain_async().await
             };
             match got {
                 Ok(ticket) => {
                     self.log("ENTER", Some(ticket.slot()), Some(ticket.token()), "");
                     let mut hold = Hold::new(rng);
+                    let ticket = self.maybe_fork(ticket, &mut hold, rng);
                     while let Some(d) = self.hold_step(&mut hold, &ticket, rng) {
                         tokio::time::sleep(d).await;
                     }
@@ -882,8 +1051,9 @@ impl Worker {
                     .arg("--ttl")
                     .arg(format!("{}ms", m.ttl.as_millis())),
             };
-            if rng.chance(25) {
-                cmd.arg("-w").arg(format!("{}ms", rng.range(1, 200)));
+            let limit = rng.chance(25).then(|| rng.range(1, 200));
+            if let Some(ms) = limit {
+                cmd.arg("-w").arg(format!("{ms}ms"));
             }
             cmd.arg(RESOURCE).arg("--").args(&argv);
             if let Some(e) = env {
@@ -892,7 +1062,8 @@ impl Worker {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
-            self.log("WAIT", None, None, "");
+            let extra = limit.map(|ms| format!("limit={ms}ms")).unwrap_or_default();
+            self.log("WAIT", None, None, &extra);
             let status = cmd.output();
             let what = match &status {
                 Ok(o) => {
@@ -1031,13 +1202,210 @@ fn inherited_slot(slot_path: &Path) -> Option<(u64, u64)> {
     None
 }
 
+// ------------------------------------------------------------------ kernel's view
+
+/// One flock of /proc/locks: holder pid, device (major, minor), inode and
+/// whether it is exclusive. Blocked requests (`->`) are left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flock {
+    pid: u32,
+    dev: (u32, u32),
+    ino: u64,
+    exclusive: bool,
+}
+
+/// The flocks the kernel lists in /proc/locks.
+fn proc_flocks() -> Vec<Flock> {
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            continue;
+        }
+        let id: Vec<&str> = f[5].split(':').collect();
+        let (Ok(pid), [maj, min, ino]) = (f[4].parse(), id.as_slice()) else {
+            continue;
+        };
+        let (Ok(maj), Ok(min), Ok(ino)) = (
+            u32::from_str_radix(maj, 16),
+            u32::from_str_radix(min, 16),
+            ino.parse(),
+        ) else {
+            continue;
+        };
+        out.push(Flock {
+            pid,
+            dev: (maj, min),
+            ino,
+            exclusive: f[3] == "WRITE",
+        });
+    }
+    out
+}
+
+/// (major, minor) of a device number, as glibc splits it.
+fn dev_parts(dev: u64) -> (u32, u32) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major as u32, minor as u32)
+}
+
+/// A file as the kernel's lock list names it: device (major, minor), inode.
+type FileKey = ((u32, u32), u64);
+
+/// (device, inode) of the file at `path`, not following a link.
+fn file_id(path: &Path) -> Option<FileKey> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (dev_parts(m.dev()), m.ino()))
+}
+
+/// Whether `pid` holds an exclusive flock on the file at `path`, in the
+/// kernel's words; `None` when the path names nothing.
+fn holds_flock(path: &Path, pid: u32) -> Option<bool> {
+    let (dev, ino) = file_id(path)?;
+    Some(
+        proc_flocks()
+            .iter()
+            .any(|l| l.pid == pid && l.exclusive && l.dev == dev && l.ino == ino),
+    )
+}
+
+/// The processes of process group `pgid`.
+fn group_pids(pgid: i32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`: after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|g| g.parse::<i32>().ok())
+            == Some(pgid)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Whether `pid` is stopped (or gone).
+fn is_stopped_or_gone(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string));
+    matches!(state.as_deref(), Some("T" | "t" | "Z" | "X"))
+}
+
+/// After a SIGSTOP of group `pgid`: waits (up to 200 ms) until all of it is
+/// stopped, then names the files of the resource in `res` that the group
+/// holds flocks on (`slot.1,token`), or `-`: a process stopped holding a
+/// slot keeps it, one stopped holding `token` or `tickets` holds up every
+/// acquisition or join.
+fn locks_of_stopped(pgid: i32, res: &Path, tickets: u32) -> String {
+    let pids = group_pids(pgid);
+    let deadline = now_ns() + 200 * MS;
+    while now_ns() < deadline && !pids.iter().all(|&p| is_stopped_or_gone(p)) {
+        sleep_ns(MS / 2);
+    }
+    let mut names: Vec<String> = (0..tickets).map(|i| format!("slot.{i}")).collect();
+    names.extend(["token", "tickets"].map(String::from));
+    let ids: Vec<(String, FileKey)> = names
+        .into_iter()
+        .filter_map(|n| file_id(&res.join(&n)).map(|id| (n, id)))
+        .collect();
+    let mut held: Vec<String> = Vec::new();
+    for l in proc_flocks() {
+        if !pids.contains(&l.pid) {
+            continue;
+        }
+        if let Some((n, _)) = ids.iter().find(|(_, id)| *id == (l.dev, l.ino))
+            && !held.contains(n)
+        {
+            held.push(n.clone());
+        }
+    }
+    if held.is_empty() {
+        "-".into()
+    } else {
+        held.sort();
+        held.join(",")
+    }
+}
+
+// ------------------------------------------------------------------ bystander
+
+/// What a bystander may lock, beside the slots.
+const BYSTANDER_TARGETS: [&str; 4] = [".", "tickets", "token", "line"];
+
+/// A process outside elect that now and then holds a flock on the resource
+/// directory, `tickets`, `token` or `line/`, exclusive or shared, for 100 to
+/// 900 ms, as systemd-tmpfiles, a backup tool or a stopped participant
+/// might. Each hold is logged `BYSTAND` before the lock is tried and
+/// `BYSTOP` after it is dropped (`got=0` if it could not be had).
+fn bystander(log: &Log, res: &Path, until: u64) {
+    let mut rng = Rng::seeded(0xb457);
+    while now_ns() < until {
+        sleep_ns(rng.range(300, 1500) * MS);
+        if now_ns() >= until {
+            break;
+        }
+        let target = BYSTANDER_TARGETS[rng.range(0, 3) as usize];
+        let exclusive = rng.chance(50);
+        let what = format!(
+            "lock={} mode={}",
+            if target == "." { "dir" } else { target },
+            if exclusive { "ex" } else { "sh" }
+        );
+        let Ok(file) = std::fs::File::open(res.join(target)) else {
+            continue;
+        };
+        log.me(0, "bystander", "BYSTAND", None, None, &what);
+        let how = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        // SAFETY: flock on a descriptor we own.
+        let got = unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } == 0;
+        if got {
+            sleep_ns(rng.range(100, 900) * MS);
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        }
+        log.me(
+            0,
+            "bystander",
+            "BYSTOP",
+            None,
+            None,
+            &format!("{what} got={}", u8::from(got)),
+        );
+    }
+}
+
 // ------------------------------------------------------------------ parent
 
 /// The result of a run.
 pub struct Outcome {
     /// The one-screen summary.
     pub summary: String,
-    /// No violation of (a), (b), (c) or (e).
+    /// No violation of (a), (b), (c), (e), and in local mode (d), (g), (h).
     pub passed: bool,
     /// The log (kept when the run failed or `--keep` was given).
     pub log: PathBuf,
@@ -1090,6 +1458,15 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
         .clone()
         .unwrap_or_else(|| work.path().join("torture.log"));
     let elect = find_elect(opts, how, work.path(), mode.as_ref());
+    // Long stops of waiters, fork children and the bystander are about the
+    // local engine.
+    let local = mode.is_none();
+    let forks = local && opts.forks;
+    let long_stop = if local {
+        opts.long_stop
+    } else {
+        Duration::ZERO
+    };
     let mut kinds = vec![Kind::Block, Kind::Timeout, Kind::Async];
     if elect.is_ok() {
         kinds.push(Kind::Cli);
@@ -1105,7 +1482,14 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
         None,
         None,
         &match &mode {
-            None => format!("tickets={} workers={}", opts.tickets, opts.workers),
+            None => format!(
+                "tickets={} workers={} long_stop_ms={} forks={} bystander={}",
+                opts.tickets,
+                opts.workers,
+                long_stop.as_millis(),
+                u8::from(forks),
+                u8::from(opts.bystander)
+            ),
             Some(m) => format!(
                 "tickets={} workers={} etcd={} prefix={} ttl_ms={}",
                 opts.tickets,
@@ -1136,6 +1520,7 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
             until.to_string(),
             how.encode(),
             elect_path.clone(),
+            if forks { "1" } else { "0" }.into(),
         ];
         role.extend(EtcdMode::encode(mode.as_ref()));
         let mut cmd = how.command(&role);
@@ -1158,13 +1543,49 @@ pub fn run(opts: &Options, how: &SelfExec) -> std::io::Result<Outcome> {
             next_wid += 1;
         }
     }
+    // The bystander: a process of its own, not one of the workers (the
+    // chaos leaves it alone); it ends by itself at the end of the run.
+    if local && opts.bystander {
+        let role = [
+            "__bystander".to_string(),
+            log_path.to_string_lossy().into_owned(),
+            run_dir.join(RESOURCE).to_string_lossy().into_owned(),
+            until.to_string(),
+        ];
+        let spawned = how
+            .command(&role)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn();
+        if let Err(e) = spawned {
+            log.me(
+                0,
+                "parent",
+                "SPAWNERR",
+                None,
+                None,
+                &format!("bystander: {e}"),
+            );
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let chaos = {
         let (log, procs, stop) = (Arc::clone(&log), Arc::clone(&procs), Arc::clone(&stop));
         let (log_path, run_dir, workers) = (log_path.clone(), run_dir.clone(), opts.workers);
         let on_etcd = admin.map(|a| (a, mode.clone().expect("etcd mode").prefix, ttl));
+        let tickets = opts.tickets;
         std::thread::spawn(move || {
-            chaos(&log, &log_path, &procs, &stop, &run_dir, workers, on_etcd)
+            chaos(
+                &log,
+                &log_path,
+                &procs,
+                &stop,
+                &run_dir,
+                workers,
+                on_etcd,
+                (long_stop, tickets),
+            )
         })
     };
     // Reap and respawn until the end.
@@ -1307,7 +1728,8 @@ struct Tracker {
     offset: u64,
     partial: String,
     holding: HashSet<u64>,
-    waiting: HashSet<u64>,
+    /// Waiting workers, with when they logged WAIT.
+    waiting: HashMap<u64, u64>,
 }
 
 impl Tracker {
@@ -1339,7 +1761,8 @@ impl Tracker {
             };
             match f[4] {
                 "WAIT" => {
-                    self.waiting.insert(wid);
+                    let t = f[0].parse().unwrap_or(0);
+                    self.waiting.insert(wid, t);
                 }
                 "ENTER" => {
                     self.waiting.remove(&wid);
@@ -1358,6 +1781,14 @@ impl Tracker {
 /// The chaos thread: kills, stops and continues workers, removes the run
 /// directory every 2 to 5 s. Logs each act before it acts.
 ///
+/// In local mode it also stops waiters for `long_stop` (longer than any
+/// hold; up to [`MAX_LONG_STOPPED`] at once, the first 0.5 to 1.5 s into
+/// the run, the next 1 to 3 s after), half of the time the one that has
+/// waited longest (likely the head of the line), and never kills them; and
+/// after each stop it logs which of the resource's files the stopped
+/// process group holds flocks on (`HELD locks=...`). A long stop ends at
+/// its time even after the end of the run.
+///
 /// In etcd mode (`on_etcd`: the parent's client, the run's key prefix and
 /// the granted TTL) it deletes the run's keys instead, every 4 to 8 s, does
 /// not kill stopped workers, and every 1.5 to 3 s stops the whole process
@@ -1371,16 +1802,21 @@ fn chaos(
     run_dir: &Path,
     workers: usize,
     on_etcd: Option<(Admin, String, Duration)>,
+    (long_stop, tickets): (Duration, u32),
 ) {
     let mut rng = Rng::seeded(0xc4a05);
     let mut tracker = Tracker {
         offset: 0,
         partial: String::new(),
         holding: HashSet::new(),
-        waiting: HashSet::new(),
+        waiting: HashMap::new(),
     };
-    let mut stopped: Vec<(u64, i32, u64)> = Vec::new();
+    // (wid, pid, until, long)
+    let mut stopped: Vec<(u64, i32, u64, bool)> = Vec::new();
     let etcd = on_etcd.is_some();
+    let res = run_dir.join(RESOURCE);
+    let long_ns = if etcd { 0 } else { long_stop.as_nanos() as u64 };
+    let mut next_long_waiter = now_ns() + rng.range(500, 1500) * MS;
     let (lo, hi) = if etcd { (4000, 8000) } else { (2000, 5000) };
     let mut next_rmdir = now_ns() + rng.range(lo, hi) * MS;
     let mut next_long = now_ns() + rng.range(1500, 3000) * MS;
@@ -1397,7 +1833,7 @@ fn chaos(
     while !stop.load(Ordering::SeqCst) {
         sleep_ns(rng.range(20, 80) * MS);
         let now = now_ns();
-        stopped.retain(|&(wid, _, until)| {
+        stopped.retain(|&(wid, _, until, _)| {
             if until <= now {
                 signal(wid, "CONT", libc::SIGCONT, "");
                 false
@@ -1407,6 +1843,44 @@ fn chaos(
         });
         if long_stopped.is_some_and(|w| !stopped.iter().any(|s| s.0 == w)) {
             long_stopped = None;
+        }
+        if long_ns > 0
+            && now >= next_long_waiter
+            && stopped.iter().filter(|s| s.3).count() < MAX_LONG_STOPPED
+        {
+            tracker.refresh(log_path);
+            let mut running: Vec<(u64, u64)> = tracker
+                .waiting
+                .iter()
+                .filter(|(w, _)| !stopped.iter().any(|s| s.0 == **w))
+                .map(|(&w, &t)| (t, w))
+                .collect();
+            running.sort_unstable();
+            if !running.is_empty() {
+                let (_, wid) = if rng.chance(50) {
+                    running[0]
+                } else {
+                    running[rng.range(0, running.len() as u64 - 1) as usize]
+                };
+                let ms = long_ns / MS;
+                if let Some(pid) =
+                    signal(wid, "STOP", libc::SIGSTOP, &format!("waiter ms={ms} long"))
+                {
+                    stopped.push((wid, pid, now_ns() + long_ns, true));
+                    let held = locks_of_stopped(pid, &res, tickets);
+                    log.rec(
+                        pid as u32,
+                        wid,
+                        "chaos",
+                        "HELD",
+                        None,
+                        None,
+                        &format!("locks={held}"),
+                    );
+                }
+                next_long_waiter = now_ns() + rng.range(1000, 3000) * MS;
+            }
+            continue;
         }
         if let Some((admin, prefix, _)) = &on_etcd
             && now >= next_rmdir
@@ -1471,7 +1945,7 @@ fn chaos(
                 if let Some(pid) =
                     signal(wid, "STOP", libc::SIGSTOP, &format!("holder ms={ms} long"))
                 {
-                    stopped.push((wid, pid, now_ns() + ms * MS));
+                    stopped.push((wid, pid, now_ns() + ms * MS, true));
                     long_stopped = Some(wid);
                 }
                 next_long = now_ns() + ms * MS + rng.range(1500, 3000) * MS;
@@ -1487,9 +1961,21 @@ fn chaos(
                     .filter(|w| !stopped.iter().any(|s| s.0 == *w))
                     .collect()
             };
-            (alive(&tracker.holding), alive(&tracker.waiting))
+            (
+                alive(&tracker.holding),
+                alive(&tracker.waiting.keys().copied().collect()),
+            )
         } else {
-            (tracker.holding.clone(), tracker.waiting.clone())
+            // A waiter in a long stop stays stopped its full time.
+            let short = |set: HashSet<u64>| -> HashSet<u64> {
+                set.into_iter()
+                    .filter(|w| !stopped.iter().any(|s| s.0 == *w && s.3))
+                    .collect()
+            };
+            (
+                short(tracker.holding.clone()),
+                short(tracker.waiting.keys().copied().collect()),
+            )
         };
         let roll = rng.range(0, 99);
         if roll < 25 {
@@ -1514,13 +2000,32 @@ fn chaos(
                     "waiter"
                 };
                 if let Some(pid) = signal(wid, "STOP", libc::SIGSTOP, &format!("{role} ms={ms}")) {
-                    stopped.push((wid, pid, now_ns() + ms * MS));
+                    stopped.push((wid, pid, now_ns() + ms * MS, false));
+                    if !etcd {
+                        let held = locks_of_stopped(pid, &res, tickets);
+                        log.rec(
+                            pid as u32,
+                            wid,
+                            "chaos",
+                            "HELD",
+                            None,
+                            None,
+                            &format!("locks={held}"),
+                        );
+                    }
                 }
             }
         }
     }
-    for (wid, _, _) in stopped {
-        signal(wid, "CONT", libc::SIGCONT, "end");
+    // Short stops end now; a long stop of a waiter lasts its full time.
+    stopped.sort_unstable_by_key(|s| s.2);
+    for (wid, _, until, long) in stopped {
+        if long && !etcd {
+            sleep_ns(until.saturating_sub(now_ns()));
+            signal(wid, "CONT", libc::SIGCONT, "");
+        } else {
+            signal(wid, "CONT", libc::SIGCONT, "end");
+        }
     }
 }
 
@@ -1617,7 +2122,7 @@ fn find_elect(
     };
     if !path.is_file() {
         return Err(format!(
-            "{} not found (build it with `cargo build --release --features cli` or pass --elect PATH)",
+            "{} not found (build it with `cargo build --release` or pass --elect PATH)",
             path.display()
         ));
     }
@@ -1793,6 +2298,10 @@ struct Wait {
     kind: String,
     start: u64,
     end: u64,
+    /// The record that ended it: ENTER, GIVEUP, CANCEL, KILL, ...
+    ended: String,
+    /// The limit of a wait with a timeout or cancel, in ns.
+    limit: Option<u64>,
 }
 
 /// The analyser's verdict.
@@ -1926,7 +2435,16 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
     // Walk the records in time order.
     let mut acqs: Vec<Acq> = Vec::new();
     let mut waits: Vec<Wait> = Vec::new();
-    let mut open_wait: HashMap<u64, (u64, String)> = HashMap::new();
+    let mut open_wait: HashMap<u64, (u64, String, Option<u64>)> = HashMap::new();
+    // Local mode: forks, stops with the locks the stopped group held, long
+    // stops, and the bystander's holds.
+    let (mut forks, mut forks_unknown) = (0u64, 0u64);
+    let mut stop_held: HashMap<u64, String> = HashMap::new();
+    let mut locked_stops: Vec<(u64, u64, u64, String)> = Vec::new();
+    let mut stop_long: HashMap<u64, bool> = HashMap::new();
+    let mut long_waiter_stops: Vec<(u64, u64, u64)> = Vec::new();
+    let mut by_open: Option<(u64, String)> = None;
+    let mut by_holds: Vec<(u64, u64, String)> = Vec::new();
     let mut open_acq: HashMap<u64, Vec<usize>> = HashMap::new();
     let mut by_token: HashMap<(u64, Option<u64>), usize> = HashMap::new();
     let mut stop_start: HashMap<u64, u64> = HashMap::new();
@@ -1937,17 +2455,36 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
     let mut count: HashMap<String, u64> = HashMap::new();
     let mut errors: HashMap<String, u64> = HashMap::new();
     let mut cli_exits: HashMap<String, u64> = HashMap::new();
-    let close_wait =
-        |open_wait: &mut HashMap<u64, (u64, String)>, waits: &mut Vec<Wait>, wid: u64, t: u64| {
-            if let Some((start, kind)) = open_wait.remove(&wid) {
-                waits.push(Wait {
-                    wid,
-                    kind,
-                    start,
-                    end: t,
-                });
-            }
-        };
+    let close_wait = |open_wait: &mut HashMap<u64, (u64, String, Option<u64>)>,
+                      waits: &mut Vec<Wait>,
+                      r: &Rec| {
+        if let Some((start, kind, limit)) = open_wait.remove(&r.wid) {
+            waits.push(Wait {
+                wid: r.wid,
+                kind,
+                start,
+                end: r.t,
+                ended: r.what.clone(),
+                limit,
+            });
+        }
+    };
+    // A stop that ended: remember which of the resource's files it held
+    // flocks on, and whether it was a long stop of a waiter.
+    let mut end_stop = |held: &mut HashMap<u64, String>,
+                        long: &mut HashMap<u64, bool>,
+                        wid: u64,
+                        s: u64,
+                        e: u64| {
+        if let Some(locks) = held.remove(&wid)
+            && locks != "-"
+        {
+            locked_stops.push((wid, s, e, locks));
+        }
+        if long.remove(&wid) == Some(true) {
+            long_waiter_stops.push((wid, s, e));
+        }
+    };
     for r in &recs {
         *count
             .entry(format!(
@@ -1959,12 +2496,47 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         *count.entry(r.what.clone()).or_default() += 1;
         match r.what.as_str() {
             "WAIT" => {
-                close_wait(&mut open_wait, &mut waits, r.wid, r.t);
-                open_wait.insert(r.wid, (r.t, r.kind.clone()));
+                close_wait(&mut open_wait, &mut waits, r);
+                let limit = r
+                    .extra
+                    .split_whitespace()
+                    .find_map(|w| {
+                        w.strip_prefix("limit=")?
+                            .strip_suffix("ms")?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .map(|ms| ms * MS);
+                open_wait.insert(r.wid, (r.t, r.kind.clone(), limit));
+            }
+            "FORKED" => {
+                forks += 1;
+                if r.extra.contains("held=0") {
+                    flag(
+                        &mut found,
+                        "(a) fork child freed the parent's slot",
+                        format!(
+                            "wid {} ({}) token {:?}: after its fork child dropped its copy of the ticket and exited, the kernel no longer listed the parent's lock on slot {:?} ({})",
+                            r.wid, r.kind, r.token, r.slot, r.extra
+                        ),
+                    );
+                } else if !r.extra.contains("held=1") {
+                    forks_unknown += 1;
+                }
+            }
+            "HELD" if stop_start.contains_key(&r.wid) => {
+                let locks = r.extra.strip_prefix("locks=").unwrap_or("-");
+                stop_held.insert(r.wid, locks.to_string());
+            }
+            "BYSTAND" => by_open = Some((r.t, r.extra.clone())),
+            "BYSTOP" => {
+                if let Some((s, what)) = by_open.take() {
+                    by_holds.push((s, r.t, format!("{what} {}", r.extra)));
+                }
             }
             "ENTER" => {
                 let wait = open_wait.get(&r.wid).map(|w| w.0);
-                close_wait(&mut open_wait, &mut waits, r.wid, r.t);
+                close_wait(&mut open_wait, &mut waits, r);
                 let slot = r.slot.unwrap_or(u32::MAX);
                 if slot >= tickets {
                     flag(
@@ -2047,7 +2619,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                 }
             }
             "GIVEUP" | "CANCEL" | "ERR" | "CLIEXIT" => {
-                close_wait(&mut open_wait, &mut waits, r.wid, r.t);
+                close_wait(&mut open_wait, &mut waits, r);
                 if r.what == "ERR" {
                     let key: String = r.extra.chars().take(100).collect();
                     *errors.entry(key).or_default() += 1;
@@ -2091,7 +2663,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                 }
             }
             "KILL" | "REAP" => {
-                close_wait(&mut open_wait, &mut waits, r.wid, r.t);
+                close_wait(&mut open_wait, &mut waits, r);
                 if r.what == "KILL" {
                     killed_at.entry(r.wid).or_insert(r.t);
                 }
@@ -2105,14 +2677,20 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                 }
                 if let Some(s) = stop_start.remove(&r.wid) {
                     stops.push((r.wid, s, r.t));
+                    end_stop(&mut stop_held, &mut stop_long, r.wid, s, r.t);
                 }
             }
             "STOP" => {
                 stop_start.insert(r.wid, r.t);
+                stop_long.insert(
+                    r.wid,
+                    r.extra.starts_with("waiter") && r.extra.contains("long"),
+                );
             }
             "CONT" => {
                 if let Some(s) = stop_start.remove(&r.wid) {
                     stops.push((r.wid, s, r.t));
+                    end_stop(&mut stop_held, &mut stop_long, r.wid, s, r.t);
                 }
             }
             "RMDIR" => rm_start = Some(r.t),
@@ -2129,16 +2707,22 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             _ => {}
         }
     }
-    for (wid, (start, kind)) in open_wait.drain() {
+    for (wid, (start, kind, limit)) in open_wait.drain() {
         waits.push(Wait {
             wid,
             kind,
             start,
             end: t_end,
+            ended: "END".into(),
+            limit,
         });
     }
     for (wid, s) in stop_start.drain() {
         stops.push((wid, s, t_end));
+        end_stop(&mut stop_held, &mut stop_long, wid, s, t_end);
+    }
+    if let Some((s, what)) = by_open.take() {
+        by_holds.push((s, t_end, what));
     }
     if let Some(s) = rm_start {
         rmdirs.push((s, t_end));
@@ -2562,10 +3146,12 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
     waits_of.values_mut().for_each(|v| v.sort_unstable());
     ends_of.values_mut().for_each(|v| v.sort_unstable());
     let no_stops: Vec<(u64, u64)> = Vec::new();
-    let free_run = |w: &Wait| -> (u64, u64, u64) {
-        // The longest stretch of [start, end] with fewer than N counted
-        // holdings while this waiter itself was not stopped.
-        let own = stops_of.get(&w.wid).unwrap_or(&no_stops);
+    let levels_of =
+        |steps: &[SweepStep]| -> Vec<(u64, usize)> { steps.iter().map(|s| (s.0, s.1)).collect() };
+    // The longest stretch of [w.start, w.end] with fewer than N holdings
+    // (as `levels` count them) and outside every window of `off` (sorted by
+    // start): (length, start, end).
+    let free_run = |w: &Wait, levels: &[(u64, usize)], off: &[(u64, u64)]| -> (u64, u64, u64) {
         let mut best = (0, w.start, w.start);
         let mut run_start: Option<u64> = None;
         let mut consider = |a: u64, b: u64, free: bool| {
@@ -2580,7 +3166,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     run_start = None;
                 }
             };
-            for &(s, e) in own {
+            for &(s, e) in off {
                 if e <= cur || s >= b {
                     continue;
                 }
@@ -2588,19 +3174,19 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
                     piece(cur, s, free);
                 }
                 piece(s.max(cur), e.min(b), false);
-                cur = e.min(b);
+                cur = cur.max(e.min(b));
             }
             if cur < b {
                 piece(cur, b, free);
             }
         };
-        let mut i = steps.partition_point(|s| s.0 <= w.start);
-        let mut level = if i == 0 { 0 } else { steps[i - 1].1 };
+        let mut i = levels.partition_point(|s| s.0 <= w.start);
+        let mut level = if i == 0 { 0 } else { levels[i - 1].1 };
         let mut t = w.start;
-        while i < steps.len() && steps[i].0 < w.end {
-            consider(t, steps[i].0, level < n);
-            t = steps[i].0;
-            level = steps[i].1;
+        while i < levels.len() && levels[i].0 < w.end {
+            consider(t, levels[i].0, level < n);
+            t = levels[i].0;
+            level = levels[i].1;
             i += 1;
         }
         consider(t, w.end, level < n);
@@ -2611,7 +3197,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         let (mut waiting, mut released) = (Vec::new(), Vec::new());
         let hi = stops.partition_point(|&(_, s, _)| s < b);
         for &(o, s, e) in stops[..hi].iter().rev() {
-            if s + 10 * SEC < a {
+            if s + 20 * SEC < a {
                 break;
             }
             if o == me || e <= a {
@@ -2650,11 +3236,13 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             .find(|s| s.3 == start)
             .map(|s| &acqs[s.2])
     };
+    let levels = levels_of(&steps);
     let mut worst_any: Option<(u64, u64, usize, String)> = None;
     let mut worst_plain: Option<(u64, u64, usize)> = None;
     let mut over_100_unexplained = 0u64;
     for (wi, w) in waits.iter().enumerate() {
-        let (len, a, b) = free_run(w);
+        let own = stops_of.get(&w.wid).unwrap_or(&no_stops);
+        let (len, a, b) = free_run(w, &levels, own);
         if len == 0 {
             continue;
         }
@@ -2662,7 +3250,7 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         let (waiting, released) = stopped_during(w.wid, a, b);
         if !waiting.is_empty() {
             why.push(format!(
-                "waiter(s) {waiting:?} stopped meanwhile (head of the line, seated in a slot's queue, or stopped between acquiring and logging ENTER)"
+                "waiter(s) {waiting:?} stopped meanwhile (in line, or between acquiring and logging ENTER)"
             ));
         }
         if !released.is_empty() {
@@ -2687,6 +3275,9 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         if edge(a, 0).is_some_and(|x| matches!(x.how, End::Killed | End::Reaped)) {
             why.push("holder killed".into());
         }
+        if by_holds.iter().any(|&(s, e, _)| s < b && e > a) {
+            why.push("the bystander held a lock".into());
+        }
         if worst_any.as_ref().is_none_or(|x| len > x.0) {
             worst_any = Some((len, a, wi, why.join("; ")));
         }
@@ -2696,6 +3287,228 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             }
             if worst_plain.is_none_or(|x| len > x.0) {
                 worst_plain = Some((len, a, wi));
+            }
+        }
+    }
+
+    // (d) the promise, in local mode: no ticket stays free for more than a
+    // second (FREE_LIMIT with slack) while a running waiter waits, however
+    // long another waiter stays stopped. A slot counts as held while a
+    // stopped process holds its flock (logged as HELD at the stop: stopped
+    // between acquiring and logging ENTER, or between logging EXIT and
+    // releasing). Not counted as free: the waiter's own stops, a removal of
+    // the run directory until 1 s after it, a stop of a process holding
+    // `token` or `tickets` (every acquisition or join waits for it), and a
+    // bystander's hold that every acquisition or join must wait for (any
+    // lock on `token` or `tickets`, an exclusive one on the directory).
+    let mut free_checked = 0u64;
+    let mut worst_free: Option<(u64, u64, usize)> = None;
+    let stalls = |what: &str| {
+        what.contains("got=1")
+            && (what.contains("lock=token")
+                || what.contains("lock=tickets")
+                || (what.contains("lock=dir") && what.contains("mode=ex")))
+    };
+    let mut off_all: Vec<(u64, u64)> = Vec::new();
+    if ttl.is_none() {
+        off_all.extend(rmdirs.iter().map(|&(r, d)| (r, d + NOTICE_LIMIT)));
+        off_all.extend(
+            locked_stops
+                .iter()
+                .filter(|x| x.3.contains("token") || x.3.contains("tickets"))
+                .map(|x| (x.1, x.2)),
+        );
+        off_all.extend(by_holds.iter().filter(|x| stalls(&x.2)).map(|x| (x.0, x.1)));
+        let mut held_spans: Vec<(u64, u64, usize)> = logged.clone();
+        for x in &locked_stops {
+            // A stopped holder whose holding is logged is counted already.
+            if logged
+                .iter()
+                .any(|&(s, e, i)| acqs[i].wid == x.0 && s <= x.1 && e > x.1)
+            {
+                continue;
+            }
+            let slots = x.3.split(',').filter(|l| l.starts_with("slot.")).count();
+            for _ in 0..slots {
+                held_spans.push((x.1, x.2, usize::MAX));
+            }
+        }
+        let mut ev: Vec<(u64, i64)> = Vec::new();
+        for &(s, e, _) in &held_spans {
+            ev.push((s, 1));
+            ev.push((e, -1));
+        }
+        ev.sort_unstable();
+        let mut level = 0i64;
+        let strict_levels: Vec<(u64, usize)> = ev
+            .iter()
+            .map(|&(t, d)| {
+                level += d;
+                (t, level.max(0) as usize)
+            })
+            .collect();
+        for (wi, w) in waits.iter().enumerate() {
+            let mut off: Vec<(u64, u64)> = stops_of.get(&w.wid).unwrap_or(&no_stops).clone();
+            off.extend(off_all.iter().copied());
+            off.sort_unstable();
+            let (len, a, _) = free_run(w, &strict_levels, &off);
+            free_checked += 1;
+            if worst_free.is_none_or(|x| len > x.0) {
+                worst_free = Some((len, a, wi));
+            }
+            if len > FREE_LIMIT {
+                flag(
+                    &mut found,
+                    "(d) free ticket",
+                    format!(
+                        "wid {} ({}) waited, running, {:.0} ms from {:.3} s while a ticket stood free (limit {:.0} ms)",
+                        w.wid,
+                        w.kind,
+                        ms(len),
+                        rel(a),
+                        ms(FREE_LIMIT)
+                    ),
+                );
+            }
+        }
+    }
+
+    // (g) arrival order, in local mode: a waiter that stood in the line
+    // before another running one is served first. A waiter stands in the
+    // line at most LINE_ALLOWANCE after it logged WAIT (`elect run` has to
+    // start first), and logs ENTER at most ENTER_SLACK after it was served.
+    // Allowed: the earlier waiter was stopped meanwhile (stepped past), the
+    // run directory was removed (everyone starts again), a bystander held
+    // the directory exclusively or `tickets` (a newcomer cannot join).
+    let mut order_pairs = 0u64;
+    let mut order_excused = 0u64;
+    // Out of order, by the kind of the waiter served first.
+    let mut overtakers: HashMap<String, u64> = HashMap::new();
+    if ttl.is_none() {
+        let mut by_wid: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, w) in waits.iter().enumerate() {
+            by_wid.entry(w.wid).or_default().push(i);
+        }
+        for v in by_wid.values_mut() {
+            v.sort_unstable_by_key(|&i| waits[i].start);
+        }
+        let joins_stalled: Vec<(u64, u64)> = by_holds
+            .iter()
+            .filter(|x| {
+                x.2.contains("got=1")
+                    && (x.2.contains("lock=tickets")
+                        || (x.2.contains("lock=dir") && x.2.contains("mode=ex")))
+            })
+            .map(|x| (x.0, x.1))
+            .collect();
+        let overlaps = |v: &[(u64, u64)], a: u64, b: u64| v.iter().any(|&(s, e)| s < b && e > a);
+        for bw in waits.iter().filter(|w| w.ended == "ENTER") {
+            let served = bw.end;
+            for (&wid, list) in &by_wid {
+                if wid == bw.wid {
+                    continue;
+                }
+                // The wait of `wid` under way when `bw` was served.
+                let k = list.partition_point(|&i| waits[i].start <= served);
+                if k == 0 {
+                    continue;
+                }
+                let aw = &waits[list[k - 1]];
+                let cli = aw.kind == "cli";
+                let allowance = if cli {
+                    CLI_LINE_ALLOWANCE
+                } else {
+                    LINE_ALLOWANCE
+                };
+                let slack = if cli { CLI_ENTER_SLACK } else { ENTER_SLACK };
+                // A wait whose limit had passed may have left the line.
+                if aw.start + allowance >= bw.start
+                    || aw.end <= served + slack
+                    || aw.limit.is_some_and(|l| aw.start + l <= served)
+                {
+                    continue;
+                }
+                order_pairs += 1;
+                let own = stops_of.get(&wid).unwrap_or(&no_stops);
+                let removed = rmdirs
+                    .iter()
+                    .any(|&(r, d)| r < served && d + NOTICE_LIMIT > aw.start);
+                if overlaps(own, aw.start, served)
+                    || removed
+                    || overlaps(&joins_stalled, aw.start, served)
+                {
+                    order_excused += 1;
+                    continue;
+                }
+                *overtakers.entry(bw.kind.clone()).or_default() += 1;
+                flag(
+                    &mut found,
+                    "(g) arrival order",
+                    format!(
+                        "wid {} ({}) began waiting at {:.3} s, wid {} ({}) at {:.3} s, yet wid {} was served at {:.3} s while wid {} still waited (until {:.3} s, {})",
+                        aw.wid,
+                        aw.kind,
+                        rel(aw.start),
+                        bw.wid,
+                        bw.kind,
+                        rel(bw.start),
+                        bw.wid,
+                        rel(served),
+                        aw.wid,
+                        rel(aw.end),
+                        aw.ended
+                    ),
+                );
+            }
+        }
+    }
+
+    // (h) timeouts and cancels, in local mode: a wait with a limit that
+    // did not get a ticket ends within 100 ms of it (with slack for the
+    // machine), whatever the bystander holds, unless its waiter was stopped
+    // meanwhile.
+    let mut timeouts_checked = 0u64;
+    let mut worst_over: Option<(u64, usize)> = None;
+    if ttl.is_none() {
+        for (wi, w) in waits.iter().enumerate() {
+            let Some(limit) = w.limit else { continue };
+            let gave_up = match w.ended.as_str() {
+                "GIVEUP" | "CANCEL" => true,
+                // `elect run -w` that got nothing: its exit status 75.
+                "CLIEXIT" => true,
+                _ => false,
+            };
+            if !gave_up {
+                continue;
+            }
+            let own = stops_of.get(&w.wid).unwrap_or(&no_stops);
+            if own.iter().any(|&(s, e)| s < w.end && e > w.start) {
+                continue;
+            }
+            timeouts_checked += 1;
+            let over = (w.end - w.start).saturating_sub(limit);
+            if worst_over.is_none_or(|x| over > x.0) {
+                worst_over = Some((over, wi));
+            }
+            let slack = if w.kind == "cli" {
+                CLI_TIMEOUT_SLACK
+            } else {
+                TIMEOUT_SLACK
+            };
+            if over > slack {
+                flag(
+                    &mut found,
+                    "(h) late timeout",
+                    format!(
+                        "wid {} ({}) waited with a limit of {:.0} ms from {:.3} s and gave up {:.0} ms late ({})",
+                        w.wid,
+                        w.kind,
+                        ms(limit),
+                        rel(w.start),
+                        ms(over),
+                        w.ended
+                    ),
+                );
             }
         }
     }
@@ -2814,7 +3627,65 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
             waits.len()
         );
     }
+    if ttl.is_none() {
+        let (len, at, who) = match worst_free {
+            Some((len, a, wi)) => (len, a, format!("wid {} {}", waits[wi].wid, waits[wi].kind)),
+            None => (0, t0, "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "    free ticket while a running waiter waited (the 1 s promise): worst {:.1} ms ({who}, at {:.3} s) of {free_checked} waits, limit {:.0} ms; {} long stops of waiters ({} s), {} stops holding a lock of the resource   [{}]",
+            ms(len),
+            rel(at),
+            ms(FREE_LIMIT),
+            long_waiter_stops.len(),
+            long_waiter_stops
+                .iter()
+                .map(|x| format!("{:.1}", (x.2 - x.1) as f64 / SEC as f64))
+                .collect::<Vec<_>>()
+                .join(", "),
+            locked_stops.len(),
+            verdict("(d)")
+        );
+    }
     let _ = writeln!(out, "(e) no hung worker   [{}]", verdict("(e)"));
+    if ttl.is_none() {
+        let mut by_kind: Vec<String> = overtakers.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        by_kind.sort();
+        let _ = writeln!(
+            out,
+            "(g) arrival order: {order_pairs} times a waiter was served while one that came earlier still waited, {order_excused} of them allowed (the earlier one stopped, its limit passed, a removal, a bystander on the directory or tickets){}   [{}]",
+            if by_kind.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; served out of order, by the kind served first: {}",
+                    by_kind.join(", ")
+                )
+            },
+            verdict("(g)")
+        );
+        let _ = writeln!(
+            out,
+            "(h) timeouts and cancels: {timeouts_checked} checked, worst {:.1} ms past the limit{} (limit: 100 ms + {:.0} ms slack, elect run {:.0} ms)   [{}]",
+            worst_over.map_or(0.0, |x| ms(x.0)),
+            worst_over.map_or(String::new(), |(_, wi)| format!(
+                " (wid {} {}, at {:.3} s)",
+                waits[wi].wid,
+                waits[wi].kind,
+                rel(waits[wi].start)
+            )),
+            ms(TIMEOUT_SLACK - 100 * MS),
+            ms(CLI_TIMEOUT_SLACK - 100 * MS),
+            verdict("(h)")
+        );
+        let stalling = by_holds.iter().filter(|x| x.2.contains("got=1")).count();
+        let _ = writeln!(
+            out,
+            "forks: {forks} children dropped their copy of a held ticket ({forks_unknown} not judged: directory removed); bystander: {} holds ({stalling} taken)",
+            by_holds.len()
+        );
+    }
     if let Some(ttl) = ttl {
         let acts: usize = acqs.iter().map(|a| a.acts.len()).sum();
         let _ = writeln!(

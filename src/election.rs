@@ -295,7 +295,9 @@ impl Election {
         self.store.location()
     }
 
-    /// Takes a free ticket if there is one, without waiting for one.
+    /// Takes a free ticket if there is one and no running waiter stands in
+    /// line for one (it never overtakes those who came first), without
+    /// waiting for one.
     ///
     /// It does wait, up to [`TRY_PATIENCE`], for locks that someone else
     /// holds for a moment on the resource's bookkeeping (systemd-tmpfiles

@@ -80,7 +80,8 @@ pub enum Error {
     TokenDamaged {
         /// The token file.
         path: PathBuf,
-        /// What it holds (at most its first 64 bytes).
+        /// What it holds: its first 24 bytes, control characters shown as
+        /// `?`.
         content: String,
     },
 

@@ -403,8 +403,8 @@ fn command_scheduling(dir: &Path, nice: i32, policy: i32) -> (i32, i32) {
 
 #[test]
 fn the_command_runs_with_elects_nice_value_and_scheduling_policy() {
-    // elect steps back to SCHED_BATCH while it starts the command; the
-    // command must not inherit that, nor lose elect's nice value.
+    // Whatever elect does on its way (waiting, starting the command), the
+    // command runs with the nice value and scheduling policy elect had.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     // SAFETY: getpriority has no preconditions (errno is not needed: the

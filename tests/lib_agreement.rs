@@ -126,7 +126,7 @@ fn a_waiter_with_other_tickets_makes_a_mismatch() {
     waiter.expect("START");
     // Live: it holds the shared lock on the resource, and waits in line.
     wait_holds(waiter.pid, &res, false);
-    wait_holds(waiter.pid, &res.join("queue"), true);
+    support::wait_in_line(waiter.pid, &res);
     refused(run, 3, 2);
 
     // When the waiter is gone, 3 is fine, and takes the one free slot.

@@ -1,11 +1,11 @@
-//! Cancel-safety of `obtain_async`: in one process, for one ticket (waiters
-//! in flock) and three (the head of the line in ppoll on inotify), at least
-//! 1000 futures are dropped in the middle of their wait (by
+//! Cancel-safety of `obtain_async`: in one process, for one ticket and for
+//! three (waiters standing in the line, asleep in ppoll), at least 1000
+//! futures are dropped in the middle of their wait (by
 //! `tokio::time::timeout` and by `select!`), some of them while a slot was
-//! being handed to them. Afterwards every slot is free (all N can be taken at
-//! once, and status shows none held), and the counts of open descriptors
-//! (`/proc/self/fd`) and threads (`/proc/self/task`) are back where they
-//! started.
+//! being handed to them. Afterwards every slot is free (all N can be taken
+//! at once, and status shows none held), nobody is left in the line, and
+//! the counts of open descriptors (`/proc/self/fd`) and threads
+//! (`/proc/self/task`) are back where they started.
 //!
 //! One test function only: descriptors and threads are counted for the
 //! whole process, which parallel tests would disturb.
@@ -78,8 +78,9 @@ fn dropped_async_waits_leave_no_slot_descriptor_or_thread() {
         .enable_all()
         .build()
         .unwrap();
-    // elect starts one thread per process, at the first wait, that rechecks
-    // sleeping waiters once a second; let it exist before counting.
+    // Warm up: whatever a first wait makes lazily exists before counting
+    // (elect keeps no thread, and nothing of a wait but the election's
+    // membership of its resource).
     {
         let warm = Election::builder("warm-up")
             .dir(tmp.path())
@@ -134,6 +135,9 @@ fn dropped_async_waits_leave_no_slot_descriptor_or_thread() {
         assert_none_held(&e);
         drop(take_all(&e));
         assert_none_held(&e);
+        // And nobody stands in the line: every dropped wait left its place.
+        let left = support::line_places(&tmp.path().join(format!("cancel-{tickets}")));
+        assert!(left.is_empty(), "places left in the line: {left:?}");
     }
 
     assert_eq!(fd_count(), fds, "descriptors leaked");

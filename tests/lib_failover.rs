@@ -1,15 +1,15 @@
 //! Kernel-driven fail-over between processes: when a holder is killed with
 //! SIGKILL, a waiter in another process owns the freed slot, with no lease
-//! or timeout involved. Shown for one ticket (waiters sleep in the kernel's
-//! line for `slot.0`) and for three (the head of the line watches the
-//! directory with inotify), for a timed-out wait that must not keep anyone
-//! from taking over, and for a head of the line killed while it waits.
+//! or timeout involved. Shown for one ticket and for three (the waiters
+//! stand in the line, the first of them watching the slots), for a
+//! timed-out wait that must not keep anyone from taking over, and for a
+//! head of the line killed while it waits.
 
 mod support;
 
 use std::path::Path;
 
-use support::{Role, Worker, wait_blocked_on, wait_holds};
+use support::{Role, Worker, wait_first_in_line, wait_in_line};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -32,8 +32,8 @@ fn a_waiter_takes_over_from_a_killed_holder() {
 
     let mut waiter = Worker::spawn(Role::Hold { mode: "obtain" }, run, "failover", 1);
     waiter.expect("START");
-    // It really waits: blocked in the kernel on slot.0.
-    wait_blocked_on(waiter.pid, &run.join("failover/slot.0"));
+    // It really waits: it stands in the line.
+    wait_in_line(waiter.pid, &run.join("failover"));
 
     first.kill();
     let (slot2, token2) = waiter.expect_held();
@@ -43,7 +43,7 @@ fn a_waiter_takes_over_from_a_killed_holder() {
     // And again: the next waiter takes over from the second, killed too.
     let mut third = Worker::spawn(Role::Hold { mode: "obtain" }, run, "failover", 1);
     third.expect("START");
-    wait_blocked_on(third.pid, &run.join("failover/slot.0"));
+    wait_in_line(third.pid, &run.join("failover"));
     waiter.kill();
     let (_, token3) = third.expect_held();
     assert!(token3 > token2, "token {token3} after {token2}");
@@ -60,14 +60,14 @@ fn a_waiter_for_three_tickets_takes_the_slot_of_a_killed_holder() {
     assert_eq!(slots, [0, 1, 2]);
     let top = holders.iter().map(|h| h.2).max().unwrap();
 
-    // The head of the line holds `queue` and watches; the second waits for
-    // `queue` in the kernel.
+    // The head of the line watches the slots; the second stands behind it.
+    let res = run.join("pool");
     let mut head = Worker::spawn(Role::Hold { mode: "obtain" }, run, "pool", 3);
     head.expect("START");
-    wait_holds(head.pid, &run.join("pool/queue"), true);
+    wait_first_in_line(head.pid, &res);
     let mut second = Worker::spawn(Role::Hold { mode: "obtain" }, run, "pool", 3);
     second.expect("START");
-    wait_blocked_on(second.pid, &run.join("pool/queue"));
+    wait_in_line(second.pid, &res);
 
     let (mut victim, victim_slot, _) = holders.remove(1);
     victim.kill();
@@ -80,7 +80,7 @@ fn a_waiter_for_three_tickets_takes_the_slot_of_a_killed_holder() {
 
     // The second waiter is now the head; kill another holder.
     let (mut victim, victim_slot, _) = holders.remove(0);
-    wait_holds(second.pid, &run.join("pool/queue"), true);
+    wait_first_in_line(second.pid, &res);
     victim.kill();
     let (slot2, token2) = second.expect_held();
     assert_eq!(slot2, victim_slot);
@@ -124,9 +124,15 @@ fn a_waiter_that_gave_up_does_not_block_the_next() {
         );
         quitter.expect("NONE");
         quitter.finish();
+        assert_eq!(
+            support::line_places(&run.join(&name)),
+            [],
+            "the quitter left its place behind"
+        );
         // Then a patient one takes over from a killed holder.
         let mut waiter = Worker::spawn(Role::Hold { mode: "obtain" }, run, &name, tickets);
         waiter.expect("START");
+        wait_in_line(waiter.pid, &run.join(&name));
         holders[0].0.kill();
         let (slot, _) = waiter.expect_held();
         assert_eq!(slot, holders[0].1);
@@ -139,17 +145,18 @@ fn a_killed_head_of_the_line_hands_its_place_to_the_next() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
     let mut holders: Vec<(Worker, u32, u64)> = (0..2).map(|_| holder(run, "line", 2)).collect();
-    let queue = run.join("line/queue");
+    let res = run.join("line");
     let mut head = Worker::spawn(Role::Hold { mode: "obtain" }, run, "line", 2);
     head.expect("START");
-    wait_holds(head.pid, &queue, true);
+    wait_first_in_line(head.pid, &res);
     let mut next = Worker::spawn(Role::Hold { mode: "obtain" }, run, "line", 2);
     next.expect("START");
-    wait_blocked_on(next.pid, &queue);
+    wait_in_line(next.pid, &res);
 
-    // The head dies while waiting; the next in line takes its place...
+    // The head dies while waiting; the next in line takes its place (and
+    // removes the dead one's)...
     head.kill();
-    wait_holds(next.pid, &queue, true);
+    wait_first_in_line(next.pid, &res);
     // ...and gets the slot of a killed holder.
     let (mut victim, victim_slot, _) = holders.remove(0);
     victim.kill();

@@ -273,11 +273,7 @@ fn a_waiter_on_a_removed_slot_moves_to_the_fresh_one() {
         let old: Vec<_> = (0..tickets).map(|_| e.obtain().unwrap()).collect();
         let mut waiter = Worker::spawn(Role::Hold { mode: "obtain" }, &run, &name, tickets);
         waiter.expect("START");
-        if tickets == 1 {
-            support::wait_blocked_on(waiter.pid, &run.join(&name).join("slot.0"));
-        } else {
-            support::wait_holds(waiter.pid, &run.join(&name).join("queue"), true);
-        }
+        support::wait_in_line(waiter.pid, &run.join(&name));
         std::fs::remove_dir_all(&run).unwrap();
         // The fresh directory's slots are free; the waiter should take one
         // about as fast as a holder notices the loss, not when the old

@@ -1,15 +1,14 @@
-//! A waiter's record: a process that waited for its slot, in the slot's own
-//! kernel queue (one ticket) or on a seat (several), writes its record
-//! through the slot file's mapped page. `status` shows the new holder at
-//! once, the file keeps a whole record's length, and the write makes no
-//! inotify event, unless a watcher listens: then it makes its IN_MODIFY, by
-//! which the watcher hears of the new holder.
+//! A waiter's record: a process that waited in line for its slot writes
+//! its record as soon as it has the slot. `status` shows the new holder at
+//! once, the file keeps a whole record's length, and a watcher hears of the
+//! new holder, with its pid and token.
 
 mod support;
 
 use std::path::Path;
 
-use support::{Role, Worker, election, slot_events, wait_blocked_on, watch_dir};
+use elect::EventKind;
+use support::{DEADLINE, Role, Worker, election, wait_in_line};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -39,88 +38,87 @@ fn assert_holder(run: &Path, (name, tickets): (&str, u32), slot: u32, pid: u32, 
     assert_eq!(len, RECORD_LEN);
 }
 
-/// One ticket: a worker holds it, a thread of this process waits in the
-/// slot's queue, the worker releases. Returns the waiter's ticket and the
-/// slot files written meanwhile (IN_MODIFY).
-fn handed_over(run: &Path, name: &str, watcher: bool) -> (elect::Ticket, Vec<String>) {
+/// A worker holds the only free slot of `name` (`tickets` tickets, the
+/// others held by this process), a thread of this process waits in line,
+/// the worker releases. Returns the waiter's ticket, the worker's pid and
+/// token, and the events a watcher started before the wait saw (with
+/// `watcher`).
+fn handed_over(
+    run: &Path,
+    name: &str,
+    tickets: u32,
+    watcher: bool,
+) -> (elect::Ticket, (u32, u64), Vec<elect::Event>) {
     let res = run.join(name);
-    let mut holder = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, 1);
-    holder.expect_held();
-    let e = election(run, name, 1);
-    let watch = watcher.then(|| e.watch().unwrap());
+    let e = election(run, name, tickets);
+    let others: Vec<_> = (1..tickets).map(|_| e.obtain().unwrap()).collect();
+    let mut holder = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
+    let (_, old_token) = holder.expect_held();
+    let mut watch = watcher.then(|| e.watch().unwrap());
     let waiter = {
         let e = e.clone();
         std::thread::spawn(move || e.obtain().unwrap())
     };
-    wait_blocked_on(std::process::id(), &res.join("slot.0"));
-    let writes = watch_dir(&res, libc::IN_MODIFY);
+    wait_in_line(std::process::id(), &res);
     holder.send("release");
     holder.expect("RELEASED");
     let ticket = waiter.join().unwrap();
-    let seen = slot_events(&writes);
-    drop(watch);
+    let mut seen = Vec::new();
+    if let Some(w) = &mut watch {
+        while seen.len() < 2 {
+            match w.next_event_timeout(DEADLINE).unwrap() {
+                Some(ev) => seen.push(ev),
+                None => panic!("the watcher heard only {seen:?} within {DEADLINE:?}"),
+            }
+        }
+    }
+    let old = (holder.pid, old_token);
     drop(holder);
-    (ticket, seen)
+    drop(others);
+    (ticket, old, seen)
 }
 
 #[test]
-fn a_waiters_record_makes_no_event_when_nobody_watches_yet_status_shows_it() {
+fn status_shows_a_waiters_record_at_once() {
     let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
-    let (ticket, seen) = handed_over(tmp.path(), "quiet", false);
-    assert!(
-        seen.is_empty(),
-        "the record was written with a system call: {seen:?}"
-    );
-    assert_holder(
-        tmp.path(),
-        ("quiet", 1),
-        0,
-        std::process::id(),
-        ticket.token(),
-    );
+    for tickets in [1, 2] {
+        let name = format!("shown-{tickets}");
+        let (ticket, _, _) = handed_over(tmp.path(), &name, tickets, false);
+        assert_holder(
+            tmp.path(),
+            (&name, tickets),
+            ticket.slot(),
+            std::process::id(),
+            ticket.token(),
+        );
+    }
 }
 
 #[test]
-fn a_waiters_record_is_an_event_while_a_watcher_listens() {
+fn a_watcher_hears_of_a_waiter_that_took_the_slot() {
     let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
-    let (ticket, seen) = handed_over(tmp.path(), "heard", true);
-    assert!(
-        seen.contains(&"slot.0".to_string()),
-        "a watcher listens, yet the record made no event ({seen:?})"
-    );
-    assert_holder(
-        tmp.path(),
-        ("heard", 1),
-        0,
-        std::process::id(),
-        ticket.token(),
-    );
-}
-
-#[test]
-fn a_seated_waiters_record_makes_no_event_when_nobody_watches() {
-    let _serial = support::serial();
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path();
-    let res = run.join("seated");
-    let mut holders = support::hold_all(run, "seated", 2);
-    let (seat, mut seated, mut head) = support::seat_a_worker(run, "seated", 2);
-    let writes = watch_dir(&res, libc::IN_MODIFY);
-    let releaser = &mut holders[seat as usize];
-    releaser.send("release");
-    releaser.expect("RELEASED");
-    let (slot, token) = seated.expect_held();
-    assert_eq!(slot, seat, "the kernel handed the seat's slot over");
-    let seen = slot_events(&writes);
-    assert!(
-        seen.is_empty(),
-        "the record was written with a system call: {seen:?}"
-    );
-    assert_holder(run, ("seated", 2), slot, seated.pid, token);
-    // The head of the line gets the next release.
-    seated.send("release");
-    seated.expect("RELEASED");
-    head.expect_held();
+    for tickets in [1, 2] {
+        let name = format!("heard-{tickets}");
+        let (ticket, (old_pid, old_token), seen) = handed_over(tmp.path(), &name, tickets, true);
+        let slot = ticket.slot();
+        let brief: Vec<_> = seen
+            .iter()
+            .map(|e| (e.kind, e.slot, e.pid, e.token))
+            .collect();
+        assert_eq!(
+            brief,
+            [
+                (EventKind::Released, slot, old_pid, old_token),
+                (
+                    EventKind::Acquired,
+                    slot,
+                    std::process::id(),
+                    ticket.token()
+                ),
+            ],
+            "N={tickets}"
+        );
+    }
 }

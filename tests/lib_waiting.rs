@@ -3,9 +3,11 @@
 //! `requeue(true)` competes again after each release while one without
 //! ends; resigning a campaign, blocking or async, while it waits for a slot
 //! held by another process returns promptly, runs no owned code or cleanup
-//! and leaves no lock behind. A release is an inotify event for those who
-//! wait on one, even though the holder keeps its descriptors for next time,
-//! and none when someone sits in the slot's own queue.
+//! and leaves no lock behind. A wait given up leaves its place in the line
+//! to the one behind it. Every release is the event the head of the line
+//! sleeps on, after the slot is free, and a failed try is none; a slot freed
+//! without any event still reaches the head within about a second; idle
+//! waiters block in no lock and wake about once a second.
 
 mod support;
 
@@ -14,7 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use elect::Ending;
-use support::{DEADLINE, election, hold_all, slot_events, wait_blocked_on, wait_holds};
+use support::{DEADLINE, Worker, election, hold_all, slot_events, wait_in_line, waiter};
 
 #[test]
 #[ignore = "the body of worker processes; the other tests run it"]
@@ -22,15 +24,10 @@ fn worker_process() {
     support::worker_main();
 }
 
-/// Waits until a thread of this process is waiting for `name`: blocked on
-/// `slot.0` (one ticket) or at the head of the line (several).
-fn wait_until_we_wait(run: &Path, name: &str, tickets: u32) {
-    let me = std::process::id();
-    if tickets == 1 {
-        wait_blocked_on(me, &run.join(name).join("slot.0"));
-    } else {
-        wait_holds(me, &run.join(name).join("queue"), true);
-    }
+/// Waits until a thread of this process is waiting for `name`: it stands
+/// in the line.
+fn wait_until_we_wait(run: &Path, name: &str) {
+    wait_in_line(std::process::id(), &run.join(name));
 }
 
 #[test]
@@ -68,7 +65,7 @@ fn obtain_timeout_takes_a_slot_freed_during_the_wait() {
         let mut holders = hold_all(run, &name, tickets);
         let e = election(run, &name, tickets);
         let waiter = std::thread::spawn(move || e.obtain_timeout(Duration::from_secs(60)));
-        wait_until_we_wait(run, &name, tickets);
+        wait_until_we_wait(run, &name);
         holders[0].send("release");
         let got = waiter.join().unwrap().unwrap();
         assert!(got.is_some(), "no slot although one was freed");
@@ -208,7 +205,7 @@ fn resigning_a_waiting_blocking_campaign_returns_promptly() {
             move |_| tx.send("owned").unwrap(),
             move |_| tx2.send("cleanup").unwrap(),
         );
-        wait_until_we_wait(run, &name, tickets);
+        wait_until_we_wait(run, &name);
         let start = Instant::now();
         c.resign().unwrap();
         let took = start.elapsed();
@@ -247,7 +244,7 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
                 },
             )
         };
-        wait_until_we_wait(run, &name, tickets);
+        wait_until_we_wait(run, &name);
         let start = Instant::now();
         rt.block_on(c.resign()).unwrap();
         let took = start.elapsed();
@@ -258,53 +255,18 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
     }
 }
 
-/// Says in the resource's `watched` file that someone listens for release
-/// events for the next hour, as the head of a line or a watcher does before
-/// each sleep (for that sleep and a second more).
-fn listen_for_an_hour(res: &std::path::Path) {
-    use std::os::unix::fs::FileExt;
-    let until = std::time::SystemTime::now() + Duration::from_secs(3600);
-    let ns = until
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(res.join("watched"))
-        .unwrap();
-    f.write_all_at(&ns.to_ne_bytes(), 0).unwrap();
-}
-
-/// The deadline in the resource's `watched` file, as a time.
-fn watched_until(res: &std::path::Path) -> std::time::SystemTime {
-    let bytes = std::fs::read(res.join("watched")).unwrap();
-    let ns = u64::from_ne_bytes(bytes[..8].try_into().unwrap());
-    std::time::UNIX_EPOCH + Duration::from_nanos(ns)
-}
-
 #[test]
-fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
-    // The head of the line for several tickets, and `elect watch`, sleep
-    // on inotify. A holder keeps its descriptors open for its next
-    // acquisition, so no close can be the event: the release must make one
-    // of its own, the first time and every time after, as long as someone
-    // says they listen; and spend no system call on one when nobody does.
+fn a_release_is_a_close_write_event_after_the_slot_is_free_and_a_failed_try_is_none() {
+    // The head of the line sleeps on inotify until a slot file is closed
+    // after writing. Every release must make that event, the first time
+    // and every time after, and only once the slot is free; a try that
+    // finds every slot held must make none, or every failed try would wake
+    // the head for nothing.
     let tmp = tempfile::tempdir().unwrap();
     let res = tmp.path().join("events");
     let e = election(tmp.path(), "events", 2);
     drop(e.obtain().unwrap());
-    let fd = support::watch_dir(&res, libc::IN_ATTRIB | libc::IN_CLOSE_WRITE);
-    for round in 0..2 {
-        let t = e.obtain().unwrap();
-        slot_events(&fd);
-        drop(t);
-        let seen = slot_events(&fd);
-        assert!(
-            seen.is_empty(),
-            "round {round}: nobody listens, yet the release made {seen:?}"
-        );
-    }
-    listen_for_an_hour(&res);
+    let fd = support::watch_dir(&res, libc::IN_CLOSE_WRITE);
     for round in 0..3 {
         let t = e.obtain().unwrap();
         let slot = format!("slot.{}", t.slot());
@@ -321,129 +283,193 @@ fn a_release_is_an_inotify_event_while_someone_listens_and_none_otherwise() {
         drop(again);
         slot_events(&fd);
     }
-}
-
-#[test]
-fn a_release_makes_no_event_while_someone_sits_in_its_slots_queue() {
-    // A seated waiter (see lib_seats) holds the lock of the slot's seat and
-    // is handed the slot by the unlock itself: the release's touch would
-    // only wake a head to race it. Here the test holds the seat, so no
-    // winner can empty it before the releaser looks.
-    let tmp = tempfile::tempdir().unwrap();
-    let res = tmp.path().join("seated");
-    let e = election(tmp.path(), "seated", 2);
-    let (t0, t1) = (e.obtain().unwrap(), e.obtain().unwrap());
-    assert_eq!((t0.slot(), t1.slot()), (0, 1));
-    listen_for_an_hour(&res);
-    let seat = std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(res.join("seat.0"))
-        .unwrap();
-    seat.try_lock().unwrap();
-    let fd = support::watch_dir(&res, libc::IN_ATTRIB | libc::IN_CLOSE_WRITE);
-    drop(t0);
-    let seen = slot_events(&fd);
-    assert!(
-        seen.is_empty(),
-        "a release with its seat taken made {seen:?}"
-    );
-    // The seat empty again, the same release makes its event.
-    seat.unlock().unwrap();
-    let t0 = e.try_obtain().unwrap().expect("slot 0 is free");
-    assert_eq!(t0.slot(), 0);
-    slot_events(&fd);
-    drop(t0);
-    assert_eq!(slot_events(&fd), ["slot.0"]);
-    drop(t1);
-}
-
-#[test]
-fn the_head_of_the_line_and_a_watcher_say_they_listen() {
-    let tmp = tempfile::tempdir().unwrap();
-    let res = tmp.path().join("heads");
-    let e = election(tmp.path(), "heads", 2);
     let held = (e.obtain().unwrap(), e.obtain().unwrap());
-    assert!(
-        watched_until(&res) < std::time::SystemTime::now(),
-        "holders alone do not listen"
-    );
-    let waiter = {
-        let e = e.clone();
-        std::thread::spawn(move || e.obtain().map(|t| t.slot()))
-    };
-    // The head raises the deadline before it looks at the slots, then
-    // sleeps: wait (generously) for the deadline to be ahead.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while watched_until(&res) <= std::time::SystemTime::now() {
-        assert!(Instant::now() < deadline, "the head never said it listens");
-        std::thread::sleep(Duration::from_millis(1));
+    slot_events(&fd);
+    let other = election(tmp.path(), "events", 2);
+    for _ in 0..3 {
+        assert!(other.try_obtain().unwrap().is_none());
     }
-    let freed = held.0.slot();
-    drop(held.0);
-    assert_eq!(waiter.join().unwrap().unwrap(), freed);
-    drop(held.1);
-
-    let other = tempfile::tempdir().unwrap();
-    let res = other.path().join("watched-by");
-    let e = election(other.path(), "watched-by", 1);
-    drop(e.obtain().unwrap());
-    assert!(watched_until(&res) < std::time::SystemTime::now());
-    let _w = e.watch().unwrap();
-    assert!(
-        watched_until(&res) > std::time::SystemTime::now(),
-        "a new watch listens from the start"
-    );
+    let seen = slot_events(&fd);
+    assert!(seen.is_empty(), "failed tries made {seen:?}");
+    drop(held);
 }
 
-/// The scheduling policy of thread `tid` of this process.
-fn policy_of(tid: libc::pid_t) -> libc::c_int {
-    // SAFETY: plain system call; a thread id of this process.
-    unsafe { libc::sched_getscheduler(tid) }
+/// After a wait of this process on `res` was given up: it holds nothing
+/// and left its place, and `behind`, the worker that stood behind it, now
+/// stands first and gets the slot `holder` releases.
+fn left_its_place(res: &Path, mut behind: Worker, holder: &mut Worker) {
+    support::assert_no_lock_of_ours(res, true);
+    support::wait_first_in_line(behind.pid, res);
+    holder.send("release");
+    holder.expect("RELEASED");
+    behind.expect_held();
+    behind.finish();
+}
+
+/// Starts a wait of this process on `name` with `start`, then a worker
+/// that stands behind it; returns the worker once both stand in the line.
+fn stand_before_a_worker(run: &Path, name: &str, start: impl FnOnce()) -> Worker {
+    let res = run.join(name);
+    let me = std::process::id();
+    start();
+    let ours = wait_in_line(me, &res);
+    let behind = waiter(run, name, 2);
+    let theirs = wait_in_line(behind.pid, &res);
+    assert!(
+        ours < theirs,
+        "{ours:?} arrived first, yet stands after {theirs:?}"
+    );
+    behind
 }
 
 #[test]
-fn a_waiter_in_line_steps_back_and_gets_its_policy_back() {
-    // Woken to become the head of the line, a waiter must not preempt the
-    // head that just got its slot: it waits in line under SCHED_BATCH, and
-    // is under SCHED_OTHER again as head and once it holds.
+fn a_wait_given_up_leaves_its_place_to_the_one_behind() {
     let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path();
-    let mut holders = hold_all(run, "policy", 2);
-    let queue = run.join("policy").join("queue");
-    let me = std::process::id();
-    let spawn_waiter = || {
-        let (tx, rx) = mpsc::channel();
-        let run = run.to_path_buf();
-        let thread = std::thread::spawn(move || {
-            // SAFETY: plain system call.
-            tx.send(unsafe { libc::gettid() }).unwrap();
-            let t = election(&run, "policy", 2).obtain().unwrap();
-            // SAFETY: plain system call on this thread.
-            let after = unsafe { libc::sched_getscheduler(0) };
-            (t, after)
-        });
-        (rx.recv().unwrap(), thread)
-    };
-    let (head, first) = spawn_waiter();
-    wait_holds(me, &queue, true);
-    let (second_tid, second) = spawn_waiter();
-    wait_blocked_on(me, &queue);
-    assert_eq!(policy_of(head), libc::SCHED_OTHER, "the head");
-    assert_eq!(policy_of(second_tid), libc::SCHED_BATCH, "in line");
-    holders[0].send("release");
-    holders[0].expect("RELEASED");
-    let (t1, after1) = first.join().unwrap();
-    assert_eq!(after1, libc::SCHED_OTHER);
-    // The second is the head now, under its own policy again.
-    support::wait_until("the second waiter to be the head", || {
-        policy_of(second_tid) == libc::SCHED_OTHER
+
+    // Timed out. The timeout is long enough for the worker to stand behind
+    // the wait before it passes; that it did is checked below.
+    let res = run.join("timeout");
+    let mut holders = hold_all(run, "timeout", 2);
+    let e = election(run, "timeout", 2);
+    let mut waiting = None;
+    let behind = stand_before_a_worker(run, "timeout", || {
+        let e = e.clone();
+        waiting = Some(std::thread::spawn(move || {
+            e.obtain_timeout(Duration::from_secs(5)).unwrap()
+        }));
     });
-    holders[1].send("release");
-    holders[1].expect("RELEASED");
-    let (t2, after2) = second.join().unwrap();
-    assert_eq!(after2, libc::SCHED_OTHER);
-    drop((t1, t2, holders));
+    assert_eq!(
+        support::places_of(std::process::id(), &res).len(),
+        1,
+        "the wait timed out before the worker stood behind it; a slow machine?"
+    );
+    assert!(waiting.unwrap().join().unwrap().is_none());
+    left_its_place(&res, behind, &mut holders[0]);
+    drop(holders);
+
+    // Dropped, as an async wait is when its future is.
+    let res = run.join("dropped");
+    let mut holders = hold_all(run, "dropped", 2);
+    let e = election(run, "dropped", 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut task = None;
+    let behind = stand_before_a_worker(run, "dropped", || {
+        let e = e.clone();
+        task = Some(std::thread::spawn(move || {
+            rt.block_on(async move {
+                tokio::select! {
+                    t = e.obtain_async() => Some(t.unwrap()),
+                    _ = stopped => None,
+                }
+            })
+        }));
+    });
+    stop.send(()).unwrap();
+    assert!(task.unwrap().join().unwrap().is_none());
+    support::wait_until("the dropped wait has left the line", || {
+        support::places_of(std::process::id(), &res).is_empty()
+    });
+    left_its_place(&res, behind, &mut holders[0]);
+}
+
+#[test]
+fn a_slot_freed_without_an_event_still_reaches_the_head() {
+    // A holder outside elect that unlocks through a read-only descriptor
+    // makes no event the head hears; the head looks at the slots once a
+    // second on its own, and finds the slot.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    for tickets in [1, 2] {
+        let name = format!("silent-{tickets}");
+        let res = run.join(&name);
+        let e = election(run, &name, tickets);
+        drop(
+            (0..tickets)
+                .map(|_| e.obtain().unwrap())
+                .collect::<Vec<_>>(),
+        );
+        drop(e);
+        let mut outside: Vec<Option<std::fs::File>> = (0..tickets)
+            .map(|i| {
+                let f = std::fs::File::open(res.join(format!("slot.{i}"))).unwrap();
+                f.try_lock().unwrap();
+                Some(f)
+            })
+            .collect();
+        let mut head = waiter(run, &name, tickets);
+        wait_in_line(head.pid, &res);
+        let freed = tickets - 1;
+        let start = Instant::now();
+        outside[freed as usize] = None;
+        assert_eq!(head.expect_held().0, freed, "N={tickets}");
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(10), "N={tickets}: {took:?}");
+        head.finish();
+    }
+}
+
+/// How often the threads of process `pid` have gone to sleep or been
+/// preempted: their context switches, from `/proc/<pid>/task/*/status`.
+fn context_switches(pid: u32) -> u64 {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .map(|v| v.trim().parse::<u64>().unwrap())
+            .sum::<u64>();
+    }
+    n
+}
+
+#[test]
+fn idle_waiters_block_in_no_lock_and_wake_about_once_a_second() {
+    // Nobody blocks in flock (a lock someone else holds, or a stopped
+    // process, could then hold it up past its deadline), and a waiter that
+    // has nothing to do sleeps: the head looks at the slots, and every
+    // other waiter at the one before it, about once a second. The window
+    // is no synchronisation: it is the span over which wake-ups are
+    // counted, and a waiter that polled (every 10 ms, say) would wake
+    // hundreds of times in it.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("idle");
+    let holders = hold_all(run, "idle", 2);
+    let waiters: Vec<Worker> = (0..3)
+        .map(|_| {
+            let w = waiter(run, "idle", 2);
+            wait_in_line(w.pid, &res);
+            w
+        })
+        .collect();
+    let before: Vec<u64> = waiters.iter().map(|w| context_switches(w.pid)).collect();
+    let window = Duration::from_secs(5);
+    std::thread::sleep(window);
+    for (i, w) in waiters.iter().enumerate() {
+        let woke = context_switches(w.pid) - before[i];
+        assert!(
+            woke <= 20,
+            "waiter {i} woke {woke} times in {window:?} with nothing to do"
+        );
+        let blocked = support::blocked_of(w.pid);
+        assert!(
+            blocked.is_empty(),
+            "waiter {i} is blocked in flock on {blocked:?}"
+        );
+        assert_eq!(support::places_of(w.pid, &res).len(), 1, "waiter {i}");
+    }
+    drop((waiters, holders));
 }

@@ -1,6 +1,8 @@
 //! The torture run in CI: `examples/torture.rs` included as a module, run
-//! for a short while with 12 workers and 2 tickets, then 1 ticket; plus unit
-//! tests that prove the analyser can fail.
+//! for a short while with 12 workers and 2 tickets, then 1 ticket (each with
+//! a waiter stopped for 10 s at about a second in, fork children dropping
+//! inherited tickets and a bystander holding the resource's locks); plus
+//! unit tests that prove the analyser can fail.
 //!
 //! Workers re-execute this test binary: the role travels in the
 //! `ELECT_TORTURE_ROLE` environment variable and the arguments ask the test
@@ -49,6 +51,9 @@ fn run_torture(
         keep: false,
         etcd,
         ttl: std::time::Duration::from_secs(2),
+        long_stop: std::time::Duration::from_secs(10),
+        forks: true,
+        bystander: true,
     };
     let outcome = torture::run(&opts, &torture::SelfExec::TestEnv("torture_role".into()))
         .expect("torture run");
@@ -251,4 +256,151 @@ fn analyser_does_not_count_holders_of_a_removed_directory() {
     let a = torture::analyse(&log, 2);
     assert_eq!(a.violations, 0, "{}", a.summary);
     assert!(a.summary.contains("max 1 of 2"), "{}", a.summary);
+}
+
+/// A log in which wid 1 holds the one ticket, then releases at 2 s; wid 2
+/// waits from 1 s (and is stopped for 10 s at 1.5 s: a long stop of the
+/// head of the line), wid 3 waits from 1.2 s.
+fn stopped_head_log(wid3_enters_at: u64) -> String {
+    let mut log = String::new();
+    log += &line(S, 1, "block", "WAIT", None, None, "");
+    log += &line(S + M, 1, "block", "ENTER", Some(0), Some(10), "");
+    log += &line(S + 2 * M, 2, "block", "WAIT", None, None, "");
+    log += &line(S + 200 * M, 3, "async", "WAIT", None, None, "");
+    log += &line(
+        S + 500 * M,
+        2,
+        "chaos",
+        "STOP",
+        None,
+        None,
+        "waiter ms=10000 long",
+    );
+    log += &line(S + 501 * M, 2, "chaos", "HELD", None, None, "locks=-");
+    log += &line(2 * S, 1, "block", "EXIT", Some(0), Some(10), "");
+    log += &line(wid3_enters_at, 3, "async", "ENTER", Some(0), Some(11), "");
+    log += &line(
+        wid3_enters_at + 10 * M,
+        3,
+        "async",
+        "EXIT",
+        Some(0),
+        Some(11),
+        "",
+    );
+    log += &line(11 * S + 500 * M, 2, "chaos", "CONT", None, None, "");
+    log += &line(11 * S + 501 * M, 2, "block", "ENTER", Some(0), Some(12), "");
+    log += &line(11 * S + 600 * M, 2, "block", "EXIT", Some(0), Some(12), "");
+    log
+}
+
+#[test]
+fn analyser_allows_stepping_past_a_stopped_head_within_the_limit() {
+    // wid 3 steps past the stopped wid 2 within a second of the release.
+    let a = torture::analyse(&stopped_head_log(2 * S + 900 * M), 1);
+    assert_eq!(a.violations, 0, "{}", a.summary);
+    assert!(
+        a.summary.contains("1 long stops of waiters"),
+        "{}",
+        a.summary
+    );
+}
+
+#[test]
+fn analyser_finds_a_ticket_left_free_behind_a_stopped_waiter() {
+    // wid 3 waits, running, 5 s while the ticket stands free.
+    let a = torture::analyse(&stopped_head_log(7 * S), 1);
+    let has = |p: &str| a.found.iter().any(|f| f.starts_with(p));
+    assert!(has("(d) free ticket"), "{:?}\n{}", a.found, a.summary);
+}
+
+#[test]
+fn analyser_counts_a_slot_held_by_a_stopped_process_as_held() {
+    // wid 2 took the ticket and was stopped before it logged ENTER: the
+    // kernel listed its lock on slot.0 (HELD), so wid 3's long wait is
+    // no free ticket.
+    let mut log = String::new();
+    log += &line(S, 2, "block", "WAIT", None, None, "");
+    log += &line(S + 200 * M, 3, "async", "WAIT", None, None, "");
+    log += &line(
+        S + 500 * M,
+        2,
+        "chaos",
+        "STOP",
+        None,
+        None,
+        "waiter ms=10000 long",
+    );
+    log += &line(S + 501 * M, 2, "chaos", "HELD", None, None, "locks=slot.0");
+    log += &line(11 * S + 500 * M, 2, "chaos", "CONT", None, None, "");
+    log += &line(11 * S + 501 * M, 2, "block", "ENTER", Some(0), Some(12), "");
+    log += &line(11 * S + 600 * M, 2, "block", "EXIT", Some(0), Some(12), "");
+    log += &line(11 * S + 601 * M, 3, "async", "ENTER", Some(0), Some(13), "");
+    log += &line(11 * S + 700 * M, 3, "async", "EXIT", Some(0), Some(13), "");
+    let a = torture::analyse(&log, 1);
+    assert_eq!(a.violations, 0, "{}", a.summary);
+    // The same without the kernel's word is a free ticket.
+    let a = torture::analyse(&log.replace("locks=slot.0", "locks=-"), 1);
+    assert!(
+        a.found.iter().any(|f| f.starts_with("(d) free ticket")),
+        "{:?}",
+        a.found
+    );
+}
+
+#[test]
+fn analyser_finds_waiters_served_out_of_arrival_order() {
+    // wid 2 waits from 1 s, wid 3 from 1.5 s; wid 3 is served first while
+    // wid 2, never stopped, still waits.
+    let mut log = String::new();
+    log += &line(S, 1, "block", "WAIT", None, None, "");
+    log += &line(S + M, 1, "block", "ENTER", Some(0), Some(10), "");
+    log += &line(S + 2 * M, 2, "block", "WAIT", None, None, "");
+    log += &line(S + 500 * M, 3, "timeout", "WAIT", None, None, "limit=900ms");
+    log += &line(2 * S, 1, "block", "EXIT", Some(0), Some(10), "");
+    log += &line(2 * S + M, 3, "timeout", "ENTER", Some(0), Some(11), "");
+    log += &line(2 * S + 100 * M, 3, "timeout", "EXIT", Some(0), Some(11), "");
+    log += &line(2 * S + 101 * M, 2, "block", "ENTER", Some(0), Some(12), "");
+    log += &line(2 * S + 140 * M, 2, "block", "EXIT", Some(0), Some(12), "");
+    let a = torture::analyse(&log, 1);
+    let has = |p: &str| a.found.iter().any(|f| f.starts_with(p));
+    assert!(has("(g) arrival order"), "{:?}\n{}", a.found, a.summary);
+    // Had wid 2 been stopped meanwhile, it was stepped past: allowed.
+    let mut stopped = log.clone();
+    stopped += &line(S + 600 * M, 2, "chaos", "STOP", None, None, "waiter ms=100");
+    stopped += &line(S + 700 * M, 2, "chaos", "CONT", None, None, "");
+    let a = torture::analyse(&stopped, 1);
+    assert_eq!(a.violations, 0, "{}", a.summary);
+}
+
+#[test]
+fn analyser_finds_late_timeouts_and_fork_children_that_freed_a_slot() {
+    let mut log = clean_log();
+    // A 50 ms timeout that gave up after 900 ms, the waiter never stopped.
+    log += &line(3 * S, 4, "timeout", "WAIT", None, None, "limit=50ms");
+    log += &line(3 * S + 900 * M, 4, "timeout", "GIVEUP", None, None, "");
+    // A fork child whose drop freed its parent's slot.
+    log += &line(4 * S, 5, "block", "WAIT", None, None, "");
+    log += &line(4 * S + M, 5, "block", "ENTER", Some(0), Some(20), "");
+    log += &line(4 * S + 2 * M, 5, "block", "FORK", Some(0), Some(20), "");
+    log += &line(
+        4 * S + 3 * M,
+        5,
+        "block",
+        "FORKED",
+        Some(0),
+        Some(20),
+        "child=77 status=0 held=0",
+    );
+    log += &line(4 * S + 30 * M, 5, "block", "EXIT", Some(0), Some(20), "");
+    let a = torture::analyse(&log, 1);
+    let has = |p: &str| a.found.iter().any(|f| f.starts_with(p));
+    assert!(has("(h) late timeout"), "{:?}", a.found);
+    assert!(has("(a) fork child freed"), "{:?}", a.found);
+    let ok = log.replace("held=0", "held=1").replace(
+        &line(3 * S + 900 * M, 4, "timeout", "GIVEUP", None, None, ""),
+        &line(3 * S + 60 * M, 4, "timeout", "GIVEUP", None, None, ""),
+    );
+    let a = torture::analyse(&ok, 1);
+    assert_eq!(a.violations, 0, "{}", a.summary);
 }

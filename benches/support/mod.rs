@@ -92,152 +92,130 @@ pub fn keep_samples(prefix: &str, what: &str, samples: &[u64]) {
     let _ = std::fs::write(Path::new(&dir).join(format!("{prefix}{name}.u64")), bytes);
 }
 
-/// The descriptors elect keeps open for a resource with one ticket, and the
-/// system calls it makes through them to obtain and release, made directly
-/// without elect's code: the floor of elect's semantics, which `strace` of
-/// an obtain and release shows.
+/// The system calls an obtain and release of elect make (as `strace` of
+/// one shows), made directly without elect's code: the floor of elect's
+/// semantics. Per obtain, first: check that the resource directory is
+/// still the one at its path (statx). Kept between obtains, as elect keeps them: the resource
+/// directory's descriptor and the process's membership (a shared flock on
+/// the directory). Per obtain: open the slot read-only, fstat, flock it,
+/// check that it is still the file at its path (statx), open it again
+/// write-only for the record, fstat, move the lock's descriptor above the
+/// record's (F_DUPFD_CLOEXEC, close), take the next token (open `token`,
+/// fstat, flock, pread, one pwrite of the fixed 21 bytes, unlock, close)
+/// and write the padded record (one pwrite). Per release: unlock the slot,
+/// close the lock's descriptor, close the record's (the IN_CLOSE_WRITE that
+/// wakes the head of the line).
 pub struct ElectCalls {
+    dir: std::fs::File,
+    path: std::ffi::CString,
     /// Kept shared-locked: a member, as elect stays one between obtains.
     _member: std::fs::File,
-    /// The counter file, mapped; `counter` points into the mapping.
-    _token: std::fs::File,
-    counter: &'static std::sync::atomic::AtomicU64,
-    /// The `watched` deadline, mapped: a release touches only while it is
-    /// ahead, which nobody makes it here.
-    _watched: std::fs::File,
-    watched: &'static std::sync::atomic::AtomicU64,
-    lock: std::fs::File,
-    record: std::fs::File,
-    slot: std::ffi::CString,
+    held: std::cell::Cell<Option<(i32, i32)>>,
     padded: Vec<u8>,
 }
 
 impl ElectCalls {
-    /// Opens (creating) the resource directory `res` and its files, joins
-    /// (a shared flock on the directory, kept) and maps the counter.
+    /// Opens (creating) the resource directory `res` and its files and
+    /// joins (a shared flock on the directory, kept).
     pub fn open(res: &Path) -> Self {
         use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::FileExt;
         std::fs::create_dir_all(res).unwrap();
-        let open = |name: &str, read: bool, write: bool| {
+        for name in ["slot.0", "token"] {
             std::fs::OpenOptions::new()
-                .read(read)
-                .write(write)
-                .create(write)
+                .write(true)
+                .create(true)
                 .truncate(false)
                 .open(res.join(name))
-                .unwrap()
-        };
-        let token = open("token", true, true);
-        token.write_all_at(&[0u8; 16], 0).unwrap();
-        // SAFETY: maps 16 bytes (one page) of a file of 16 bytes, shared;
-        // the mapping is never unmapped, so the reference lives for ever.
-        let counter = unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                16,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                token.as_raw_fd(),
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            &*(p.cast::<u8>().add(8).cast::<std::sync::atomic::AtomicU64>())
-        };
-        let watched = open("watched", true, true);
-        watched.write_all_at(&[0u8; 8], 0).unwrap();
-        // SAFETY: as for the counter: one page of an 8-byte file, shared,
-        // never unmapped.
-        let deadline = unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                watched.as_raw_fd(),
-                0,
-            );
-            assert_ne!(p, libc::MAP_FAILED);
-            &*(p.cast::<std::sync::atomic::AtomicU64>())
-        };
+                .unwrap();
+        }
         let member = std::fs::File::open(res).unwrap();
         // SAFETY: plain system call on a descriptor owned here.
         unsafe { libc::flock(member.as_raw_fd(), libc::LOCK_SH) };
-        let record = open("slot.0", false, true);
         let json = br#"{"pid":4242,"since":"2026-11-23T10:00:00Z","label":"bench","token":1795443104041151}"#;
         let mut padded = vec![b' '; 2304];
         padded[..json.len()].copy_from_slice(json);
         padded[2303] = b'\n';
         ElectCalls {
+            dir: std::fs::File::open(res).unwrap(),
+            path: std::ffi::CString::new(res.as_os_str().as_encoded_bytes()).unwrap(),
             _member: member,
-            _token: token,
-            counter,
-            _watched: watched,
-            watched: deadline,
-            lock: open("slot.0", true, false),
-            record,
-            slot: std::ffi::CString::new(res.join("slot.0").as_os_str().as_bytes()).unwrap(),
+            held: std::cell::Cell::new(None),
             padded,
         }
     }
 
-    /// Obtains as elect does: lock the slot (waiting in flock(2) if
-    /// `wait`), check its path (statx without times), take a token (one
-    /// compare-and-swap on the mapped counter, no system call) and write
-    /// the padded record. False if the slot was busy and `wait` is false.
+    /// Obtains as elect does (see the type's docs), locking the slot with
+    /// a blocking flock(2) if `wait` (the kernel's hand-off, not elect's
+    /// line). False if the slot was busy and `wait` is false.
     pub fn obtain(&self, wait: bool) -> bool {
         use std::os::fd::AsRawFd;
-        use std::sync::atomic::Ordering;
+        let dir = self.dir.as_raw_fd();
         let how = if wait {
             libc::LOCK_EX
         } else {
             libc::LOCK_EX | libc::LOCK_NB
         };
-        // SAFETY: plain system calls on descriptors this struct owns, with
-        // buffers that live across each call.
+        let flags = libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: plain system calls on descriptors this struct owns or
+        // opens here, with buffers that live across each call.
         unsafe {
-            if libc::flock(self.lock.as_raw_fd(), how) != 0 {
+            let mut st: libc::stat = std::mem::zeroed();
+            let mut stx: libc::statx = std::mem::zeroed();
+            let look = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+            let what = libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE;
+            libc::statx(libc::AT_FDCWD, self.path.as_ptr(), look, what, &mut stx);
+            let lock = libc::openat(
+                dir,
+                c"slot.0".as_ptr(),
+                libc::O_RDONLY | libc::O_CREAT | flags,
+                0o600,
+            );
+            assert!(lock >= 0);
+            libc::fstat(lock, &mut st);
+            if libc::flock(lock, how) != 0 {
+                libc::close(lock);
                 return false;
             }
-            let mut stx: libc::statx = std::mem::zeroed();
-            libc::statx(
-                libc::AT_FDCWD,
-                self.slot.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC,
-                libc::STATX_TYPE | libc::STATX_NLINK | libc::STATX_INO | libc::STATX_SIZE,
-                &mut stx,
+            libc::statx(dir, c"slot.0".as_ptr(), look, what, &mut stx);
+            let record = libc::openat(dir, c"slot.0".as_ptr(), libc::O_WRONLY | flags);
+            assert!(record >= 0);
+            libc::fstat(record, &mut st);
+            let above = libc::fcntl(lock, libc::F_DUPFD_CLOEXEC, record + 1);
+            libc::close(lock);
+            let token = libc::openat(
+                dir,
+                c"token".as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | flags,
+                0o600,
             );
-            let last = self.counter.load(Ordering::SeqCst);
-            let _ =
-                self.counter
-                    .compare_exchange(last, last + 1, Ordering::SeqCst, Ordering::SeqCst);
-            libc::pwrite(
-                self.record.as_raw_fd(),
-                self.padded.as_ptr().cast(),
-                self.padded.len(),
-                0,
-            );
+            assert!(token >= 0);
+            libc::fstat(token, &mut st);
+            libc::flock(token, libc::LOCK_EX | libc::LOCK_NB);
+            let mut buf = [0u8; 64];
+            let n = libc::pread(token, buf.as_mut_ptr().cast(), 64, 0);
+            let last: u64 = std::str::from_utf8(&buf[..n.max(0) as usize])
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            let text = format!("{:020}\n", last + 1);
+            libc::pwrite(token, text.as_ptr().cast(), text.len(), 0);
+            libc::flock(token, libc::LOCK_UN);
+            libc::close(token);
+            libc::pwrite(record, self.padded.as_ptr().cast(), self.padded.len(), 0);
+            self.held.set(Some((above, record)));
         }
         true
     }
 
-    /// Releases as elect does: unlock the slot, then touch its times (the
-    /// event that wakes the head of the line) only if the `watched`
-    /// deadline is ahead of the coarse wall clock: here it never is.
+    /// Releases as elect does: unlock the slot, close the lock's descriptor,
+    /// then the record's.
     pub fn release(&self) {
-        use std::os::fd::AsRawFd;
-        use std::sync::atomic::Ordering;
-        // SAFETY: plain system calls on descriptors this struct owns, and a
-        // timespec that lives across the call.
+        let (lock, record) = self.held.take().expect("held");
+        // SAFETY: plain system calls on descriptors opened by `obtain`.
         unsafe {
-            libc::flock(self.lock.as_raw_fd(), libc::LOCK_UN);
-            let mut ts: libc::timespec = std::mem::zeroed();
-            libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts);
-            let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-            if now < self.watched.load(Ordering::SeqCst) {
-                libc::futimens(self.record.as_raw_fd(), std::ptr::null());
-            }
+            libc::flock(lock, libc::LOCK_UN);
+            libc::close(lock);
+            libc::close(record);
         }
     }
 }

@@ -120,19 +120,29 @@ impl FileId {
 /// A pid that cannot be looked at (gone, another PID namespace, no /proc)
 /// counts as running: only a positive sighting makes a waiter skip it.
 pub(crate) fn is_stopped(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+    // Every thread: a stop signal reaches one thread first, and the others
+    // stop a moment later; a thread still running may still take a ticket.
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
-    // `pid (comm) S ...`: the state follows the last ')', as comm may hold
-    // anything.
-    let state = stat
-        .iter()
-        .rposition(|&b| b == b')')
-        .and_then(|i| stat.get(i + 2).copied());
-    if matches!(state, Some(b'T' | b't')) {
-        return true;
+    let mut any = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
+            return false;
+        };
+        // `tid (comm) S ...`: the state follows the last ')', as comm may
+        // hold anything.
+        let state = stat
+            .iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| stat.get(i + 2).copied());
+        if !matches!(state, Some(b'T' | b't')) {
+            // Not stopped; it may still be frozen, which looks asleep.
+            return is_frozen(pid);
+        }
+        any = true;
     }
-    is_frozen(pid)
+    any
 }
 
 /// Whether `pid` is in a frozen cgroup (v2): its tasks look asleep, not

@@ -234,11 +234,27 @@ impl Worker {
         })
     }
 
-    /// Sends a signal to the worker.
+    /// Sends a signal to the worker. SIGSTOP returns once every thread of
+    /// the worker has stopped, and SIGCONT once none is stopped: the kernel
+    /// wakes one thread for a signal sent to a process, and on a busy
+    /// machine another thread can run on (and take a ticket) until the
+    /// first has been scheduled and stopped the rest.
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain syscall on our own child, not yet reaped.
         let rc = unsafe { libc::kill(self.pid as libc::pid_t, sig) };
         assert_eq!(rc, 0, "kill -{sig} {}", self.pid);
+        let stopped = |states: Vec<u8>| states.iter().filter(|&&s| s == b'T').count();
+        match sig {
+            libc::SIGSTOP => wait_until(&format!("every thread of {} stopped", self.pid), || {
+                let states = task_states(self.pid);
+                let n = states.len();
+                n > 0 && stopped(states) == n
+            }),
+            libc::SIGCONT => wait_until(&format!("no thread of {} stopped", self.pid), || {
+                stopped(task_states(self.pid)) == 0
+            }),
+            _ => {}
+        }
     }
 
     /// Waits for `HELD <slot> <token>` and returns slot and token.
@@ -329,7 +345,7 @@ pub fn hold_all(run: &Path, name: &str, tickets: u32) -> Vec<Worker> {
 
 /// Polls `cond` every few milliseconds until it holds; fails the test after
 /// [`DEADLINE`]. For conditions the kernel does not announce (a process
-/// blocking in flock).
+/// taking its place in the line).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !cond() {
@@ -371,6 +387,23 @@ pub fn locks_of(pid: u32) -> Vec<(u64, bool)> {
     out
 }
 
+/// The state letters (`R`, `S`, `T`, ...) of the threads of process `pid`,
+/// from `/proc/<pid>/task/*/stat`.
+pub fn task_states(pid: u32) -> Vec<u8> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read(task.path().join("stat")).ok()?;
+            // `tid (comm) S ...`: the state follows the last ')'.
+            let end = stat.iter().rposition(|&b| b == b')')?;
+            stat.get(end + 2).copied()
+        })
+        .collect()
+}
+
 /// The inodes that threads of process `pid` are blocked on in flock(2),
 /// from `/proc/<pid>/task/*/syscall` and the descriptor it names.
 pub fn blocked_of(pid: u32) -> Vec<u64> {
@@ -404,34 +437,6 @@ pub fn waiter(run: &Path, name: &str, tickets: u32) -> Worker {
     let mut w = Worker::spawn(Role::Hold { mode: "obtain" }, run, name, tickets);
     w.expect("START");
     w
-}
-
-/// Wakes the head of the line as a release would (a touch of a slot file's
-/// times), though nothing is free: it looks, and sits if it may.
-pub fn wake_the_head(res: &Path) {
-    let slot = std::fs::File::options()
-        .write(true)
-        .open(res.join("slot.0"))
-        .unwrap();
-    slot.set_modified(std::time::SystemTime::now()).unwrap();
-}
-
-/// Seats a worker waiting for `name` (every slot held): it waits at the
-/// head of the line; a second worker stands behind it; the head, woken,
-/// sits, and the second becomes the head. Returns the seat, the seated
-/// worker and the head, with the head's absence of a seat checked first.
-pub fn seat_a_worker(run: &Path, name: &str, tickets: u32) -> (u32, Worker, Worker) {
-    let res = run.join(name);
-    let queue = res.join("queue");
-    let seated = waiter(run, name, tickets);
-    wait_holds(seated.pid, &queue, true);
-    let head = waiter(run, name, tickets);
-    wait_blocked_on(head.pid, &queue);
-    assert_eq!(seat_of(seated.pid, &res), None, "sat with nobody behind");
-    wake_the_head(&res);
-    let seat = wait_seated(seated.pid, &res);
-    wait_holds(head.pid, &queue, true);
-    (seat, seated, head)
 }
 
 /// An inotify instance (non-blocking) watching the directory `dir` for the
@@ -489,19 +494,9 @@ pub fn holds(pid: u32, path: &Path, exclusive: bool) -> bool {
     locks_of(pid).contains(&(meta.ino(), exclusive))
 }
 
-/// Waits until process `pid` is blocked in flock on `path` (a waiter for
-/// one ticket sleeps in the kernel's line for `slot.0`).
-pub fn wait_blocked_on(pid: u32, path: &Path) {
-    // The file may not exist yet: the worker creates it on its way.
-    wait_until(
-        &format!("{pid} waits for a lock on {}", path.display()),
-        || std::fs::metadata(path).is_ok_and(|m| blocked_of(pid).contains(&m.ino())),
-    );
-}
-
-/// Waits until process `pid` holds a flock on `path` (the head of the line
-/// of a resource with several tickets holds `queue` exclusively; every
-/// participant holds its resource directory shared).
+/// Waits until process `pid` holds a flock on `path` (every participant
+/// holds its resource directory shared; a waiter holds its place in the
+/// line exclusively).
 pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
     wait_until(&format!("{pid} holds a lock on {}", path.display()), || {
         holds(pid, path, exclusive)
@@ -509,14 +504,16 @@ pub fn wait_holds(pid: u32, path: &Path, exclusive: bool) {
 }
 
 /// No lock of this process is left on resource directory `res` or its
-/// files, held or awaited; `but_membership`: except the shared lock on
-/// `res` itself that a live election keeps.
+/// files (the line's included), held or awaited, and no place of it is left
+/// in the line; `but_membership`: except the shared lock on `res` itself
+/// that a live election keeps.
 pub fn assert_no_lock_of_ours(res: &Path, but_membership: bool) {
     let me = std::process::id();
     let mut ours: Vec<u64> = std::fs::read_dir(res)
         .unwrap()
         .map(|e| ino(&e.unwrap().path()))
         .collect();
+    ours.extend(line_places(res).iter().map(|(path, _)| ino(path)));
     ours.push(ino(res));
     let held: Vec<_> = locks_of(me)
         .into_iter()
@@ -528,34 +525,73 @@ pub fn assert_no_lock_of_ours(res: &Path, but_membership: bool) {
         .filter(|i| ours.contains(i))
         .collect();
     assert!(awaited.is_empty(), "still waiting for {awaited:?}");
+    let places: Vec<_> = line_places(res)
+        .into_iter()
+        .filter(|(_, pid)| *pid == me)
+        .collect();
+    assert!(places.is_empty(), "places left in the line: {places:?}");
 }
 
-/// The seat of resource directory `res` that process `pid` sits on: it
-/// holds `seat.<i>` exclusively and a thread of it is blocked in flock on
-/// `slot.<i>`.
-pub fn seat_of(pid: u32, res: &Path) -> Option<u32> {
-    let locks = locks_of(pid);
-    let blocked = blocked_of(pid);
-    (0..64).find(|i| {
-        let ino = |name: String| std::fs::metadata(res.join(name)).map(|m| m.ino());
-        matches!(
-            (ino(format!("seat.{i}")), ino(format!("slot.{i}"))),
-            (Ok(seat), Ok(slot)) if locks.contains(&(seat, true)) && blocked.contains(&slot)
-        )
-    })
+/// The places in the line of resource directory `res`, oldest first: the
+/// files `line/<20-digit ns>.<pid>`, with the pid in their names (live
+/// waiters' places, and stale ones not yet removed).
+pub fn line_places(res: &Path) -> Vec<(PathBuf, u32)> {
+    let Ok(dir) = std::fs::read_dir(res.join("line")) else {
+        return Vec::new();
+    };
+    let mut places: Vec<(String, PathBuf, u32)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (ns, pid) = name.split_once('.')?;
+            (ns.len() == 20 && ns.bytes().all(|b| b.is_ascii_digit())).then_some(())?;
+            let pid = pid.parse().ok()?;
+            Some((name, e.path(), pid))
+        })
+        .collect();
+    places.sort();
+    places
+        .into_iter()
+        .map(|(_, path, pid)| (path, pid))
+        .collect()
 }
 
-/// Waits until process `pid` sits on a seat of `res`, and returns it.
-pub fn wait_seated(pid: u32, res: &Path) -> u32 {
-    let mut seat = None;
+/// The places in the line of `res` that process `pid` holds (an exclusive
+/// flock on the file), oldest first: one per waiting thread.
+pub fn places_of(pid: u32, res: &Path) -> Vec<PathBuf> {
+    line_places(res)
+        .into_iter()
+        .filter(|(path, p)| *p == pid && holds(pid, path, true))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// Waits until process `pid` stands in the line of `res` (holds a place
+/// there) and returns its place. This is how a test knows that a worker
+/// really waits.
+pub fn wait_in_line(pid: u32, res: &Path) -> PathBuf {
+    let mut place = None;
     wait_until(
-        &format!("{pid} sits on a seat of {}", res.display()),
+        &format!("{pid} stands in the line of {}", res.display()),
         || {
-            seat = seat_of(pid, res);
-            seat.is_some()
+            place = places_of(pid, res).into_iter().next();
+            place.is_some()
         },
     );
-    seat.unwrap()
+    place.unwrap()
+}
+
+/// Waits until process `pid` stands first in the line of `res`: it holds
+/// its place, and no place (live or stale) is before it.
+pub fn wait_first_in_line(pid: u32, res: &Path) {
+    wait_until(
+        &format!("{pid} stands first in the line of {}", res.display()),
+        || {
+            line_places(res)
+                .first()
+                .is_some_and(|(path, p)| *p == pid && holds(pid, path, true))
+        },
+    );
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the host.

@@ -244,9 +244,10 @@ impl LocalStore {
     ) -> Result<Option<Option<LocalHeld>>> {
         let joined = self.join(req, intr)?;
         let mode = self.file_mode();
-        // A newcomer tries the slots before it joins the line only when
-        // nobody waits: waiters are served in arrival order.
-        if !wait || wait::is_empty(&joined.res, self.sharing())? {
+        // A newcomer, or a try, takes a free slot without joining the line
+        // only when no running waiter stands in it: nobody overtakes those
+        // who came first.
+        if wait::nobody_waits(&joined.res, self.sharing())? {
             match slot::try_slots(&joined, req.tickets, 0, mode)? {
                 slot::Tried::Got { slot, lock, id } => {
                     return Ok(

@@ -112,19 +112,6 @@ fn now_ns() -> u64 {
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
-/// Opens (or, with `create`, makes) the line's directory.
-fn open_line_dir(
-    res: &ResourceDir,
-    sharing: Sharing,
-    create: bool,
-) -> Result<Option<(OwnedFd, PathBuf)>> {
-    let path = res.path.join(LINE_DIR);
-    Ok(
-        safe_open::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?
-            .map(|(fd, _)| (fd, path)),
-    )
-}
-
 /// The places in the line's directory (stale ones too), in no order.
 fn places(dir: &Path) -> std::io::Result<Vec<Place>> {
     let mut all = Vec::new();
@@ -136,16 +123,87 @@ fn places(dir: &Path) -> std::io::Result<Vec<Place>> {
     Ok(all)
 }
 
-/// Whether nobody stands in the line of `res` (a newcomer may then try the
-/// slots before it joins the line).
-pub(super) fn is_empty(res: &ResourceDir, sharing: Sharing) -> Result<bool> {
-    let Some((_, path)) = open_line_dir(res, sharing, false)? else {
+/// Whether no running waiter stands in the line of `res`: only then may a
+/// newcomer, or a try that does not wait, take a free slot without joining
+/// the line, so that nobody overtakes those who came first.
+pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing) -> Result<bool> {
+    let Some(line) = LineDir::open(res, sharing, false)? else {
         return Ok(true);
     };
-    match places(&path) {
-        Ok(all) => Ok(all.is_empty()),
+    match places(&line.path) {
+        Ok(all) if all.is_empty() => Ok(true),
+        Ok(all) => Ok(line.nearest_waiter(all)?.is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(Error::io("cannot list", &path, e)),
+        Err(e) => Err(Error::io("cannot list", &line.path, e)),
+    }
+}
+
+/// The line's directory, opened and checked.
+struct LineDir {
+    dir: OwnedFd,
+    path: PathBuf,
+    /// The mode of the files elect makes here (see `safe_open::open_file`).
+    mode: u32,
+}
+
+impl LineDir {
+    /// Opens (or, with `create`, makes) the line's directory.
+    fn open(res: &ResourceDir, sharing: Sharing, create: bool) -> Result<Option<LineDir>> {
+        let path = res.path.join(LINE_DIR);
+        Ok(
+            safe_open::open_dir(res.fd.as_fd(), Path::new(LINE_DIR), &path, create, sharing)?.map(
+                |(dir, _)| LineDir {
+                    dir,
+                    path,
+                    mode: sharing.file_mode(),
+                },
+            ),
+        )
+    }
+
+    /// The last of `places` (in arrival order) whose waiter is alive and
+    /// running, removing stale places on the way and stepping past stopped
+    /// waiters.
+    fn nearest_waiter(&self, mut places: Vec<Place>) -> Result<Option<Place>> {
+        places.sort_unstable();
+        for &place in places.iter().rev() {
+            match self.is_alive(place)? {
+                Some(true) if !crate::sys::is_stopped(place.pid) => return Ok(Some(place)),
+                Some(true) => {}
+                Some(false) => self.remove(place),
+                None => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether the waiter at `place` still waits: its file's lock is held.
+    /// `None`: its file is gone already, or is not a waiter's.
+    fn is_alive(&self, place: Place) -> Result<Option<bool>> {
+        let name = place.name();
+        match safe_open::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
+            Ok((fd, _)) => {
+                let free = safe_open::try_flock(fd.as_fd(), false)
+                    .map_err(|e| Error::io("cannot lock", self.path.join(&name), e))?;
+                Ok(Some(!free))
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            // Not a place a waiter made (a link, a FIFO, a directory, a file
+            // of a stranger's): nobody waits there. It is neither followed
+            // nor removed, and holds up nobody.
+            Err(Error::Unsafe { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a stale place (its waiter died without leaving).
+    fn remove(&self, place: Place) {
+        if let Ok(c) = CString::new(place.name()) {
+            // SAFETY: c is a valid C string. Gone already is fine.
+            unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0) };
+        }
     }
 }
 
@@ -171,13 +229,11 @@ pub(super) fn waiters(res: &ResourceDir, locked: &HashMap<FileId, u32>) -> Vec<u
 
 /// This process's place in the line, held by a flock on its file.
 struct Line {
-    dir: OwnedFd,
-    path: PathBuf,
+    dir: LineDir,
     me: Place,
     /// Holds the exclusive lock; opened read-write, so that its close (our
     /// leaving, or our death) wakes the waiter behind us.
     _file: OwnedFd,
-    mode: u32,
 }
 
 /// Who stands before us.
@@ -193,8 +249,8 @@ enum Ahead {
 
 impl Line {
     fn enter(res: &ResourceDir, sharing: Sharing) -> Result<Line> {
-        let mode = sharing.file_mode();
-        let (dir, path) = open_line_dir(res, sharing, true)?.expect("created");
+        let line = LineDir::open(res, sharing, true)?.expect("created");
+        let (dir, path, mode) = (&line.dir, &line.path, line.mode);
         let mut arrived = now_ns();
         loop {
             let me = Place {
@@ -208,7 +264,7 @@ impl Line {
             // SAFETY: c is a valid C string; the result is checked.
             let raw = unsafe {
                 libc::openat(
-                    std::os::fd::AsRawFd::as_raw_fd(&dir),
+                    std::os::fd::AsRawFd::as_raw_fd(dir),
                     c.as_ptr(),
                     libc::O_RDWR
                         | libc::O_CREAT
@@ -224,7 +280,7 @@ impl Line {
                     arrived += 1;
                     continue;
                 }
-                return Err(Error::io("cannot join the line in", &path, err));
+                return Err(Error::io("cannot join the line in", path, err));
             }
             // SAFETY: raw is a fresh descriptor that nothing else owns.
             let file = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
@@ -240,11 +296,9 @@ impl Line {
             });
             if locked && still {
                 return Ok(Line {
-                    dir,
-                    path,
+                    dir: line,
                     me,
                     _file: file,
-                    mode,
                 });
             }
             arrived = now_ns().max(arrived + 1);
@@ -254,52 +308,20 @@ impl Line {
     /// Finds who stands before us, removing stale places on the way and
     /// stepping past stopped waiters.
     fn ahead(&self) -> Result<Ahead> {
-        let mut all = match places(&self.path) {
+        let path = &self.dir.path;
+        let mut all = match places(path) {
             Ok(all) => all,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
-            Err(e) => return Err(Error::io("cannot list", &self.path, e)),
+            Err(e) => return Err(Error::io("cannot list", path, e)),
         };
         if !all.contains(&self.me) {
             return Ok(Ahead::Lost);
         }
         all.retain(|p| *p < self.me);
-        all.sort_unstable();
-        for &place in all.iter().rev() {
-            match self.is_alive(place)? {
-                Some(true) if !crate::sys::is_stopped(place.pid) => {
-                    return Ok(Ahead::Waiter(place));
-                }
-                Some(true) => {}
-                Some(false) => self.remove(place),
-                None => {}
-            }
-        }
-        Ok(Ahead::Nobody)
-    }
-
-    /// Whether the waiter at `place` still waits: its file's lock is held.
-    /// `None`: its file is gone already.
-    fn is_alive(&self, place: Place) -> Result<Option<bool>> {
-        let name = place.name();
-        match safe_open::open_file(self.dir.as_fd(), &self.path, &name, Access::Read, self.mode) {
-            Ok((fd, _)) => {
-                let free = safe_open::try_flock(fd.as_fd(), false)
-                    .map_err(|e| Error::io("cannot lock", self.path.join(&name), e))?;
-                Ok(Some(!free))
-            }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes a stale place (its waiter died without leaving).
-    fn remove(&self, place: Place) {
-        if let Ok(c) = CString::new(place.name()) {
-            // SAFETY: c is a valid C string. Gone already is fine.
-            unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0) };
-        }
+        Ok(match self.dir.nearest_waiter(all)? {
+            Some(place) => Ahead::Waiter(place),
+            None => Ahead::Nobody,
+        })
     }
 }
 
@@ -308,7 +330,7 @@ impl Drop for Line {
     /// only closes: the place is the parent's).
     fn drop(&mut self) {
         if self.me.pid == std::process::id() {
-            self.remove(self.me);
+            self.dir.remove(self.me);
         }
     }
 }
@@ -378,7 +400,7 @@ pub(super) fn wait(
                     if let Some((wd, _)) = ahead_watch.take() {
                         ino.remove(wd);
                     }
-                    match ino.add(line.dir.as_fd(), Some(&place.name()), AHEAD_EVENTS) {
+                    match ino.add(line.dir.dir.as_fd(), Some(&place.name()), AHEAD_EVENTS) {
                         Ok(wd) => ahead_watch = Some((wd, place)),
                         // Gone already: look again at once.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -387,7 +409,7 @@ pub(super) fn wait(
                         Err(_) => {}
                     }
                     // It may have left between the look and the watch.
-                    if ahead_watch.is_some() && line.is_alive(place)? != Some(true) {
+                    if ahead_watch.is_some() && line.dir.is_alive(place)? != Some(true) {
                         continue;
                     }
                 }
