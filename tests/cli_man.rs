@@ -8,9 +8,10 @@ use std::path::Path;
 
 use cli_support::*;
 
-const PAGES: [&str; 5] = [
+const PAGES: [&str; 6] = [
     "elect.1",
     "elect-run.1",
+    "elect-hold.1",
     "elect-status.1",
     "elect-watch.1",
     "elect-completions.1",
@@ -71,6 +72,26 @@ fn man_pages_have_the_prose_sections() {
         "\\-\\-no\\-inherit",
     ] {
         assert!(run.contains(topic), "elect-run.1 lacks {topic}");
+    }
+}
+
+#[test]
+fn the_hold_page_has_its_recipes() {
+    let man = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let hold = std::fs::read_to_string(man.join("elect-hold.1")).unwrap();
+    for section in ["OUTPUT", "HOW LONG IT HOLDS", "EXIT STATUS", "EXAMPLES"] {
+        assert!(
+            hold.contains(&format!(".SH \"{section}\"")),
+            "elect-hold.1 lacks {section}"
+        );
+    }
+    for topic in [
+        "coproc elect hold",
+        "mkfifo",
+        "ELECT_NAME",
+        "PR_SET_PDEATHSIG",
+    ] {
+        assert!(hold.contains(topic), "elect-hold.1 lacks {topic}");
     }
 }
 

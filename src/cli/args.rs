@@ -59,6 +59,19 @@ pub(crate) enum Command {
             the command runs (its slot file or directory removed), the command gets \
             SIGTERM, then SIGKILL after --kill-after, and elect exits 76.")]
     Run(RunArgs),
+    /// Hold a ticket for a section of a shell script, until its input ends.
+    #[command(
+        long_about = "Hold a ticket for a section of a shell script, until its input ends.\n\n\
+            Waits for a free ticket of NAME as elect run does (or gives up at once with \
+            --no-wait, or after --timeout), prints one line, SLOT TOKEN, on stdout once \
+            it holds it, and holds it while its standard input stays open. It releases \
+            the ticket at the end of its input (the script closes the pipe, or exits, \
+            or is killed, even with SIGKILL), when the process that started it exits, \
+            or on a signal. Run it as a bash coprocess, or in POSIX sh with a fifo: see \
+            EXAMPLES. A standard input that is /dev/null or closed is refused (2): the \
+            ticket would be released at once."
+    )]
+    Hold(HoldArgs),
     /// Show who holds the tickets of one resource or of every resource.
     #[command(
         long_about = "Show who holds the tickets of one resource or of every resource.\n\n\
@@ -223,6 +236,76 @@ pub(crate) struct RunArgs {
         allow_hyphen_values = true
     )]
     pub(crate) command: Vec<OsString>,
+}
+
+/// `elect hold`.
+#[derive(Debug, Args)]
+pub(crate) struct HoldArgs {
+    /// How many holders at once, from 1 to 4096. Every live participant of a
+    /// resource must ask for the same number.
+    #[arg(
+        short = 't',
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = Text(parse_tickets),
+        allow_hyphen_values = true
+    )]
+    pub(crate) tickets: u32,
+
+    #[command(flatten)]
+    pub(crate) dir: DirArg,
+
+    /// Give up at once when no ticket is free (exit 75, or the -E status).
+    #[arg(short = 'n', long, conflicts_with = "timeout")]
+    pub(crate) no_wait: bool,
+
+    /// Give up when no ticket came within DUR: 250ms, 3s, 2m, 1h, 1d; a bare
+    /// number is seconds; 0 is the same as --no-wait.
+    #[arg(
+        short = 'w',
+        long,
+        value_name = "DUR",
+        value_parser = Text(parse_duration),
+        allow_hyphen_values = true
+    )]
+    pub(crate) timeout: Option<Duration>,
+
+    /// Exit status when no ticket was obtained, from 0 to 255.
+    #[arg(
+        short = 'E',
+        long,
+        value_name = "CODE",
+        default_value_t = super::exit::NO_TICKET,
+        value_parser = Text(parse_exit_code),
+        allow_hyphen_values = true
+    )]
+    pub(crate) conflict_exit_code: u8,
+
+    /// How `elect status` describes this holder [default: the command line
+    /// of the process that started elect hold, such as the script].
+    #[arg(long, value_name = "TEXT", value_parser = OsStringValueParser::new().map(|l| l.to_string_lossy().into_owned()))]
+    pub(crate) label: Option<String>,
+
+    /// Nothing on stderr but errors: no progress while waiting, no message
+    /// when no ticket was obtained.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
+
+    /// With --etcd: the TTL of the lease that keeps the ticket alive
+    /// [default: 5s]; elect hold renews it while it holds the ticket.
+    #[arg(
+        long,
+        value_name = "DUR",
+        value_parser = Text(parse_duration),
+        allow_hyphen_values = true
+    )]
+    pub(crate) ttl: Option<Duration>,
+
+    /// The resource: 1 to 128 of A-Z a-z 0-9 . _ -, starting with a letter
+    /// or digit; a scope is written with dots (team.job).
+    #[arg(value_name = "NAME", value_parser = Text(any_text))]
+    pub(crate) name: String,
 }
 
 /// `elect status`.

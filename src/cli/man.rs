@@ -124,7 +124,7 @@ fn sub_page(name: &str) -> Vec<Section> {
                 "OUTPUT",
                 vec![
                     P(
-                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (if any), the fencing token, since when and the label. Without NAME every resource in the run directory is listed. A record is written by whoever holds the slot, so its label is shown with control and bidirectional-formatting characters replaced by spaces; --json gives it exactly, with those characters escaped. A slot file that does not hold a whole record (one whose since is not an RFC 3339 time, for one) shows no holder.",
+                        "Without --json, one line per slot under a header: the resource, the slot, held or free, and for a held slot the pid that took the ticket, the pid of the command elect run started (or of the script an elect hold holds for), the fencing token, since when (and how long ago: 12 s ago) and the label. A pid that took the ticket and has exited while the slot is still held (elect was killed with SIGKILL, and its command inherited the ticket) is shown as 4242 (exited; held by 4243), with the pid the kernel shows holding the lock now. A slot held by a process outside elect (flock(1), say) shows the pid the kernel names and no record, rather than the record of a former holder; so does a holder whose record could not be written (a full disk). After the slots, one line per resource that has processes waiting in line for a ticket: job: 2 waiting (pid 4300, 4301), in the order they came. Without NAME every resource in the run directory is listed. A record is written by whoever holds the slot, so its label is shown with control and bidirectional-formatting characters replaced by spaces; --json gives it exactly, with those characters escaped. A slot file that does not hold a whole record (one whose since is not an RFC 3339 time, for one) shows no holder.",
                     ),
                     P("With --json, one JSON document on one line:"),
                     Code(
@@ -133,11 +133,13 @@ fn sub_page(name: &str) -> Vec<Section> {
    {"name": "echo", "tickets": 2,
     "slots": [
       {"slot": 0, "held": true, "pid": 4242, "since": "2026-11-23T10:00:00Z",
-       "label": "sh -c ...", "token": 7, "command_pid": 4243},
-      {"slot": 1, "held": false}]}]}"#,
+       "label": "sh -c ...", "token": 7, "command_pid": 4243,
+       "lock_pid": 4242, "pid_alive": true},
+      {"slot": 1, "held": false}],
+    "waiters": [4300, 4301]}]}"#,
                     ),
                     P(
-                        "held is the kernel's truth at the time of the call, whatever stale text a slot file holds: status reads it from /proc/locks and takes no lock on anything, so asking never makes another process miss a ticket. Where /proc/locks cannot be read (a container or mount namespace that hides /proc), status does not guess and does not try the locks itself: it fails with status 125 and says so; mount /proc there, or run it where /proc is mounted. In a PID namespace of its own (a container), /proc/locks lists only the locks of processes visible there, so a slot held from outside it shows as free. pid, since, label, token and command_pid come from the holder's record: pid is the process that took the ticket (for elect run, elect itself), so after elect was killed with SIGKILL a slot can be held while its recorded pid has exited; command_pid is then the command that still holds it. tickets is the N of the live participants, or of the last use when none is live. A NAME never used gives an empty resources list.",
+                        "held is the kernel's truth at the time of the call, whatever stale text a slot file holds: status reads it from /proc/locks and takes no lock on anything, so asking never makes another process miss a ticket. Where /proc/locks cannot be read (a container or mount namespace that hides /proc), status does not guess and does not try the locks itself: it fails with status 125 and says so; mount /proc there, or run it where /proc is mounted. In a PID namespace of its own (a container), /proc/locks lists only the locks of processes visible there, so a slot held from outside it shows as free. pid, since, label, token and command_pid come from the holder's record: pid is the process that took the ticket (for elect run, elect itself), so after elect was killed with SIGKILL a slot can be held while its recorded pid has exited; command_pid is then the command that still holds it. Beside them, from the kernel: lock_pid is the process that holds the slot's lock now (the one that took it while it lives, else one that inherited its descriptor, found in /proc/PID/fdinfo); pid_alive says whether the recorded pid still runs; waiters lists the processes waiting in line for a ticket, in the order they came (the locks on DIR/NAME/line/). A record whose pid neither took the lock nor holds it is a former holder's, and is not shown. tickets is the N of the live participants, or of the last use when none is live. A NAME never used gives an empty resources list.",
                     ),
                 ],
             ),
@@ -167,6 +169,7 @@ fn sub_page(name: &str) -> Vec<Section> {
             ),
             see_also(),
         ],
+        "hold" => hold_page(),
         "watch" => vec![
             (
                 "OUTPUT",
@@ -224,6 +227,122 @@ fn sub_page(name: &str) -> Vec<Section> {
         _ => vec![see_also()],
     }
 }
+
+/// The prose of `elect-hold.1`.
+fn hold_page() -> Vec<Section> {
+    vec![
+        (
+            "OUTPUT",
+            vec![P(
+                "Once it holds a ticket, one line on stdout: the slot (0-based) and the fencing token, separated by a space, as read -r slot token reads them; then stdout is closed. Nothing is printed when no ticket was obtained. Messages go to stderr, as for elect run: while waiting on a terminal, who holds the tickets; off a terminal, a line when the wait starts and one when the ticket comes; with --quiet, only errors.",
+            )],
+        ),
+        (
+            "HOW LONG IT HOLDS",
+            vec![
+                P(
+                    "The ticket is held by elect hold itself, not by the script: nothing the script starts inherits it, and nothing the script leaves behind keeps it. It is released when any of these happens:",
+                ),
+                Tag(
+                    "the end of its standard input",
+                    "the script closes its end of the pipe (exec {COPROC[1]}>&- in bash, exec 9>&- with a fifo), or exits, or dies however it dies, SIGKILL included: the kernel closes a dead process's descriptors. Whatever is written on the pipe is read and ignored.",
+                ),
+                Tag(
+                    "the end of the process that started it",
+                    "even while a child of the script keeps the pipe open: the kernel sends elect hold SIGHUP when its parent exits (PR_SET_PDEATHSIG), and it also looks at its parent every 250 ms.",
+                ),
+                Tag(
+                    "a signal",
+                    "any signal that ends a process by default (SIGINT, SIGTERM, SIGHUP, ...) releases the ticket, and elect hold ends by that signal. While waiting, such a signal makes it give up with nothing taken.",
+                ),
+                P(
+                    "elect hold always runs until its standard input ends (unless that is a terminal), even when it could not obtain a ticket or lost it: it says why on stderr at once and closes its stdout, so that the script's read fails at once, and its status is there for wait once the script has closed its end. (A bash coprocess that ends by itself takes its pipe and its variables with it.) A standard input that would end at once, /dev/null (what a POSIX shell gives a background job without a redirection) or a closed one, is refused with status 2.",
+                ),
+                P(
+                    "If the ticket is lost while held (its slot file or the resource directory removed or replaced, or with --etcd its lease expired), elect hold says so on stderr at once and exits 76 at the end of its input: the section should stop, and a script that checks the status of wait knows it ran without the ticket from that moment on.",
+                ),
+            ],
+        ),
+        (
+            "EXIT STATUS",
+            vec![
+                Tag(
+                    "0",
+                    "The ticket was held from the line on stdout until the end of the input (or until the process that started elect hold exited).",
+                ),
+                Tag(
+                    "75, or the -E CODE",
+                    "No ticket was obtained within --no-wait or --timeout; nothing was printed on stdout.",
+                ),
+                Tag(
+                    "76",
+                    "The ticket was lost while held (said on stderr when it happened).",
+                ),
+                Tag(
+                    "128+N",
+                    "Ended by signal N (the ticket, if held, was released).",
+                ),
+                Tag(
+                    "2",
+                    "Bad usage: unknown option, bad resource name, bad number or duration, or a standard input that would end at once.",
+                ),
+                Tag(
+                    "125",
+                    "Any other failure of elect itself: an unsafe or unwritable run directory, participants disagreeing on the number of tickets, a hold inside an elect run of the same resource (which would wait for itself), an I/O error.",
+                ),
+            ],
+        ),
+        environment(false),
+        (
+            "EXAMPLES",
+            vec![
+                P(
+                    "A section of a bash script, as a coprocess. Keep the pid: bash forgets it when the coprocess ends.",
+                ),
+                Code(HOLD_BASH),
+                P(
+                    "The same in POSIX sh, with two fifos: one for elect hold's input, which the script keeps open on descriptor 9 for the section, and one for the line it prints. Open them in this order (the input first), on one line:",
+                ),
+                Code(HOLD_SH),
+                P(
+                    "With -t N, up to N scripts are in their sections at once, each with its own $slot. To wait at most 30 seconds, give -w 30s; to give up at once, -n: the read then fails, and wait returns 75 (or the -E CODE).",
+                ),
+                P(
+                    "A whole script under one ticket needs no elect hold: let the script run itself under elect run, unless it already does (elect run sets ELECT_NAME in its command's environment):",
+                ),
+                Code(WHOLE_SCRIPT),
+            ],
+        ),
+        see_also(),
+    ]
+}
+
+/// elect-hold(1)'s bash recipe; README has the same (tests/readme_recipes.rs
+/// runs README's).
+const HOLD_BASH: &str = r#"coproc elect hold deploy                # waits for a ticket of "deploy"
+hold=$COPROC_PID
+if read -r slot token <&"${COPROC[0]}"; then
+    echo "slot $slot, token $token"     # the section: the ticket is held
+fi
+exec {COPROC[1]}>&-                     # ends the section: releases the ticket
+wait "$hold" || exit                    # 0: held throughout; 75: none; 76: lost"#;
+
+/// elect-hold(1)'s POSIX sh recipe.
+const HOLD_SH: &str = r#"fifos=$(mktemp -d) && mkfifo "$fifos/in" "$fifos/out" || exit
+elect hold deploy <"$fifos/in" >"$fifos/out" &
+hold=$!
+exec 9>"$fifos/in" 8<"$fifos/out"       # in first, then out
+rm -r "$fifos"
+if read -r slot token <&8; then
+    echo "slot $slot, token $token"     # the section: the ticket is held
+fi
+exec 8<&- 9>&-                          # ends the section: releases the ticket
+wait "$hold" || exit                    # 0: held throughout; 75: none; 76: lost"#;
+
+/// The whole-script idiom.
+const WHOLE_SCRIPT: &str = r#"#!/bin/sh
+[ "$ELECT_NAME" = nightly ] || exec elect run nightly -- "$0" "$@"
+echo "the whole script holds slot $ELECT_SLOT, token $ELECT_TOKEN""#;
 
 /// The prose of `elect.1`.
 fn elect_page() -> Vec<Section> {
@@ -457,7 +576,7 @@ fn see_also() -> Section {
     (
         "SEE ALSO",
         vec![P(
-            "elect(1), elect-run(1), elect-status(1), elect-watch(1), elect-completions(1), flock(1), flock(2)",
+            "elect(1), elect-run(1), elect-hold(1), elect-status(1), elect-watch(1), elect-completions(1), flock(1), flock(2)",
         )],
     )
 }

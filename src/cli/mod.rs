@@ -6,6 +6,7 @@ mod args;
 mod command;
 mod duration;
 mod exit;
+mod hold;
 mod location;
 mod man;
 mod output;
@@ -30,6 +31,7 @@ pub(crate) fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Run(a) => run::run(a),
+        Command::Hold(a) => hold::hold(a),
         Command::Status(a) => status::status(a),
         Command::Watch(a) => watch::watch(a),
         Command::Completions(a) => completions(a.shell),

@@ -39,7 +39,7 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// How long to wait for a ticket.
 #[derive(Debug, Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     No,
     For(Duration),
     Forever,
@@ -208,7 +208,7 @@ fn pass_on(sig: Received, pid: libc::pid_t) {
 /// `ELECT_TOKEN`); it counts while that slot is still held with that token,
 /// so that variables left over from a ticket released long ago (a daemon
 /// started under `elect run -o`) do not.
-fn refuse_nested(election: &Election) -> Result<(), Failure> {
+pub(crate) fn refuse_nested(election: &Election) -> Result<(), Failure> {
     let var = |name| std::env::var(name).ok();
     if var("ELECT_NAME").as_deref() != Some(election.name()) || !same_place(election) {
         return Ok(());
@@ -256,7 +256,7 @@ fn same_place(election: &Election) -> bool {
 }
 
 /// The command, for a waiting thread to start the moment it has a ticket.
-struct Launch<'a> {
+pub(crate) struct Launch<'a> {
     argv: &'a [OsString],
     found: Option<&'a Path>,
 }
@@ -278,7 +278,7 @@ enum Phase {
 /// signal. `Ok(Err(()))` means no ticket came in time. With `launch`, a
 /// command that inherits the ticket, the waiting thread starts it as soon
 /// as it has the ticket, unless a display must be cleared first.
-fn obtain(
+pub(crate) fn obtain(
     election: &Election,
     wait: Wait,
     quiet: bool,
@@ -458,7 +458,7 @@ fn elapsed(d: Duration) -> String {
 
 /// The message when no ticket was obtained: what was asked and who holds
 /// the tickets.
-fn no_ticket(election: &Election, wait: Wait) -> String {
+pub(crate) fn no_ticket(election: &Election, wait: Wait) -> String {
     let when = match wait {
         Wait::No => "is free".to_string(),
         Wait::For(t) => format!("came free within {}", humantime(t)),
