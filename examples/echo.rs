@@ -72,12 +72,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|s| s.held)
         .find_map(|s| s.holder.as_ref().map(|h| h.pid));
     if let Some(pid) = owner {
+        // Watching starts before the kill: the kernel hands the slot over
+        // within microseconds, before a watcher started afterwards would
+        // have looked, and the take-over would go unseen.
+        let mut watcher = election.watch()?;
         println!("demo: SIGKILL owner {pid}");
         let killed_at = Instant::now();
         // SAFETY: plain syscall.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        // Watch the slot change hands.
-        let mut watcher = election.watch()?;
         while killed_at.elapsed() < takeover {
             match watcher.next_event_timeout(Duration::from_millis(200))? {
                 Some(ev) if ev.kind == elect::EventKind::Acquired => {
