@@ -360,14 +360,30 @@ pub(super) fn wait(
     let mut ahead_watch: Option<(i32, Place)> = None;
     let mut retry = 0;
     let mut first = 0;
+    // When the head looks at the line again. Between looks it stays the
+    // head: only an arrival that read the clock before us and made its
+    // place after (a moment's preemption), or a stopped waiter continued,
+    // can stand before it, and for those a second's wait is fair. So a
+    // release wakes the head straight to the slots.
+    let mut look_again = std::time::Instant::now();
     loop {
         intr.check().map_err(|_| Error::Cancelled)?;
-        let timeout = match line.ahead()? {
+        let now = std::time::Instant::now();
+        let ahead = if head_watch.is_some() && now < look_again {
+            Ahead::Nobody
+        } else {
+            look_again = now + TICK;
+            line.ahead()?
+        };
+        let timeout = match ahead {
             Ahead::Lost => return Ok(Waited::Restart),
             Ahead::Nobody => {
-                if let (Some(ino), Some((wd, _))) = (&inotify, ahead_watch.take()) {
-                    ino.remove(wd);
-                }
+                // The watch of the waiter before us is not removed: its file
+                // is gone (the kernel drops a watch of a deleted file by
+                // itself), and inotify_rm_watch waits for an RCU grace
+                // period, milliseconds that would fall between the release
+                // we are about to wait for and our ticket.
+                ahead_watch = None;
                 if let (Some(ino), None) = (&inotify, head_watch) {
                     head_watch = ino.add(res.fd.as_fd(), None, HEAD_EVENTS).ok();
                 }
@@ -397,9 +413,9 @@ pub(super) fn wait(
                 if let Some(ino) = &inotify
                     && ahead_watch.is_none_or(|(_, p)| p != place)
                 {
-                    if let Some((wd, _)) = ahead_watch.take() {
-                        ino.remove(wd);
-                    }
+                    // Not removed either (see above): the one before us
+                    // usually left, and a watch of one stepped past costs
+                    // at most a spurious look when it leaves.
                     match ino.add(line.dir.dir.as_fd(), Some(&place.name()), AHEAD_EVENTS) {
                         Ok(wd) => ahead_watch = Some((wd, place)),
                         // Gone already: look again at once.
