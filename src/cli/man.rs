@@ -441,15 +441,19 @@ fn files() -> Section {
         vec![
             Tag(
                 "DIR/NAME/slot.I",
-                "Slot I of resource NAME. Holding slot I means holding an exclusive flock(2) on this file; the file holds the holder's record (pid, since, label, token) for status, and is never unlinked by elect.",
+                "Slot I of resource NAME. Holding slot I means holding an exclusive flock(2) on this file; the file holds the holder's record (pid, since, label, token, command_pid) for status, one JSON line padded with spaces, and is never unlinked by elect. A record that could not be written (a full disk) leaves the file empty: status then shows the slot held with the pid the kernel names and no record.",
             ),
             Tag(
-                "DIR/NAME/token, DIR/NAME/tickets, DIR/NAME/queue, DIR/NAME/watched",
-                "The fencing-token counter, the number of tickets the live participants agreed on, the line waiters stand in, and whether anyone listens for releases. token holds 16 bytes (a magic number and the last token issued, in the host's byte order) that every participant maps into memory and updates there; to set the counter by hand, write a decimal number into it, which the next acquisition takes up. watched holds 8 bytes (a deadline in nanoseconds since the epoch, in the host's byte order) that the head of a line and watch raise before each sleep; a release touches its slot file, the event they wake on, only while it is ahead.",
+                "DIR/NAME/tickets",
+                "The number of tickets the live participants agreed on, as text (N and a newline), written by a participant that finds nobody live; every live participant holds a shared flock on the resource directory. On a file system with no room left, a file that is nothing but a hole, N bytes long, which takes no room.",
             ),
             Tag(
-                "DIR/NAME/seat.I, DIR/NAME/waiting",
-                "With 2 to 8 tickets: a waiter that holds seat I's exclusive flock sleeps in the kernel's queue of slot I, and is handed the slot by its release; waiters in line hold a shared flock on waiting, which tells the head of the line whether anyone is behind it. Only their locks mean anything; the files stay empty.",
+                "DIR/NAME/token",
+                "The fencing-token counter: the last token issued, as 20 decimal digits and a newline, rewritten in place under a (tried) exclusive flock. The next token is the larger of the last one plus one and the clock in microseconds, so a new or emptied counter starts above the tokens issued before; to set it by hand, write a decimal number into it. Anything else in it is an error, never a reset. On a full disk, a counter that cannot be written is left as it was and the token is the clock's, given out once the clock has passed it.",
+            ),
+            Tag(
+                "DIR/NAME/line/TIME.PID",
+                "A waiter's place in line, named for when it arrived (the monotonic clock in nanoseconds, zero-padded, then its pid): the waiter holds an exclusive flock on it while it waits, and removes it when it stops waiting. status counts these locks as the resource's waiters. A place whose lock can be had is stale (its waiter died), and whoever finds it removes it.",
             ),
             Tag(
                 "$XDG_RUNTIME_DIR/elect, /tmp/elect-UID",
