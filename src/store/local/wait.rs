@@ -220,6 +220,11 @@ pub(super) fn waiters(res: &ResourceDir, locked: &HashMap<FileId, u32>) -> Vec<u
         .filter_map(|place| {
             let name = Path::new(LINE_DIR).join(place.name());
             let look = crate::sys::look_at(Some(res.fd.as_fd()), &name).ok()?;
+            // Only a regular file is a place (a link, FIFO or directory
+            // there is nobody's).
+            if look.mode & libc::S_IFMT != libc::S_IFREG {
+                return None;
+            }
             let pid = *locked.get(&look.id)?;
             // A pid the kernel cannot name here: the one in the file name.
             Some(if pid == 0 { place.pid } else { pid })
