@@ -14,6 +14,16 @@ use std::process::{Command, Stdio};
 
 use cli_support::*;
 
+/// Kills process `.0` with SIGKILL when dropped, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
 /// The directory of the built `elect`, for a script's `PATH`.
 fn bin_dir() -> PathBuf {
     Path::new(ELECT).parent().unwrap().to_path_buf()
@@ -218,6 +228,7 @@ fn a_killed_script_releases(sh_name: &str, script: &str, child: bool) {
         .map(|p| p.parse().unwrap())
         .collect();
     let (hold_pid, left) = (pids[0], pids[2]);
+    let _left = (left != 0).then(|| KillOnDrop(left));
     assert!(held(&dir, "job", 0));
     kill(sh.pid(), libc::SIGKILL);
     sh.wait();
@@ -225,7 +236,6 @@ fn a_killed_script_releases(sh_name: &str, script: &str, child: bool) {
     wait_until("elect hold to exit", || dead(hold_pid));
     if left != 0 {
         assert!(alive(left), "the child still has the pipe open");
-        kill(left, libc::SIGKILL);
     }
     // Free for the next one at once.
     let out = output(elect(["run", "-n", "-d"]).arg(&dir).args(["job", "true"]));

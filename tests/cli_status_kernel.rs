@@ -13,6 +13,16 @@ use std::process::Stdio;
 
 use cli_support::*;
 
+/// Kills process `.0` with SIGKILL when dropped, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
 /// `status` of `job` in `dir` as a table.
 fn table(dir: &Path) -> String {
     let out = output(elect(["status", "-d"]).arg(dir).arg("job"));
@@ -112,11 +122,16 @@ fn a_slot_held_outside_elect_is_named_by_the_kernel_not_by_an_old_record() {
     let flock = Proc::spawn(
         std::process::Command::new("flock")
             .arg(&slot)
-            .args(["sh", "-c", r#"touch "$0" && exec sleep 1000"#])
+            .args([
+                "sh",
+                "-c",
+                r#"echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec sleep 1000"#,
+            ])
             .arg(&ready)
             .stdin(Stdio::null()),
     );
-    wait_file(&ready);
+    // flock(1)'s command outlives a SIGTERM to flock: killed by its pid.
+    let _sleep = KillOnDrop(read_when_written(&ready).parse().unwrap());
     let st = status_json(&dir, "job");
     assert_eq!(
         st["resources"][0]["slots"][0],
