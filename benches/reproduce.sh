@@ -43,21 +43,21 @@ fi
 PY="$VENV/bin/python3"
 
 # ---- build everything first, so no compiler runs while we measure.
-cargo build --release
-cargo bench --no-run --bench multiproc --bench obtain
+cargo build --release --features cli
+cargo bench --no-run --features cli --bench multiproc --bench obtain
 # The etcd bench in a target directory of its own: built into target/, it
 # would replace $TARGET/release/elect with a build that has the etcd feature
 # (tokio and tonic linked in, twice the size, slower to start), and the CLI
 # rows below would measure that instead of the default build.
 ETCD_TARGET=$TARGET/etcd-bench
-CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features etcd --bench etcd
+CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features cli,etcd --bench etcd
 # The same elect linked statically, measured beside the usual build in the
 # CLI sections: a call of `elect run` is mostly process start-up, and this
 # shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
 # from build scripts and proc macros, which cannot be linked statically.
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 STATIC=()
-if RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --bin elect --target "$HOST"; then
+if RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --features cli --bin elect --target "$HOST"; then
     STATIC=(--elect-static "$TARGET/$HOST/release/elect")
 else
     echo "no statically linked build on this machine; its rows are left out" >&2
@@ -92,16 +92,16 @@ machine load_before
 rm -rf "$RUN/samples"
 # stderr is kept too: a worker process that panics does not stop the harness,
 # and report.py must say so next to the figure it spoils.
-ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --bench multiproc \
+ELECT_BENCH_SAMPLES="$RUN/samples" cargo bench --features cli --bench multiproc \
     2> >(tee "$RUN/multiproc.err" >&2) | tee "$RUN/multiproc.txt"
-cargo bench --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
+cargo bench --features cli --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee "$RUN/obtain.txt"
 
 # ---- the alternatives, side by side with their own anchors.
 "$PY" benches/alternatives.py "$RUN" --elect "$TARGET/release/elect" "${STATIC[@]}" | tee "$RUN/alternatives.txt"
 
 # ---- elections on etcd (issue 6): starts its own etcd servers and measures
 # the local store again beside them, so its section stands on its own.
-ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features etcd --bench etcd -- quick \
+ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features cli,etcd --bench etcd -- quick \
     2> >(tee "$RUN/etcd.err" >&2) | tee "$RUN/etcd.txt"
 
 machine load_after
