@@ -78,12 +78,6 @@ impl Inotify {
         Ok(wd)
     }
 
-    /// Stops watch `wd` (whose object may be gone already: then nothing).
-    pub(crate) fn remove(&self, wd: i32) {
-        // SAFETY: plain syscall; an unknown wd is EINVAL, which is fine.
-        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
-    }
-
     /// Every queued event, without sleeping.
     pub(crate) fn read(&self) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();

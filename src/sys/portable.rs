@@ -51,11 +51,6 @@ impl Inotify {
     }
 
     /// Never called: there is no instance.
-    pub(crate) fn remove(&self, _wd: i32) {
-        match self.never {}
-    }
-
-    /// Never called: there is no instance.
     pub(crate) fn read(&self) -> io::Result<Vec<Event>> {
         match self.never {}
     }

@@ -39,6 +39,41 @@ pub(crate) struct Joined {
     /// Set once a child was handed the membership on purpose (see
     /// `Ticket::share_with`): then leaving only closes our descriptor.
     pub(super) inherited: AtomicBool,
+    /// An inotify instance a finished wait left for the next one. Closing
+    /// an instance waits for the kernel's fsnotify reaper (an RCU grace
+    /// period: milliseconds), which every wait would otherwise pay once,
+    /// and a thread that restarts its wait (its slot file replaced) again
+    /// and again. One is kept per membership, so none outlives it.
+    spare: std::sync::Mutex<Option<crate::sys::Inotify>>,
+}
+
+impl Joined {
+    /// The spare inotify instance, with its old events read, or a new one;
+    /// `None` where the kernel refuses one.
+    pub(super) fn inotify(&self) -> Option<crate::sys::Inotify> {
+        let spare = self.spare.try_lock().ok().and_then(|mut s| s.take());
+        match spare {
+            Some(ino) => {
+                // Events of an earlier wait say nothing about this one.
+                let _ = ino.read();
+                Some(ino)
+            }
+            None => crate::sys::Inotify::new().ok(),
+        }
+    }
+
+    /// Keeps `ino` for the next wait of this process (a fork child's is
+    /// not ours to keep, nor a second one: it is closed).
+    pub(super) fn keep_inotify(&self, ino: crate::sys::Inotify) {
+        if std::process::id() != self.pid {
+            return;
+        }
+        if let Ok(mut spare) = self.spare.try_lock()
+            && spare.is_none()
+        {
+            *spare = Some(ino);
+        }
+    }
 }
 
 impl Drop for Joined {
@@ -121,6 +156,7 @@ pub(super) fn join(
         res,
         member,
         inherited: AtomicBool::new(false),
+        spare: std::sync::Mutex::new(None),
     })
 }
 

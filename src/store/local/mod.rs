@@ -250,9 +250,15 @@ impl LocalStore {
         if wait::nobody_waits(&joined.res, self.sharing())? {
             match slot::try_slots(&joined, req.tickets, 0, mode)? {
                 slot::Tried::Got { slot, lock, id } => {
-                    return Ok(
-                        slot::finish(&joined, req, (slot, lock, id), mode, intr, None)?.map(Some),
-                    );
+                    return Ok(slot::finish(
+                        &joined,
+                        req,
+                        (slot, lock, id),
+                        mode,
+                        intr,
+                        &mut None,
+                    )?
+                    .map(Some));
                 }
                 slot::Tried::Changed => return Ok(None),
                 slot::Tried::None => {}

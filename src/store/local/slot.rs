@@ -40,7 +40,24 @@ pub(super) enum Tried {
 pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Result<Tried> {
     let first = if first < tickets { first } else { 0 };
     for slot in (first..tickets).chain(0..first) {
-        let name = slot_name(slot);
+        match try_slot(j, slot, mode)? {
+            Tried::None => {}
+            done => return Ok(done),
+        }
+    }
+    Ok(Tried::None)
+}
+
+/// How many times in a row one try may find its slot file replaced under
+/// it before the caller starts again from the directory.
+const REPLACED_TRIES: u32 = 100;
+
+/// Tries slot `slot` once, or again at once if its file was replaced
+/// between the open and the lock (the directory itself is looked at only
+/// after that keeps happening).
+fn try_slot(j: &Joined, slot: u32, mode: u32) -> Result<Tried> {
+    let name = slot_name(slot);
+    for _ in 0..REPLACED_TRIES {
         let (lock, id) = match safe_open::open_file(
             j.res.fd.as_fd(),
             &j.res.path,
@@ -58,20 +75,18 @@ pub(super) fn try_slots(j: &Joined, tickets: u32, first: u32, mode: u32) -> Resu
         let got = safe_open::try_flock(lock.as_fd(), true)
             .map_err(|e| Error::io("cannot lock", j.res.path.join(&name), e))?;
         if !got {
-            continue;
+            return Ok(Tried::None);
         }
         // The file locked must still be the one at the slot's name: one
         // that was removed (or replaced) between the open and the lock is
         // no slot, and someone may hold the new one. Closing ours (the only
-        // descriptor of this description) frees what we locked.
-        return Ok(
-            match sys::look_at(Some(j.res.fd.as_fd()), Path::new(&name)) {
-                Ok(look) if look.id == id => Tried::Got { slot, lock, id },
-                _ => Tried::Changed,
-            },
-        );
+        // descriptor of this description) frees what we locked; then the
+        // new file is tried.
+        if sys::look_at(Some(j.res.fd.as_fd()), Path::new(&name)).is_ok_and(|l| l.id == id) {
+            return Ok(Tried::Got { slot, lock, id });
+        }
     }
-    Ok(Tried::None)
+    Ok(Tried::Changed)
 }
 
 /// A held slot.
@@ -89,10 +104,11 @@ pub(crate) struct LocalHeld {
     record_fd: Option<OwnedFd>,
     /// Keeps the process a live participant while the ticket is held.
     joined: Arc<Joined>,
-    /// The waiter's inotify instance, closed with the ticket: closing one
-    /// takes milliseconds, which must not stand between a hand-off and the
-    /// new holder.
-    _inotify: Option<Inotify>,
+    /// The waiter's inotify instance, kept with the ticket and given back
+    /// to the membership for the next wait at release: closing one takes
+    /// milliseconds (see `Joined::inotify`), which must not stand between
+    /// a hand-off and the new holder.
+    inotify: Option<Inotify>,
     id: FileId,
     path: PathBuf,
     slot: u32,
@@ -109,7 +125,7 @@ pub(super) fn finish(
     got: (u32, OwnedFd, FileId),
     mode: u32,
     intr: &Interrupter,
-    inotify: Option<Inotify>,
+    inotify: &mut Option<Inotify>,
 ) -> Result<Option<LocalHeld>> {
     let (slot, lock, id) = got;
     let res = &joined.res;
@@ -135,7 +151,7 @@ pub(super) fn finish(
         lock: Some(lock),
         record_fd: Some(record_fd),
         joined: Arc::clone(joined),
-        _inotify: inotify,
+        inotify: inotify.take(),
         id,
         path,
         slot,
@@ -243,6 +259,9 @@ impl Drop for LocalHeld {
         }
         drop(lock);
         drop(self.record_fd.take());
+        if let Some(ino) = self.inotify.take() {
+            self.joined.keep_inotify(ino);
+        }
     }
 }
 

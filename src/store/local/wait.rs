@@ -358,7 +358,23 @@ pub(super) fn wait(
     let res = &joined.res;
     let mode = sharing.file_mode();
     let line = Line::enter(res, sharing)?;
-    let inotify = Inotify::new().ok();
+    let inotify = joined.inotify();
+    // Back to the membership however the wait ends without a ticket.
+    struct Spare<'a>(&'a Joined, Option<Inotify>);
+    impl Drop for Spare<'_> {
+        fn drop(&mut self) {
+            if let Some(ino) = self.1.take() {
+                self.0.keep_inotify(ino);
+            }
+        }
+    }
+    let mut inotify = Spare(joined, inotify);
+    // A reused instance may still watch the directory for releases (it was
+    // a head's): only the head may wake for those. Replacing the watch's
+    // mask costs nothing, unlike removing it.
+    if let Some(ino) = &inotify.1 {
+        let _ = ino.add(res.fd.as_fd(), None, IN_DELETE_SELF | IN_MOVE_SELF);
+    }
     // The watch of the directory (as the head), or of the file of the
     // waiter before us.
     let mut head_watch: Option<i32> = None;
@@ -389,16 +405,28 @@ pub(super) fn wait(
                 // period, milliseconds that would fall between the release
                 // we are about to wait for and our ticket.
                 ahead_watch = None;
-                if let (Some(ino), None) = (&inotify, head_watch) {
+                if let (Some(ino), None) = (&inotify.1, head_watch) {
                     head_watch = ino.add(res.fd.as_fd(), None, HEAD_EVENTS).ok();
                 }
                 match slot::try_slots(joined, req.tickets, first, mode)? {
                     Tried::Got { slot, lock, id } => {
-                        let got = slot::finish(joined, req, (slot, lock, id), mode, intr, inotify)?;
+                        let got = slot::finish(
+                            joined,
+                            req,
+                            (slot, lock, id),
+                            mode,
+                            intr,
+                            &mut inotify.1,
+                        )?;
+                        let Some(held) = got else {
+                            // Its file was replaced between the lock and the
+                            // record: still the head, try again.
+                            continue;
+                        };
                         // Only now the next in line may go: the ticket is
                         // complete.
                         drop(line);
-                        return Ok(got.map_or(Waited::Restart, Waited::Got));
+                        return Ok(Waited::Got(held));
                     }
                     Tried::Changed => return Ok(Waited::Restart),
                     Tried::None => {}
@@ -412,10 +440,12 @@ pub(super) fn wait(
                 if head_watch.is_some() { t } else { t.min(POLL) }
             }
             Ahead::Waiter(place) => {
-                if let (Some(ino), Some(wd)) = (&inotify, head_watch.take()) {
-                    ino.remove(wd);
+                // No longer the head: the directory's watch stops waking us
+                // for releases (its mask replaced; see above).
+                if let (Some(ino), Some(_)) = (&inotify.1, head_watch.take()) {
+                    let _ = ino.add(res.fd.as_fd(), None, IN_DELETE_SELF | IN_MOVE_SELF);
                 }
-                if let Some(ino) = &inotify
+                if let Some(ino) = &inotify.1
                     && ahead_watch.is_none_or(|(_, p)| p != place)
                 {
                     // Not removed either (see above): the one before us
@@ -437,7 +467,7 @@ pub(super) fn wait(
                 if ahead_watch.is_some() { TICK } else { POLL }
             }
         };
-        let woken = match &inotify {
+        let woken = match &inotify.1 {
             Some(ino) => intr.sleep(Some(ino.as_fd()), Some(timeout)),
             None => intr.sleep(None, Some(timeout.min(POLL))),
         }
@@ -447,6 +477,7 @@ pub(super) fn wait(
             Ok(Woken::Timeout) => {}
             Ok(Woken::Ready) => {
                 let events = inotify
+                    .1
                     .as_ref()
                     .map(|ino| ino.read())
                     .transpose()
