@@ -58,7 +58,9 @@ fn signals() -> (u64, u64, u64) {
 /// that whatever a wait makes lazily exists before counting: every slot
 /// held, a waiter in line, one slot freed for it.
 fn wait_once(three: &Election, res: &std::path::Path) {
-    let mut held: Vec<_> = (0..3).map(|_| three.obtain().unwrap()).collect();
+    let mut held: Vec<_> = (0..three.tickets())
+        .map(|_| three.obtain().unwrap())
+        .collect();
     let waiter = {
         let e = three.clone();
         std::thread::spawn(move || e.obtain_timeout(Duration::from_secs(60)))
@@ -99,6 +101,9 @@ fn descriptors_and_threads_come_back_to_where_they_started() {
             .is_none()
     );
     drop(three_held);
+    // A wait of each (a membership keeps one inotify instance for its
+    // next wait, as it keeps its directory).
+    wait_once(&one, &tmp.path().join("one"));
     wait_once(&three, &tmp.path().join("three"));
     let fds = open_fds();
     let tasks = threads();
