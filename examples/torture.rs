@@ -2733,13 +2733,11 @@ pub fn analyse(text: &str, tickets: u32) -> Analysis {
         (i > 0).then(|| rmdirs[i - 1].0)
     };
 
-    // etcd mode: a worker stopped when the keys were removed can notice
-    // only once continued (stops there last past the TTL); time to notice
-    // counts from then.
+    // A worker stopped when the directory (or, on etcd, the keys) was
+    // removed can notice only once continued; time to notice counts from
+    // then. Locally that is a waiter stopped just as its ticket came (the
+    // long stops last 10 s); on etcd, stops last past the TTL.
     let awake = |wid: u64, r: u64| -> u64 {
-        if ttl.is_none() {
-            return r;
-        }
         stops
             .iter()
             .filter(|&&(w, st, en)| w == wid && st <= r && en > r)
