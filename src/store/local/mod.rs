@@ -145,11 +145,8 @@ impl LocalStore {
     /// system call: checking that a held slot is still at its path would
     /// fail on every look.
     fn check_path_length(&self) -> Result<()> {
-        let longest = self.run_dir.as_os_str().len()
-            + 1
-            + crate::name::MAX_NAME_LEN
-            + 1
-            + slot_name(crate::election::MAX_TICKETS).len();
+        let longest =
+            self.run_dir.as_os_str().len() + 1 + crate::name::MAX_NAME_LEN + 1 + "slot.4096".len();
         if longest >= PATH_MAX {
             return Err(Error::unsafe_path(
                 &self.run_dir,
