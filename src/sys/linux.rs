@@ -1,7 +1,7 @@
 //! Linux: inotify to sleep until a slot file is closed, and `/proc/locks` to
 //! see who holds a flock without taking it.
 
-use super::{FileId, Look};
+use super::{Event, FileId, Look};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io;
@@ -17,15 +17,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 #[derive(Debug)]
 pub(crate) struct Inotify {
     fd: OwnedFd,
-}
-
-/// One event: its mask, watch and the name of the file it is about (empty
-/// for an event about the watched object itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Event {
-    pub(crate) wd: i32,
-    pub(crate) mask: u32,
-    pub(crate) name: Vec<u8>,
 }
 
 impl Inotify {

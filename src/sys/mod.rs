@@ -54,6 +54,15 @@ pub(crate) mod events {
     pub(crate) use values::*;
 }
 
+/// One inotify event (the portable fallback never makes one): its mask, watch and the name of the file it is about (empty
+/// for an event about the watched object itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub(crate) wd: i32,
+    pub(crate) mask: u32,
+    pub(crate) name: Vec<u8>,
+}
+
 /// What a look at a path found (see `look_at`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Look {

@@ -3,7 +3,7 @@
 //! try a lock to find out, which could make another process miss a free
 //! ticket.
 
-use super::{FileId, Look};
+use super::{Event, FileId, Look};
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
@@ -19,14 +19,6 @@ pub(crate) fn look_at_c(dir: Option<BorrowedFd<'_>>, path: &CStr) -> io::Result<
 #[derive(Debug)]
 pub(crate) struct Inotify {
     never: std::convert::Infallible,
-}
-
-/// An inotify event (never made here).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Event {
-    pub(crate) wd: i32,
-    pub(crate) mask: u32,
-    pub(crate) name: Vec<u8>,
 }
 
 impl Inotify {
