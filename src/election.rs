@@ -313,7 +313,7 @@ impl Election {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_obtain(&self) -> Result<Option<Ticket>> {
-        let intr = Interrupter::new();
+        let mut intr = Interrupter::new();
         intr.set_deadline(Instant::now() + TRY_PATIENCE);
         self.obtain_with(false, &intr)
     }
@@ -357,7 +357,7 @@ impl Election {
         if timeout.is_zero() {
             return self.try_obtain();
         }
-        let intr = Interrupter::new();
+        let mut intr = Interrupter::new();
         // A timeout too large to add is no deadline at all.
         if let Some(deadline) = Instant::now().checked_add(timeout) {
             intr.set_deadline(deadline);

@@ -34,7 +34,6 @@ type Listener = Box<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 struct State {
     reason: Option<Reason>,
-    deadline: Option<Instant>,
     /// Readable once triggered; made at the first sleep.
     wake: Option<(Arc<PipeReader>, PipeWriter)>,
     /// Called on trigger: how a wait that sleeps in an async runtime rather
@@ -46,15 +45,16 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
             .field("reason", &self.reason)
-            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
 
-/// A wait's deadline and cancel. Clones share them.
+/// A wait's deadline and cancel. Clones share the cancel; the deadline is
+/// each handle's own, set before the wait starts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Interrupter {
     inner: Arc<Mutex<State>>,
+    deadline: Option<Instant>,
 }
 
 /// What [`Interrupter::sleep`] saw.
@@ -76,21 +76,21 @@ impl Interrupter {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends every wait under this interrupter at `deadline`.
-    pub(crate) fn set_deadline(&self, deadline: Instant) {
-        self.state().deadline = Some(deadline);
+    /// Ends the waits under this handle (and clones made after) at
+    /// `deadline`.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
     }
 
     /// The deadline, if one was set.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.state().deadline
+        self.deadline
     }
 
     /// Why the wait must end, if it must: triggered, or past the deadline.
     pub(crate) fn reason(&self) -> Option<Reason> {
-        let st = self.state();
-        st.reason.or_else(|| {
-            st.deadline
+        self.state().reason.or_else(|| {
+            self.deadline
                 .filter(|&d| Instant::now() >= d)
                 .map(|_| Reason::TimedOut)
         })
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_deadline_ends_a_sleep_with_timed_out() {
-        let intr = Interrupter::new();
+        let mut intr = Interrupter::new();
         intr.set_deadline(Instant::now() + Duration::from_millis(20));
         let got = intr.sleep(None, None).unwrap();
         assert_eq!(got, Err(Reason::TimedOut));

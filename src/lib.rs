@@ -20,7 +20,10 @@
 //!
 //! * [`Election`]: one resource; [`try_obtain`](Election::try_obtain),
 //!   [`obtain`](Election::obtain), [`obtain_timeout`](Election::obtain_timeout)
-//!   and, with the `tokio` feature, `obtain_async`.
+//!   and, with the `tokio` feature, `obtain_async`;
+//!   [`obtain_cancellable`](Election::obtain_cancellable) ends a blocking
+//!   wait from another thread (a [`Cancel`]), as event loops and language
+//!   bindings need.
 //! * [`Ticket`]: the guard; tells its slot and token, releases on drop.
 //! * [`Election::campaign`]: competes in the background, runs your code on winning
 //!   (with a [`CampaignTicket`], which the campaign releases) and your
@@ -38,6 +41,7 @@
 compile_error!("elect needs a Unix system: it is built on flock(2)");
 
 mod campaign;
+mod cancel;
 mod election;
 mod error;
 mod interrupt;
@@ -55,6 +59,7 @@ mod watch;
 mod asynchronous;
 
 pub use campaign::{BlockingCampaign, CampaignBuilder, Ending};
+pub use cancel::Cancel;
 pub use election::{Election, ElectionBuilder, MAX_TICKETS, TRY_PATIENCE};
 pub use error::{Error, Result};
 pub use name::MAX_NAME_LEN;

@@ -255,3 +255,44 @@ fn a_dropped_async_wait_and_a_resign_end_on_time_under_a_bystander() {
     );
     drop(dir);
 }
+
+/// A blocking wait cancelled from another thread keeps its place in line
+/// until the cancel, then leaves it at once: the waiter behind moves up and
+/// gets the ticket the holder releases.
+#[test]
+fn a_cancelled_blocking_wait_leaves_the_line_and_takes_nothing() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let res = run.join("c");
+    let mut holder = hold_all(run, "c", 1).pop().unwrap();
+    let e = election(run, "c", 1);
+    let cancel = elect::Cancel::new();
+    let (e2, c2) = (e.clone(), cancel.clone());
+    let wait = std::thread::spawn(move || e2.obtain_cancellable(&c2, None));
+    support::wait_in_line(std::process::id(), &res);
+    let mut behind = support::waiter(run, "c", 1);
+    wait_line(&res, 2);
+    assert!(!cancel.is_cancelled());
+    cancel.cancel();
+    let got = wait.join().unwrap();
+    assert!(matches!(got, Err(elect::Error::Cancelled)), "{got:?}");
+    assert!(cancel.is_cancelled());
+    assert!(
+        support::places_of(std::process::id(), &res).is_empty(),
+        "the cancelled wait left the line"
+    );
+    // A cancel given before a wait ends it at once, ticket free or not.
+    assert!(matches!(
+        e.obtain_cancellable(&cancel, None),
+        Err(elect::Error::Cancelled)
+    ));
+    holder.send("release");
+    holder.expect("RELEASED");
+    behind.expect_held();
+    // A fresh cancel with a timeout: `Ok(None)` when the time is up.
+    let start = Instant::now();
+    let got = e.obtain_cancellable(&elect::Cancel::new(), Some(Duration::from_millis(50)));
+    assert!(matches!(got, Ok(None)), "{got:?}");
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
