@@ -129,6 +129,13 @@ impl FileId {
 /// A pid that cannot be looked at (gone, another PID namespace, no /proc)
 /// counts as running: only a positive sighting makes a waiter skip it.
 pub(crate) fn is_stopped(pid: u32) -> bool {
+    // The main thread first: one file, where a running waiter's look ends
+    // (unless it is frozen, which looks asleep).
+    match task_state(&format!("/proc/{pid}/stat")) {
+        Some(b'T' | b't') => {}
+        Some(_) => return is_frozen(pid),
+        None => return false,
+    }
     // Every thread: a stop signal reaches one thread first, and the others
     // stop a moment later; a thread still running may still take a ticket.
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -136,22 +143,20 @@ pub(crate) fn is_stopped(pid: u32) -> bool {
     };
     let mut any = false;
     for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read(task.path().join("stat")) else {
-            return false;
-        };
-        // `tid (comm) S ...`: the state follows the last ')', as comm may
-        // hold anything.
-        let state = stat
-            .iter()
-            .rposition(|&b| b == b')')
-            .and_then(|i| stat.get(i + 2).copied());
-        if !matches!(state, Some(b'T' | b't')) {
-            // Not stopped; it may still be frozen, which looks asleep.
-            return is_frozen(pid);
+        match task_state(&task.path().join("stat")) {
+            Some(b'T' | b't') => any = true,
+            _ => return false,
         }
-        any = true;
     }
     any
+}
+
+/// The state letter in a `/proc/.../stat` file: `tid (comm) S ...`, the
+/// state after the last ')', as comm may hold anything.
+fn task_state(path: impl AsRef<std::path::Path>) -> Option<u8> {
+    let stat = std::fs::read(path).ok()?;
+    let i = stat.iter().rposition(|&b| b == b')')?;
+    stat.get(i + 2).copied()
 }
 
 /// Whether `pid` is in a frozen cgroup (v2): its tasks look asleep, not

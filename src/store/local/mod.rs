@@ -244,7 +244,7 @@ impl LocalStore {
         // A newcomer, or a try, takes a free slot without joining the line
         // only when no running waiter stands in it: nobody overtakes those
         // who came first.
-        if wait::nobody_waits(&joined.res, self.sharing())? {
+        if wait::nobody_waits(&joined.res, self.sharing(), wait)? {
             match slot::try_slots(&joined, req.tickets, 0, mode)? {
                 slot::Tried::Got { slot, lock, id } => {
                     return Ok(slot::finish(

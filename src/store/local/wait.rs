@@ -126,13 +126,22 @@ fn places(dir: &Path) -> std::io::Result<Vec<Place>> {
 /// Whether no running waiter stands in the line of `res`: only then may a
 /// newcomer, or a try that does not wait, take a free slot without joining
 /// the line, so that nobody overtakes those who came first.
-pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing) -> Result<bool> {
+///
+/// A newcomer that will wait anyway (`waiting`) counts a stopped waiter as
+/// one: it joins the line, and steps past the stopped one there. That
+/// spares it reading `/proc` for the waiter at the end of the line, at
+/// every obtain while anyone waits. A try must know: a stopped waiter keeps
+/// a free slot from it for no longer than from anyone else.
+pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -> Result<bool> {
     let Some(line) = LineDir::open(res, sharing, false)? else {
         return Ok(true);
     };
     match places(&line.path) {
         Ok(all) if all.is_empty() => Ok(true),
-        Ok(all) => Ok(line.nearest_waiter(all)?.is_none()),
+        Ok(mut all) => {
+            all.sort_unstable();
+            Ok(line.nearest_waiter(&mut all, !waiting)?.is_none())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io("cannot list", &line.path, e)),
     }
@@ -161,17 +170,27 @@ impl LineDir {
         )
     }
 
-    /// The last of `places` (in arrival order) whose waiter is alive and
-    /// running, removing stale places on the way and stepping past stopped
+    /// The last of `places` (sorted, in arrival order) whose waiter is
+    /// alive and (if `running`) running, removing stale places on the way
+    /// (from the directory and from `places`) and stepping past stopped
     /// waiters.
-    fn nearest_waiter(&self, mut places: Vec<Place>) -> Result<Option<Place>> {
-        places.sort_unstable();
-        for &place in places.iter().rev() {
+    fn nearest_waiter(&self, places: &mut Vec<Place>, running: bool) -> Result<Option<Place>> {
+        let mut i = places.len();
+        while i > 0 {
+            i -= 1;
+            let place = places[i];
             match self.is_alive(place)? {
-                Some(true) if !crate::sys::is_stopped(place.pid) => return Ok(Some(place)),
+                Some(true) if !running || !crate::sys::is_stopped(place.pid) => {
+                    return Ok(Some(place));
+                }
                 Some(true) => {}
-                Some(false) => self.remove(place),
-                None => {}
+                Some(false) => {
+                    self.remove(place);
+                    places.remove(i);
+                }
+                None => {
+                    places.remove(i);
+                }
             }
         }
         Ok(None)
@@ -239,6 +258,10 @@ struct Line {
     /// Holds the exclusive lock; opened read-write, so that its close (our
     /// leaving, or our death) wakes the waiter behind us.
     _file: OwnedFd,
+    /// The places before ours at the last full look, in arrival order,
+    /// less those found gone since: where the next look starts, so that a
+    /// wake when the one before us leaves reads no directory.
+    older: Vec<Place>,
 }
 
 /// Who stands before us.
@@ -304,6 +327,7 @@ impl Line {
                     dir: line,
                     me,
                     _file: file,
+                    older: Vec::new(),
                 });
             }
             arrived = now_ns().max(arrived + 1);
@@ -311,19 +335,28 @@ impl Line {
     }
 
     /// Finds who stands before us, removing stale places on the way and
-    /// stepping past stopped waiters.
-    fn ahead(&self) -> Result<Ahead> {
-        let path = &self.dir.path;
-        let mut all = match places(path) {
-            Ok(all) => all,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
-            Err(e) => return Err(Error::io("cannot list", path, e)),
-        };
-        if !all.contains(&self.me) {
-            return Ok(Ahead::Lost);
+    /// stepping past stopped waiters. A `full` look lists the line's
+    /// directory; otherwise only the places before us at the last full look
+    /// are looked at again: nobody who arrives later stands before us,
+    /// except one that read the clock before us and made its place after (a
+    /// moment's preemption), which the next full look, within a second,
+    /// finds.
+    fn ahead(&mut self, full: bool) -> Result<Ahead> {
+        if full {
+            let path = &self.dir.path;
+            let mut all = match places(path) {
+                Ok(all) => all,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
+                Err(e) => return Err(Error::io("cannot list", path, e)),
+            };
+            if !all.contains(&self.me) {
+                return Ok(Ahead::Lost);
+            }
+            all.retain(|p| *p < self.me);
+            all.sort_unstable();
+            self.older = all;
         }
-        all.retain(|p| *p < self.me);
-        Ok(match self.dir.nearest_waiter(all)? {
+        Ok(match self.dir.nearest_waiter(&mut self.older, true)? {
             Some(place) => Ahead::Waiter(place),
             None => Ahead::Nobody,
         })
@@ -357,7 +390,7 @@ pub(super) fn wait(
 ) -> Result<Waited> {
     let res = &joined.res;
     let mode = sharing.file_mode();
-    let line = Line::enter(res, sharing)?;
+    let mut line = Line::enter(res, sharing)?;
     let inotify = joined.inotify();
     // Back to the membership however the wait ends without a ticket.
     struct Spare<'a>(&'a Joined, Option<Inotify>);
@@ -381,20 +414,24 @@ pub(super) fn wait(
     let mut ahead_watch: Option<(i32, Place)> = None;
     let mut retry = 0;
     let mut first = 0;
-    // When the head looks at the line again. Between looks it stays the
-    // head: only an arrival that read the clock before us and made its
-    // place after (a moment's preemption), or a stopped waiter continued,
-    // can stand before it, and for those a second's wait is fair. So a
-    // release wakes the head straight to the slots.
+    // When the next full look at the line is due. Between full looks the
+    // head stays the head: only an arrival that read the clock before us
+    // and made its place after (a moment's preemption), or a stopped
+    // waiter continued, can stand before it, and for those a second's wait
+    // is fair. So a release wakes the head straight to the slots, and the
+    // one behind a leaver looks only at those it knew were before it.
     let mut look_again = std::time::Instant::now();
     loop {
         intr.check().map_err(|_| Error::Cancelled)?;
         let now = std::time::Instant::now();
-        let ahead = if head_watch.is_some() && now < look_again {
+        let full = now >= look_again;
+        if full {
+            look_again = now + TICK;
+        }
+        let ahead = if head_watch.is_some() && !full {
             Ahead::Nobody
         } else {
-            look_again = now + TICK;
-            line.ahead()?
+            line.ahead(full)?
         };
         let timeout = match ahead {
             Ahead::Lost => return Ok(Waited::Restart),
@@ -464,7 +501,13 @@ pub(super) fn wait(
                         continue;
                     }
                 }
-                if ahead_watch.is_some() { TICK } else { POLL }
+                // Woken at the next full look at the latest.
+                let until_full = look_again.saturating_duration_since(std::time::Instant::now());
+                if ahead_watch.is_some() {
+                    until_full.max(Duration::from_millis(1))
+                } else {
+                    POLL
+                }
             }
         };
         let woken = match &inotify.1 {
