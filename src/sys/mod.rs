@@ -131,7 +131,7 @@ impl FileId {
 pub(crate) fn is_stopped(pid: u32) -> bool {
     // The main thread first: one file, where a running waiter's look ends
     // (unless it is frozen, which looks asleep).
-    match task_state(&format!("/proc/{pid}/stat")) {
+    match task_state(format!("/proc/{pid}/stat")) {
         Some(b'T' | b't') => {}
         Some(_) => return is_frozen(pid),
         None => return false,
@@ -143,7 +143,7 @@ pub(crate) fn is_stopped(pid: u32) -> bool {
     };
     let mut any = false;
     for task in tasks.flatten() {
-        match task_state(&task.path().join("stat")) {
+        match task_state(task.path().join("stat")) {
             Some(b'T' | b't') => any = true,
             _ => return false,
         }
