@@ -137,7 +137,7 @@ impl NativeElection {
     /// `timeout_ms` (null: as long as it takes). `callback(err, ticket)` runs
     /// once on the JS thread: a ticket, null on timeout, or an error
     /// (`ELECT_CANCELLED` once the returned wait was cancelled).
-    #[napi(ts_args_type = "timeoutMs: number | null, callback: (err: Error | null, ticket: NativeTicket | null) => void")]
+    #[napi]
     pub fn wait(&self, timeout_ms: Option<f64>, callback: JsFunction) -> Result<NativeWait> {
         type Outcome = std::result::Result<Option<elect::Ticket>, elect::Error>;
         let tsfn: ThreadsafeFunction<Outcome, ErrorStrategy::Fatal> = callback
