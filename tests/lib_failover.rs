@@ -125,7 +125,7 @@ fn a_waiter_that_gave_up_does_not_block_the_next() {
         quitter.expect("NONE");
         quitter.finish();
         assert_eq!(
-            support::line_places(&run.join(&name)),
+            support::live_places(&run.join(&name)),
             [],
             "the quitter left its place behind"
         );

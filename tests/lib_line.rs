@@ -149,12 +149,13 @@ fn a_waiter_killed_in_line_leaves_no_gap() {
     // The head and the middle die without leaving; the last is next.
     line[0].kill();
     line[1].kill();
+    // Their stale places are removed (by the last, once it found the slot
+    // held, before it slept): nothing, live or stale, stands before it.
+    support::wait_first_in_line(line[2].pid, &run.join("gap"));
     let mut holder = holders.remove(0);
     holder.send("release");
     holder.expect("RELEASED");
     line[2].expect_held();
-    // Their stale places are gone once the line has moved past them.
-    support::wait_line(&run.join("gap"), 0);
 }
 
 /// A bystander (systemd-tmpfiles, a stopped participant, anyone) holding an

@@ -525,7 +525,7 @@ pub fn assert_no_lock_of_ours(res: &Path, but_membership: bool) {
         .filter(|i| ours.contains(i))
         .collect();
     assert!(awaited.is_empty(), "still waiting for {awaited:?}");
-    let places: Vec<_> = line_places(res)
+    let places: Vec<_> = live_places(res)
         .into_iter()
         .filter(|(_, pid)| *pid == me)
         .collect();
@@ -889,7 +889,17 @@ pub fn observer_files(dir: &Path) -> (PathBuf, PathBuf) {
 /// How many places the line of the resource at `res` has (waiters, and
 /// stale places not yet removed).
 pub fn line_len(res: &Path) -> usize {
-    std::fs::read_dir(res.join("line")).map_or(0, |d| d.count())
+    live_places(res).len()
+}
+
+/// The places in the line of `res` whose waiter still holds them (an
+/// exclusive flock by the pid in the name), oldest first. A waiter leaves
+/// by closing its file; the file stays until someone finds it stale.
+pub fn live_places(res: &Path) -> Vec<(PathBuf, u32)> {
+    line_places(res)
+        .into_iter()
+        .filter(|(path, pid)| holds(*pid, path, true))
+        .collect()
 }
 
 /// Waits until `n` waiters stand in the line of the resource at `res`.

@@ -6,7 +6,8 @@
 //! monotonic clock in nanoseconds, zero-padded, so that names sort by
 //! arrival) and holds an exclusive flock on it while it waits. The kernel
 //! drops that lock the instant the waiter dies, so a file whose lock can be
-//! had is stale, and whoever finds it removes it.
+//! had is stale, and whoever finds it removes it. A waiter leaves the same
+//! way: it closes its file and leaves it to be found.
 //!
 //! * The **head** of the line (no live waiter before it) is the only one
 //!   that looks at the slots. It tries them, and sleeps on an inotify watch
@@ -18,7 +19,7 @@
 //!   10 and 50 ms, and then once a second, which also covers anything
 //!   inotify cannot see.
 //! * Every other waiter watches the file of the waiter just before it, and
-//!   wakes only when that one leaves (it removes its file) or dies (its
+//!   wakes only when that one leaves (it closes its file) or dies (its
 //!   file is closed): one process per hand-off, however long the line.
 //! * A waiter that is **stopped** (SIGSTOP, Ctrl-Z, a frozen cgroup) would
 //!   hold up everyone behind it. Each waiter looks at the one before it once
@@ -140,7 +141,12 @@ pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -
         Ok(all) if all.is_empty() => Ok(true),
         Ok(mut all) => {
             all.sort_unstable();
-            Ok(line.nearest_waiter(&mut all, !waiting)?.is_none())
+            let mut stale = Vec::new();
+            let nobody = line
+                .nearest_waiter(&mut all, !waiting, &mut stale)?
+                .is_none();
+            line.remove(&stale);
+            Ok(nobody)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io("cannot list", &line.path, e)),
@@ -171,10 +177,15 @@ impl LineDir {
     }
 
     /// The last of `places` (sorted, in arrival order) whose waiter is
-    /// alive and (if `running`) running, removing stale places on the way
-    /// (from the directory and from `places`) and stepping past stopped
-    /// waiters.
-    fn nearest_waiter(&self, places: &mut Vec<Place>, running: bool) -> Result<Option<Place>> {
+    /// alive and (if `running`) running, stepping past stopped waiters.
+    /// Places found gone are dropped from `places`, and stale ones moved to
+    /// `stale`, for the caller to remove when it has time.
+    fn nearest_waiter(
+        &self,
+        places: &mut Vec<Place>,
+        running: bool,
+        stale: &mut Vec<Place>,
+    ) -> Result<Option<Place>> {
         let mut i = places.len();
         while i > 0 {
             i -= 1;
@@ -185,7 +196,7 @@ impl LineDir {
                 }
                 Some(true) => {}
                 Some(false) => {
-                    self.remove(place);
+                    stale.push(place);
                     places.remove(i);
                 }
                 None => {
@@ -217,11 +228,15 @@ impl LineDir {
         }
     }
 
-    /// Removes a stale place (its waiter died without leaving).
-    fn remove(&self, place: Place) {
-        if let Ok(c) = CString::new(place.name()) {
-            // SAFETY: c is a valid C string. Gone already is fine.
-            unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0) };
+    /// Removes stale places (their waiters left or died).
+    fn remove(&self, stale: &[Place]) {
+        for place in stale {
+            if let Ok(c) = CString::new(place.name()) {
+                // SAFETY: c is a valid C string. Gone already is fine.
+                unsafe {
+                    libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0)
+                };
+            }
         }
     }
 }
@@ -262,6 +277,8 @@ struct Line {
     /// less those found gone since: where the next look starts, so that a
     /// wake when the one before us leaves reads no directory.
     older: Vec<Place>,
+    /// Stale places found, removed before the next sleep (see `Drop`).
+    stale: Vec<Place>,
 }
 
 /// Who stands before us.
@@ -328,6 +345,7 @@ impl Line {
                     me,
                     _file: file,
                     older: Vec::new(),
+                    stale: Vec::new(),
                 });
             }
             arrived = now_ns().max(arrived + 1);
@@ -356,19 +374,40 @@ impl Line {
             all.sort_unstable();
             self.older = all;
         }
-        Ok(match self.dir.nearest_waiter(&mut self.older, true)? {
-            Some(place) => Ahead::Waiter(place),
-            None => Ahead::Nobody,
-        })
+        Ok(
+            match self
+                .dir
+                .nearest_waiter(&mut self.older, true, &mut self.stale)?
+            {
+                Some(place) => Ahead::Waiter(place),
+                None => Ahead::Nobody,
+            },
+        )
+    }
+}
+
+impl Line {
+    /// Removes the stale places found so far: done before a sleep, when
+    /// nobody waits for us, rather than between a slot and its new holder.
+    fn tidy(&mut self) {
+        self.dir.remove(&self.stale);
+        self.stale.clear();
     }
 }
 
 impl Drop for Line {
-    /// Leaves the line: removes our file, then closes it (in a fork child,
-    /// only closes: the place is the parent's).
+    /// Leaves the line: unlocks our file, then closes it, so that the close
+    /// that wakes the waiter behind us comes after the lock is gone (a
+    /// close alone queues its event before the kernel drops the lock). The
+    /// file is left for whoever finds it unlocked to remove (the one behind
+    /// us, before it next sleeps, or the next newcomer): on ext4, removing a
+    /// file and then freeing its inode at the close takes tens of
+    /// microseconds, which would otherwise stand between a new holder and
+    /// its ticket, or a killed holder and the waiter taking over. In a fork
+    /// child the place is the parent's: only our descriptor closes.
     fn drop(&mut self) {
         if self.me.pid == std::process::id() {
-            self.dir.remove(self.me);
+            super::agree::unlock(self._file.as_fd());
         }
     }
 }
@@ -413,6 +452,10 @@ pub(super) fn wait(
     let mut head_watch: Option<i32> = None;
     let mut ahead_watch: Option<(i32, Place)> = None;
     let mut retry = 0;
+    // The same for the one before us: its close (when it dies) can come
+    // before the kernel drops its lock, so a look just after that event
+    // can still find it alive. Spent until such an event.
+    let mut ahead_retry = RETRY.len();
     let mut first = 0;
     // When the next full look at the line is due. Between full looks the
     // head stays the head: only an arrival that read the clock before us
@@ -437,13 +480,18 @@ pub(super) fn wait(
             Ahead::Lost => return Ok(Waited::Restart),
             Ahead::Nobody => {
                 // The watch of the waiter before us is not removed: its file
-                // is gone (the kernel drops a watch of a deleted file by
-                // itself), and inotify_rm_watch waits for an RCU grace
+                // is gone or about to be (the kernel drops a watch of a
+                // deleted file by itself), and inotify_rm_watch waits for an RCU grace
                 // period, milliseconds that would fall between the release
                 // we are about to wait for and our ticket.
                 ahead_watch = None;
                 if let (Some(ino), None) = (&inotify.1, head_watch) {
                     head_watch = ino.add(res.fd.as_fd(), None, HEAD_EVENTS).ok();
+                    // A new head saw no release yet: any from now on is an
+                    // event. Only a holder that died as the watch was made
+                    // (its event queued before its lock was dropped) could
+                    // be missed; one look after the last retry finds it.
+                    retry = RETRY.len() - 1;
                 }
                 match slot::try_slots(joined, req.tickets, first, mode)? {
                     Tried::Got { slot, lock, id } => {
@@ -477,6 +525,11 @@ pub(super) fn wait(
                 if head_watch.is_some() { t } else { t.min(POLL) }
             }
             Ahead::Waiter(place) => {
+                // Retries are for a look that still found alive the one
+                // whose close woke us; a new one before us is watched.
+                if ahead_watch.is_none_or(|(_, p)| p != place) {
+                    ahead_retry = RETRY.len();
+                }
                 // No longer the head: the directory's watch stops waking us
                 // for releases (its mask replaced; see above).
                 if let (Some(ino), Some(_)) = (&inotify.1, head_watch.take()) {
@@ -503,13 +556,16 @@ pub(super) fn wait(
                 }
                 // Woken at the next full look at the latest.
                 let until_full = look_again.saturating_duration_since(std::time::Instant::now());
-                if ahead_watch.is_some() {
-                    until_full.max(Duration::from_millis(1))
-                } else {
-                    POLL
+                let t = RETRY.get(ahead_retry).copied();
+                ahead_retry += 1;
+                match t {
+                    Some(t) => t,
+                    None if ahead_watch.is_some() => until_full.max(Duration::from_millis(1)),
+                    None => POLL,
                 }
             }
         };
+        line.tidy();
         let woken = match &inotify.1 {
             Some(ino) => intr.sleep(Some(ino.as_fd()), Some(timeout)),
             None => intr.sleep(None, Some(timeout.min(POLL))),
@@ -540,8 +596,12 @@ pub(super) fn wait(
                             retry = 0;
                         }
                     }
+                    if ahead_watch.is_some_and(|(wd, _)| wd == ev.wd) {
+                        ahead_retry = 0;
+                    }
                     if ev.mask & IN_Q_OVERFLOW != 0 {
                         retry = 0;
+                        ahead_retry = 0;
                     }
                 }
             }
