@@ -132,7 +132,8 @@ class Election(_elect.Election):
         ``{"name", "tickets", "slots": [{"slot", "held", "pid", "since",
         "label", "token", ...}], "waiters": [pid, ...]}``. ``held`` is the
         kernel's truth now; asking never takes a ticket."""
-        return json.loads(self._status_json())
+        doc: dict[str, Any] = json.loads(self._status_json())
+        return doc
 
 
 # Campaigns still running when the interpreter exits are resigned while
@@ -156,4 +157,5 @@ def status(dir: Optional[PathLike] = None, name: Optional[str] = None) -> dict[s
     """The status of a run directory as the contract's JSON:
     ``{"dir": ..., "resources": [...]}``; one resource if ``name`` is given
     (an empty list for a name never used)."""
-    return json.loads(_elect._status_json(dir, name))
+    doc: dict[str, Any] = json.loads(_elect._status_json(dir, name))
+    return doc

@@ -3,10 +3,11 @@
 
 import os
 import pathlib
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, final
 
 MAX_TICKETS: int
 
+@final
 class Ticket:
     """An obtained ticket: this process holds one slot until ``release()``,
     the end of its ``with`` block, or its garbage collection."""
@@ -31,6 +32,7 @@ class Ticket:
     def __enter__(self) -> "Ticket": ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class CampaignTicket:
     """The ticket handed to a campaign's ``on_obtain``; the campaign owns
     the slot, ``release()`` ends ownership."""
@@ -45,6 +47,7 @@ class CampaignTicket:
     def is_held(self) -> bool: ...
     def release(self) -> None: ...
 
+@final
 class Campaign:
     """A campaign running on a thread of its own."""
 
@@ -55,6 +58,7 @@ class Campaign:
     @property
     def is_finished(self) -> bool: ...
 
+@final
 class Wait:
     def fileno(self) -> int: ...
     def result(self) -> Ticket: ...
