@@ -23,7 +23,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "maturin>=1.5,<2" pytest portalocker filelock
+"$venv/bin/python" -m pip install --quiet "maturin>=1.5,<2" pytest portalocker filelock mypy
 
 step "cargo fmt and clippy (binding crate)"
 cargo fmt --check
@@ -33,6 +33,9 @@ step "build and install the wheel"
 rm -rf "$here/target/wheels"
 "$venv/bin/maturin" build --release --quiet --out "$here/target/wheels"
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$here"/target/wheels/elect-*.whl
+
+step "mypy --strict of the installed package (its stubs included)"
+(cd /tmp && "$venv/bin/python" -m mypy --strict --no-incremental -p elect)
 
 step "pytest"
 # Run from tests/ against the installed wheel, not the source tree.
