@@ -96,6 +96,8 @@ fn timed_out(py: Python<'_>, name: &str, timeout: Duration) -> PyErr {
 #[pyclass(module = "elect._elect", subclass, frozen)]
 struct Election {
     inner: elect::Election,
+    /// The label asked for, to pickle the election with.
+    label: Option<String>,
 }
 
 #[pymethods]
@@ -117,11 +119,12 @@ impl Election {
         if let Some(dir) = dir {
             b = b.dir(dir);
         }
-        if let Some(label) = label {
+        if let Some(label) = &label {
             b = b.label(label);
         }
         Ok(Election {
             inner: b.build().map_err(|e| to_py(py, e))?,
+            label,
         })
     }
 
@@ -253,6 +256,24 @@ impl Election {
             .detach(|| self.inner.status())
             .map_err(|e| to_py(py, e))?;
         serde_json::to_string(&st).map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+
+    /// Pickles as the arguments that make it again, with the run directory
+    /// resolved, for multiprocessing's spawn and forkserver start methods.
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> (Bound<'py, PyType>, (String, u32, PathBuf, Option<String>)) {
+        let me = slf.get();
+        (
+            slf.get_type(),
+            (
+                me.inner.name().to_string(),
+                me.inner.tickets(),
+                me.inner.dir().to_path_buf(),
+                me.label.clone(),
+            ),
+        )
     }
 
     fn __repr__(&self) -> String {

@@ -197,3 +197,25 @@ def test_campaign_does_not_survive_fork(rundir, children):
 
     assert "did not survive fork" in children(child).expect("refused")
     c.resign()
+
+
+def test_cancel_after_the_ticket_came_releases_it(rundir):
+    """The wait's thread has the ticket, but the task is cancelled before
+    the event loop hands it over: nothing stays held."""
+    import time
+
+    e = elect.Election("aio", dir=rundir)
+
+    async def main():
+        task = asyncio.create_task(e.obtain_async())
+        await asyncio.sleep(0)  # the task starts its wait
+        # Block the loop until the ticket was taken on the wait's thread.
+        until(lambda: e.status()["slots"] and e.status()["slots"][0]["held"], "the wait took the ticket")
+        time.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(asyncio.wait_for(main(), DEADLINE))
+    t = e.try_obtain()
+    assert t is not None, "the ticket of a cancelled wait stayed held"

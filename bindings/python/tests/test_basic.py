@@ -163,3 +163,38 @@ def test_gil_is_released_while_waiting(rundir):
     # Python code ran on the other thread all along (millions of rounds
     # where the GIL is free; none if the wait kept it).
     assert ran > 10_000, ran
+
+
+def test_election_pickles_for_spawned_processes(rundir):
+    import pickle
+
+    e = elect.Election("pick", tickets=3, dir=rundir, label="lbl")
+    f = pickle.loads(pickle.dumps(e))
+    assert type(f) is elect.Election
+    assert (f.name, f.tickets, f.dir) == ("pick", 3, rundir)
+    with f.obtain(timeout=5):
+        assert e.status()["slots"][0]["label"] == "lbl"
+
+
+def _spawned_worker(election, result):
+    t = election.try_obtain()
+    result.put(None if t is None else t.slot)
+
+
+def test_spawn_start_method(rundir):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    e = elect.Election("spawned", dir=rundir)
+    result = ctx.Queue()
+    held = e.obtain()
+    p = ctx.Process(target=_spawned_worker, args=(e, result))
+    p.start()
+    assert result.get(timeout=60) is None, "the spawned process got a held ticket"
+    p.join(60)
+    held.release()
+    p = ctx.Process(target=_spawned_worker, args=(e, result))
+    p.start()
+    assert result.get(timeout=60) == 0
+    p.join(60)
+    assert p.exitcode == 0
