@@ -160,6 +160,15 @@ class Participant:
             self.proc.wait()
 
 
+@pytest.fixture(autouse=True)
+def tools() -> None:
+    """Each test first checks that node, the Node package, the Python module
+    and the elect binary are there, and fails saying what to run if not."""
+    elect_bin()
+    node_bin()
+    python_bin()
+
+
 @pytest.fixture
 def run_dir() -> Iterator[str]:
     d = tempfile.mkdtemp(prefix="elect-cross-")
