@@ -154,6 +154,7 @@ pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -
 }
 
 /// The line's directory, opened and checked.
+#[derive(Debug)]
 struct LineDir {
     dir: OwnedFd,
     path: PathBuf,
@@ -267,12 +268,14 @@ pub(super) fn waiters(res: &ResourceDir, locked: &HashMap<FileId, u32>) -> Vec<u
 }
 
 /// This process's place in the line, held by a flock on its file.
-struct Line {
+#[derive(Debug)]
+pub(super) struct Line {
     dir: LineDir,
     me: Place,
     /// Holds the exclusive lock; opened read-write, so that its close (our
-    /// leaving, or our death) wakes the waiter behind us.
-    _file: OwnedFd,
+    /// leaving, or our death) wakes the waiter behind us. Taken out only
+    /// when leaving.
+    file: Option<OwnedFd>,
     /// The places before ours at the last full look, in arrival order,
     /// less those found gone since: where the next look starts, so that a
     /// wake when the one before us leaves reads no directory.
@@ -343,7 +346,7 @@ impl Line {
                 return Ok(Line {
                     dir: line,
                     me,
-                    _file: file,
+                    file: Some(file),
                     older: Vec::new(),
                     stale: Vec::new(),
                 });
@@ -395,20 +398,45 @@ impl Line {
     }
 }
 
-impl Drop for Line {
+impl Line {
+    /// Leaves the line for a slot just taken with more than one ticket: the
+    /// one behind us must look for the other slots at once, and whatever
+    /// stands between a slot and its holder must be short. Only unlocks and
+    /// closes (see `leave`): our file, and the stale ones we found, are left
+    /// for whoever finds them to remove.
+    fn leave_quickly(mut self) {
+        self.stale.clear();
+        self.leave(false);
+    }
+
     /// Leaves the line: unlocks our file, then closes it, so that the close
-    /// that wakes the waiter behind us comes after the lock is gone (a
-    /// close alone queues its event before the kernel drops the lock). The
-    /// file is left for whoever finds it unlocked to remove (the one behind
-    /// us, before it next sleeps, or the next newcomer): on ext4, removing a
-    /// file and then freeing its inode at the close takes tens of
-    /// microseconds, which would otherwise stand between a new holder and
-    /// its ticket, or a killed holder and the waiter taking over. In a fork
+    /// that wakes the waiter behind us comes after the lock is gone (a close
+    /// alone queues its event before the kernel drops the lock). Then, if
+    /// `tidy`, removes it and the stale places we found: after the close, so
+    /// that the one behind is not kept waiting for it (on ext4 removing a
+    /// file and freeing its inode take tens of microseconds). In a fork
     /// child the place is the parent's: only our descriptor closes.
-    fn drop(&mut self) {
-        if self.me.pid == std::process::id() {
-            super::agree::unlock(self._file.as_fd());
+    fn leave(&mut self, tidy: bool) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        if self.me.pid != std::process::id() {
+            return;
         }
+        super::agree::unlock(file.as_fd());
+        drop(file);
+        if tidy {
+            self.stale.push(self.me);
+            self.tidy();
+        }
+    }
+}
+
+impl Drop for Line {
+    /// Leaves the line, tidily: a wait that ends without a slot, or a
+    /// release with one ticket (see `wait`).
+    fn drop(&mut self) {
+        self.leave(true);
     }
 }
 
@@ -508,9 +536,20 @@ pub(super) fn wait(
                             // record: still the head, try again.
                             continue;
                         };
-                        // Only now the next in line may go: the ticket is
-                        // complete.
-                        drop(line);
+                        // With one ticket nobody behind us can have a slot
+                        // until we release ours: we keep our place until
+                        // then, so that the one behind wakes once, at the
+                        // release, and not now as well, when it would only
+                        // find the slot taken (and take the CPU from us).
+                        // With more, the next in line must look for the
+                        // other slots: only now, the ticket complete, may it
+                        // go.
+                        let mut held = held;
+                        if req.tickets == 1 {
+                            held.keep_place(line);
+                        } else {
+                            line.leave_quickly();
+                        }
                         return Ok(Waited::Got(held));
                     }
                     Tried::Changed => return Ok(Waited::Restart),
