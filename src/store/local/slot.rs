@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::agree::{Joined, unlock};
-use super::wait::Line;
 use super::{Request, slot_name, token};
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
@@ -105,9 +104,6 @@ pub(crate) struct LocalHeld {
     record_fd: Option<OwnedFd>,
     /// Keeps the process a live participant while the ticket is held.
     joined: Arc<Joined>,
-    /// With one ticket, the place in the line this ticket was waited for
-    /// in, kept until the release (see `wait::wait`).
-    place: Option<Box<Line>>,
     /// The waiter's inotify instance, kept with the ticket and given back
     /// to the membership for the next wait at release: closing one takes
     /// milliseconds (see `Joined::inotify`), which must not stand between
@@ -155,7 +151,6 @@ pub(super) fn finish(
         lock: Some(lock),
         record_fd: Some(record_fd),
         joined: Arc::clone(joined),
-        place: None,
         inotify: inotify.take(),
         id,
         path,
@@ -191,11 +186,6 @@ impl LocalHeld {
             // SAFETY: plain syscall on a borrowed descriptor.
             unsafe { libc::ftruncate(fd.as_raw_fd(), 0) };
         }
-    }
-
-    /// Keeps `place` until the ticket is released.
-    pub(super) fn keep_place(&mut self, place: Line) {
-        self.place = Some(Box::new(place));
     }
 
     /// Marks the ticket as shared with a child process: releasing it here
@@ -269,9 +259,6 @@ impl Drop for LocalHeld {
         }
         drop(lock);
         drop(self.record_fd.take());
-        // Then the place in the line, if one was kept: its close wakes the
-        // waiter behind, which finds the slot free.
-        drop(self.place.take());
         if let Some(ino) = self.inotify.take() {
             self.joined.keep_inotify(ino);
         }

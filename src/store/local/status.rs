@@ -186,22 +186,11 @@ fn resource_status(
         }
         slots.push(slot);
     }
-    // With one ticket a holder that waited keeps its place in the line
-    // until it releases (see `wait::wait`): it is no waiter.
-    let holders: Vec<u32> = if tickets == 1 {
-        slots.iter().filter_map(|s| s.lock_pid).collect()
-    } else {
-        Vec::new()
-    };
     ResourceStatus {
         name: name.to_string(),
         tickets,
         slots,
-        waiters: (!every_record).then(|| {
-            let mut waiters = wait::waiters(res, locked);
-            waiters.retain(|pid| !holders.contains(pid));
-            waiters
-        }),
+        waiters: (!every_record).then(|| wait::waiters(res, locked)),
     }
 }
 

@@ -154,7 +154,6 @@ pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -
 }
 
 /// The line's directory, opened and checked.
-#[derive(Debug)]
 struct LineDir {
     dir: OwnedFd,
     path: PathBuf,
@@ -268,8 +267,7 @@ pub(super) fn waiters(res: &ResourceDir, locked: &HashMap<FileId, u32>) -> Vec<u
 }
 
 /// This process's place in the line, held by a flock on its file.
-#[derive(Debug)]
-pub(super) struct Line {
+struct Line {
     dir: LineDir,
     me: Place,
     /// Holds the exclusive lock; opened read-write, so that its close (our
@@ -399,11 +397,10 @@ impl Line {
 }
 
 impl Line {
-    /// Leaves the line for a slot just taken with more than one ticket: the
-    /// one behind us must look for the other slots at once, and whatever
-    /// stands between a slot and its holder must be short. Only unlocks and
-    /// closes (see `leave`): our file, and the stale ones we found, are left
-    /// for whoever finds them to remove.
+    /// Leaves the line for a slot just taken: whatever stands between a
+    /// slot and its holder must be short. Only unlocks and closes (see
+    /// `leave`): our file, and the stale ones we found, are left for
+    /// whoever finds them to remove.
     fn leave_quickly(mut self) {
         self.stale.clear();
         self.leave(false);
@@ -433,8 +430,7 @@ impl Line {
 }
 
 impl Drop for Line {
-    /// Leaves the line, tidily: a wait that ends without a slot, or a
-    /// release with one ticket (see `wait`).
+    /// Leaves the line, tidily: a wait that ends without a slot.
     fn drop(&mut self) {
         self.leave(true);
     }
@@ -536,20 +532,9 @@ pub(super) fn wait(
                             // record: still the head, try again.
                             continue;
                         };
-                        // With one ticket nobody behind us can have a slot
-                        // until we release ours: we keep our place until
-                        // then, so that the one behind wakes once, at the
-                        // release, and not now as well, when it would only
-                        // find the slot taken (and take the CPU from us).
-                        // With more, the next in line must look for the
-                        // other slots: only now, the ticket complete, may it
-                        // go.
-                        let mut held = held;
-                        if req.tickets == 1 {
-                            held.keep_place(line);
-                        } else {
-                            line.leave_quickly();
-                        }
+                        // Only now the next in line may go: the ticket is
+                        // complete.
+                        line.leave_quickly();
                         return Ok(Waited::Got(held));
                     }
                     Tried::Changed => return Ok(Waited::Restart),
