@@ -6,7 +6,7 @@
 #
 # Run by hand on a Debian machine with Rust; it is NOT part of CI: it takes
 # 15 to 30 minutes on 2 CPUs (builds included: the release build, a static
-# one and the etcd bench's) and its numbers depend on what else the machine
+# one, the etcd bench's and the two bindings) and its numbers depend on what else the machine
 # does. For fair figures run it on a quiet machine; say otherwise in
 # ELECT_BENCH_NOTE, which BENCHMARKS.md prints in bold under "Machine".
 #
@@ -51,6 +51,11 @@ cargo bench --no-run --features cli --bench multiproc --bench obtain
 # rows below would measure that instead of the default build.
 ETCD_TARGET=$TARGET/etcd-bench
 CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --no-run --features cli,etcd --bench etcd
+# The Node.js and Python bindings (issue 20), built (and tested) as CI does:
+# npm ci builds bindings/node/elect.node, and bindings/python/ci.sh the venv
+# with the wheel, portalocker and filelock.
+bash bindings/node/ci.sh > "$RUN/node-ci.txt" 2>&1
+bash bindings/python/ci.sh > "$RUN/python-ci.txt" 2>&1
 # The same elect linked statically, measured beside the usual build in the
 # CLI sections: a call of `elect run` is mostly process start-up, and this
 # shows how much of it is dynamic loading. --target keeps RUSTFLAGS away
@@ -104,7 +109,34 @@ cargo bench --features cli --bench obtain 2> >(tee "$RUN/obtain.err" >&2) | tee 
 ELECT_BENCH_OUT="$RUN/etcd.md" CARGO_TARGET_DIR=$ETCD_TARGET cargo bench --features cli,etcd --bench etcd -- quick \
     2> >(tee "$RUN/etcd.err" >&2) | tee "$RUN/etcd.txt"
 
+# ---- the bindings against the lock-file packages their users pick today.
+(cd bindings/node && npm run --silent bench) 2>&1 | tee "$RUN/node.txt"
+bindings/python/.venv/bin/python bindings/python/bench/handoff.py 2>&1 | tee "$RUN/python.txt"
+
 machine load_after
 "$PY" benches/report.py "$RUN" --out BENCHMARKS.md --svg benches/handoff.svg
-{ echo; cat "$RUN/etcd.md"; } >> BENCHMARKS.md
+{
+    echo
+    echo "## Node.js and Python bindings (issue 20)"
+    echo
+    echo "Hand-off (the holder releases → a waiting process holds) and fail-over"
+    echo "(the holder is SIGKILLed → a waiting process holds), medians across"
+    echo "real processes, each binding side by side with the lock-file packages"
+    echo "its users pick today, in one run: \`npm run bench\` in bindings/node"
+    echo "(against proper-lockfile, which polls; set to its fastest: every 10 ms,"
+    echo "stale after 2 s) and \`python bench/handoff.py\` in bindings/python"
+    echo "(against portalocker and filelock, which poll every 0.25 s and 50 ms)."
+    echo "A binding's hand-off adds to the library's the delivery of the result"
+    echo "to the language's thread or event loop."
+    echo
+    echo '```'
+    cat "$RUN/node.txt"
+    echo '```'
+    echo
+    echo '```'
+    cat "$RUN/python.txt"
+    echo '```'
+    echo
+    cat "$RUN/etcd.md"
+} >> BENCHMARKS.md
 echo "wrote BENCHMARKS.md and benches/handoff.svg (raw outputs in $RUN)"
