@@ -6,8 +6,7 @@
 //! monotonic clock in nanoseconds, zero-padded, so that names sort by
 //! arrival) and holds an exclusive flock on it while it waits. The kernel
 //! drops that lock the instant the waiter dies, so a file whose lock can be
-//! had is stale, and whoever finds it removes it. A waiter leaves the same
-//! way: it closes its file and leaves it to be found.
+//! had is stale, and whoever finds it removes it.
 //!
 //! * The **head** of the line (no live waiter before it) is the only one
 //!   that looks at the slots. It tries them, and sleeps on an inotify watch
@@ -19,7 +18,7 @@
 //!   10 and 50 ms, and then once a second, which also covers anything
 //!   inotify cannot see.
 //! * Every other waiter watches the file of the waiter just before it, and
-//!   wakes only when that one leaves (it closes its file) or dies (its
+//!   wakes only when that one leaves (it removes its file) or dies (its
 //!   file is closed): one process per hand-off, however long the line.
 //! * A waiter that is **stopped** (SIGSTOP, Ctrl-Z, a frozen cgroup) would
 //!   hold up everyone behind it. Each waiter looks at the one before it once
@@ -141,12 +140,7 @@ pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -
         Ok(all) if all.is_empty() => Ok(true),
         Ok(mut all) => {
             all.sort_unstable();
-            let mut stale = Vec::new();
-            let nobody = line
-                .nearest_waiter(&mut all, !waiting, &mut stale)?
-                .is_none();
-            line.remove(&stale);
-            Ok(nobody)
+            Ok(line.nearest_waiter(&mut all, !waiting)?.is_none())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io("cannot list", &line.path, e)),
@@ -177,15 +171,10 @@ impl LineDir {
     }
 
     /// The last of `places` (sorted, in arrival order) whose waiter is
-    /// alive and (if `running`) running, stepping past stopped waiters.
-    /// Places found gone are dropped from `places`, and stale ones moved to
-    /// `stale`, for the caller to remove when it has time.
-    fn nearest_waiter(
-        &self,
-        places: &mut Vec<Place>,
-        running: bool,
-        stale: &mut Vec<Place>,
-    ) -> Result<Option<Place>> {
+    /// alive and (if `running`) running, removing stale places on the way
+    /// (from the directory and from `places`) and stepping past stopped
+    /// waiters.
+    fn nearest_waiter(&self, places: &mut Vec<Place>, running: bool) -> Result<Option<Place>> {
         let mut i = places.len();
         while i > 0 {
             i -= 1;
@@ -196,7 +185,7 @@ impl LineDir {
                 }
                 Some(true) => {}
                 Some(false) => {
-                    stale.push(place);
+                    self.remove(place);
                     places.remove(i);
                 }
                 None => {
@@ -228,15 +217,11 @@ impl LineDir {
         }
     }
 
-    /// Removes stale places (their waiters left or died).
-    fn remove(&self, stale: &[Place]) {
-        for place in stale {
-            if let Ok(c) = CString::new(place.name()) {
-                // SAFETY: c is a valid C string. Gone already is fine.
-                unsafe {
-                    libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0)
-                };
-            }
+    /// Removes a stale place (its waiter died without leaving).
+    fn remove(&self, place: Place) {
+        if let Ok(c) = CString::new(place.name()) {
+            // SAFETY: c is a valid C string. Gone already is fine.
+            unsafe { libc::unlinkat(std::os::fd::AsRawFd::as_raw_fd(&self.dir), c.as_ptr(), 0) };
         }
     }
 }
@@ -271,15 +256,12 @@ struct Line {
     dir: LineDir,
     me: Place,
     /// Holds the exclusive lock; opened read-write, so that its close (our
-    /// leaving, or our death) wakes the waiter behind us. Taken out only
-    /// when leaving.
-    file: Option<OwnedFd>,
+    /// leaving, or our death) wakes the waiter behind us.
+    _file: OwnedFd,
     /// The places before ours at the last full look, in arrival order,
     /// less those found gone since: where the next look starts, so that a
     /// wake when the one before us leaves reads no directory.
     older: Vec<Place>,
-    /// Stale places found, removed before the next sleep (see `Drop`).
-    stale: Vec<Place>,
 }
 
 /// Who stands before us.
@@ -344,9 +326,8 @@ impl Line {
                 return Ok(Line {
                     dir: line,
                     me,
-                    file: Some(file),
+                    _file: file,
                     older: Vec::new(),
-                    stale: Vec::new(),
                 });
             }
             arrived = now_ns().max(arrived + 1);
@@ -375,64 +356,20 @@ impl Line {
             all.sort_unstable();
             self.older = all;
         }
-        Ok(
-            match self
-                .dir
-                .nearest_waiter(&mut self.older, true, &mut self.stale)?
-            {
-                Some(place) => Ahead::Waiter(place),
-                None => Ahead::Nobody,
-            },
-        )
-    }
-}
-
-impl Line {
-    /// Removes the stale places found so far: done before a sleep, when
-    /// nobody waits for us, rather than between a slot and its new holder.
-    fn tidy(&mut self) {
-        self.dir.remove(&self.stale);
-        self.stale.clear();
-    }
-}
-
-impl Line {
-    /// Leaves the line for a slot just taken: whatever stands between a
-    /// slot and its holder must be short. Only unlocks and closes (see
-    /// `leave`): our file, and the stale ones we found, are left for
-    /// whoever finds them to remove.
-    fn leave_quickly(mut self) {
-        self.stale.clear();
-        self.leave(false);
-    }
-
-    /// Leaves the line: unlocks our file, then closes it, so that the close
-    /// that wakes the waiter behind us comes after the lock is gone (a close
-    /// alone queues its event before the kernel drops the lock). Then, if
-    /// `tidy`, removes it and the stale places we found: after the close, so
-    /// that the one behind is not kept waiting for it (on ext4 removing a
-    /// file and freeing its inode take tens of microseconds). In a fork
-    /// child the place is the parent's: only our descriptor closes.
-    fn leave(&mut self, tidy: bool) {
-        let Some(file) = self.file.take() else {
-            return;
-        };
-        if self.me.pid != std::process::id() {
-            return;
-        }
-        super::agree::unlock(file.as_fd());
-        drop(file);
-        if tidy {
-            self.stale.push(self.me);
-            self.tidy();
-        }
+        Ok(match self.dir.nearest_waiter(&mut self.older, true)? {
+            Some(place) => Ahead::Waiter(place),
+            None => Ahead::Nobody,
+        })
     }
 }
 
 impl Drop for Line {
-    /// Leaves the line, tidily: a wait that ends without a slot.
+    /// Leaves the line: removes our file, then closes it (in a fork child,
+    /// only closes: the place is the parent's).
     fn drop(&mut self) {
-        self.leave(true);
+        if self.me.pid == std::process::id() {
+            self.dir.remove(self.me);
+        }
     }
 }
 
@@ -476,9 +413,9 @@ pub(super) fn wait(
     let mut head_watch: Option<i32> = None;
     let mut ahead_watch: Option<(i32, Place)> = None;
     let mut retry = 0;
-    // The same for the one before us: its close (when it dies) can come
-    // before the kernel drops its lock, so a look just after that event
-    // can still find it alive. Spent until such an event.
+    // The same for the one before us: the close of a waiter that dies comes
+    // before the kernel drops its lock, so a look just after that event can
+    // still find it alive. Spent until such an event.
     let mut ahead_retry = RETRY.len();
     let mut first = 0;
     // When the next full look at the line is due. Between full looks the
@@ -504,8 +441,8 @@ pub(super) fn wait(
             Ahead::Lost => return Ok(Waited::Restart),
             Ahead::Nobody => {
                 // The watch of the waiter before us is not removed: its file
-                // is gone or about to be (the kernel drops a watch of a
-                // deleted file by itself), and inotify_rm_watch waits for an RCU grace
+                // is gone (the kernel drops a watch of a deleted file by
+                // itself), and inotify_rm_watch waits for an RCU grace
                 // period, milliseconds that would fall between the release
                 // we are about to wait for and our ticket.
                 ahead_watch = None;
@@ -534,7 +471,7 @@ pub(super) fn wait(
                         };
                         // Only now the next in line may go: the ticket is
                         // complete.
-                        line.leave_quickly();
+                        drop(line);
                         return Ok(Waited::Got(held));
                     }
                     Tried::Changed => return Ok(Waited::Restart),
@@ -589,7 +526,6 @@ pub(super) fn wait(
                 }
             }
         };
-        line.tidy();
         let woken = match &inotify.1 {
             Some(ino) => intr.sleep(Some(ino.as_fd()), Some(timeout)),
             None => intr.sleep(None, Some(timeout.min(POLL))),
