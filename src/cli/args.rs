@@ -134,9 +134,10 @@ pub(crate) struct DirArg {
     pub(crate) etcd_prefix: Option<String>,
 }
 
-/// `elect run`.
+/// What `elect run` and `elect hold` share: which election, and how long
+/// to wait for a ticket of it.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct WaitArgs {
     /// How many holders at once, from 1 to 4096. Every live participant of a
     /// resource must ask for the same number.
     #[arg(
@@ -177,6 +178,26 @@ pub(crate) struct RunArgs {
         allow_hyphen_values = true
     )]
     pub(crate) conflict_exit_code: u8,
+}
+
+impl WaitArgs {
+    /// How long to wait: `--no-wait` and `--timeout 0` both give up at once.
+    pub(crate) fn wait(&self) -> super::run::Wait {
+        use super::run::Wait;
+        match (self.no_wait, self.timeout) {
+            (true, _) => Wait::No,
+            (false, Some(t)) if t.is_zero() => Wait::No,
+            (false, Some(t)) => Wait::For(t),
+            (false, None) => Wait::Forever,
+        }
+    }
+}
+
+/// `elect run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) wait: WaitArgs,
 
     /// How `elect status` describes this holder [default: the command line].
     // Display-only, like the default taken from the command line: bytes that
@@ -241,46 +262,8 @@ pub(crate) struct RunArgs {
 /// `elect hold`.
 #[derive(Debug, Args)]
 pub(crate) struct HoldArgs {
-    /// How many holders at once, from 1 to 4096. Every live participant of a
-    /// resource must ask for the same number.
-    #[arg(
-        short = 't',
-        long,
-        value_name = "N",
-        default_value_t = 1,
-        value_parser = Text(parse_tickets),
-        allow_hyphen_values = true
-    )]
-    pub(crate) tickets: u32,
-
     #[command(flatten)]
-    pub(crate) dir: DirArg,
-
-    /// Give up at once when no ticket is free (exit 75, or the -E status).
-    #[arg(short = 'n', long, conflicts_with = "timeout")]
-    pub(crate) no_wait: bool,
-
-    /// Give up when no ticket came within DUR: 250ms, 3s, 2m, 1h, 1d; a bare
-    /// number is seconds; 0 is the same as --no-wait.
-    #[arg(
-        short = 'w',
-        long,
-        value_name = "DUR",
-        value_parser = Text(parse_duration),
-        allow_hyphen_values = true
-    )]
-    pub(crate) timeout: Option<Duration>,
-
-    /// Exit status when no ticket was obtained, from 0 to 255.
-    #[arg(
-        short = 'E',
-        long,
-        value_name = "CODE",
-        default_value_t = super::exit::NO_TICKET,
-        value_parser = Text(parse_exit_code),
-        allow_hyphen_values = true
-    )]
-    pub(crate) conflict_exit_code: u8,
+    pub(crate) wait: WaitArgs,
 
     /// How `elect status` describes this holder [default: the command line
     /// of the process that started elect hold, such as the script].

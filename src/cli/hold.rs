@@ -20,7 +20,7 @@ use super::command;
 use super::exit::{self, Failure, say};
 use super::location::Place;
 use super::output::{self, Written};
-use super::run::{self, Wait};
+use super::run;
 use super::signals::{self, Action, Signals, Woke};
 
 /// How often the ticket and the parent are looked at while holding.
@@ -43,12 +43,12 @@ const PARENT_DEATH_SIGNAL: i32 = libc::SIGHUP;
 pub(crate) fn hold(args: HoldArgs) -> Result<i32, Failure> {
     // SAFETY: getppid cannot fail.
     let parent = unsafe { libc::getppid() };
-    let place = Place::of(&args.dir, args.ttl)?;
+    let place = Place::of(&args.wait.dir, args.ttl)?;
     let label = args.label.clone().unwrap_or_else(|| label_of(parent));
     // Refuses a bad name before anything is touched (status 2).
     let election = place
         .builder(&args.name)
-        .tickets(args.tickets)
+        .tickets(args.wait.tickets)
         .label(label)
         .build()?;
     check_input()?;
@@ -99,12 +99,7 @@ impl Holding<'_> {
             // Nobody is left to hold it for.
             return Ok(self.gone());
         }
-        let wait = match (args.no_wait, args.timeout) {
-            (true, _) => Wait::No,
-            (false, Some(t)) if t.is_zero() => Wait::No,
-            (false, Some(t)) => Wait::For(t),
-            (false, None) => Wait::Forever,
-        };
+        let wait = args.wait.wait();
         let ticket = match run::obtain(self.election, wait, self.quiet, self.signals, None)? {
             Ok((ticket, _)) => ticket,
             Err(()) => {
@@ -113,7 +108,10 @@ impl Holding<'_> {
                 } else {
                     run::no_ticket(self.election, wait)
                 };
-                return Err(Failure::new(i32::from(args.conflict_exit_code), message));
+                return Err(Failure::new(
+                    i32::from(args.wait.conflict_exit_code),
+                    message,
+                ));
             }
         };
         // The script does the work of the ticket: status shows its pid as

@@ -47,8 +47,8 @@ pub(crate) enum Wait {
 
 /// Runs `elect run` and returns its exit status.
 pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
-    let place = Place::of(&args.dir, args.ttl)?;
-    let builder = place.builder(&args.name).tickets(args.tickets).label(
+    let place = Place::of(&args.wait.dir, args.ttl)?;
+    let builder = place.builder(&args.name).tickets(args.wait.tickets).label(
         args.label
             .clone()
             .unwrap_or_else(|| command::command_line(&args.command)),
@@ -60,12 +60,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
 
     let signals = Signals::catch().map_err(|e| Failure::os("cannot catch signals", &e))?;
 
-    let wait = match (args.no_wait, args.timeout) {
-        (true, _) => Wait::No,
-        (false, Some(t)) if t.is_zero() => Wait::No,
-        (false, Some(t)) => Wait::For(t),
-        (false, None) => Wait::Forever,
-    };
+    let wait = args.wait.wait();
     let launch = Launch {
         argv: &args.command,
         found: found.as_deref(),
@@ -82,7 +77,7 @@ pub(crate) fn run(args: RunArgs) -> Result<i32, Failure> {
             if !args.quiet {
                 say(no_ticket(&election, wait));
             }
-            return Ok(i32::from(args.conflict_exit_code));
+            return Ok(i32::from(args.wait.conflict_exit_code));
         }
     };
 
