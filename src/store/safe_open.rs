@@ -394,7 +394,7 @@ pub(crate) fn open_file_sized(
     // A file made under a umask that took bits elect needs (the group's,
     // when sharing) gets them now; only its owner can, and only adds.
     let perms = st.st_mode as u32 & 0o7777;
-    if st.st_uid == ownership::euid() && perms & wanted != wanted {
+    if perms & wanted != wanted && st.st_uid == ownership::euid() {
         // SAFETY: plain syscall on a borrowed descriptor.
         if unsafe { libc::fchmod(fd.as_raw_fd(), (perms | wanted) as libc::mode_t) } != 0 {
             return Err(Error::io(

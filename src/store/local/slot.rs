@@ -144,9 +144,10 @@ pub(super) fn finish(
     }
     let lock = lock_above(lock, &record_fd)
         .map_err(|e| Error::io("cannot duplicate the lock of", &path, e))?;
+    let pid = std::process::id();
     // Dropped on the error paths below: the slot goes back at once.
     let mut held = LocalHeld {
-        pid: std::process::id(),
+        pid,
         inherited: false,
         lock: Some(lock),
         record_fd: Some(record_fd),
@@ -157,7 +158,7 @@ pub(super) fn finish(
         slot,
         token: 0,
         record: HolderRecord {
-            pid: std::process::id(),
+            pid,
             since: crate::time::rfc3339_now(),
             label: req.label.clone(),
             token: 0,
