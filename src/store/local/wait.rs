@@ -412,11 +412,11 @@ pub(super) fn wait(
     // waiter before us.
     let mut head_watch: Option<i32> = None;
     let mut ahead_watch: Option<(i32, Place)> = None;
+    // Where in RETRY the next sleep is: reset by an event that may not have
+    // shown yet (a close is queued before the kernel drops the lock), for
+    // the head (a holder's record) and for the others (the waiter before
+    // them dying) alike.
     let mut retry = 0;
-    // The same for the one before us: the close of a waiter that dies comes
-    // before the kernel drops its lock, so a look just after that event can
-    // still find it alive. Spent until such an event.
-    let mut ahead_retry = RETRY.len();
     let mut first = 0;
     // When the next full look at the line is due. Between full looks the
     // head stays the head: only an arrival that read the clock before us
@@ -489,7 +489,7 @@ pub(super) fn wait(
                 // Retries are for a look that still found alive the one
                 // whose close woke us; a new one before us is watched.
                 if ahead_watch.is_none_or(|(_, p)| p != place) {
-                    ahead_retry = RETRY.len();
+                    retry = RETRY.len();
                 }
                 // No longer the head: the directory's watch stops waking us
                 // for releases (its mask replaced; see above).
@@ -517,8 +517,8 @@ pub(super) fn wait(
                 }
                 // Woken at the next full look at the latest.
                 let until_full = look_again.saturating_duration_since(std::time::Instant::now());
-                let t = RETRY.get(ahead_retry).copied();
-                ahead_retry += 1;
+                let t = RETRY.get(retry).copied();
+                retry += 1;
                 match t {
                     Some(t) => t,
                     None if ahead_watch.is_some() => until_full.max(Duration::from_millis(1)),
@@ -556,12 +556,10 @@ pub(super) fn wait(
                             retry = 0;
                         }
                     }
-                    if ahead_watch.is_some_and(|(wd, _)| wd == ev.wd) {
-                        ahead_retry = 0;
-                    }
-                    if ev.mask & IN_Q_OVERFLOW != 0 {
+                    if ahead_watch.is_some_and(|(wd, _)| wd == ev.wd)
+                        || ev.mask & IN_Q_OVERFLOW != 0
+                    {
                         retry = 0;
-                        ahead_retry = 0;
                     }
                 }
             }
