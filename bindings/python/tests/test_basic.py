@@ -198,3 +198,26 @@ def test_spawn_start_method(rundir):
     assert result.get(timeout=60) == 0
     p.join(60)
     assert p.exitcode == 0
+
+
+def test_exit_hook_comes_with_the_first_campaign(rundir):
+    """Importing elect registers no atexit hook; a campaign does, and a
+    campaign still owning at exit is resigned with its cleanup run."""
+    import subprocess
+    import sys
+
+    script = f"""
+import atexit, elect, threading
+before = atexit._ncallbacks()
+e = elect.Election("hook", dir={str(rundir)!r})
+e.try_obtain().release()
+assert atexit._ncallbacks() == before, "import or obtain registered a hook"
+won = threading.Event()
+c = e.campaign(lambda t: won.set(), lambda ending: print("cleanup", ending.value, flush=True))
+assert won.wait(20), "the campaign never won"
+assert atexit._ncallbacks() == before + 1, atexit._ncallbacks()
+print("exiting", flush=True)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["exiting", "cleanup resigned"], out.stdout

@@ -124,7 +124,7 @@ class Election(_elect.Election):
                 cleanup(Ending(ending))
 
         campaign = self._campaign(on_obtain, end, requeue, check_every)
-        _campaigns.add(campaign)
+        _track(campaign)
         return campaign
 
     def status(self) -> dict[str, Any]:
@@ -137,11 +137,21 @@ class Election(_elect.Election):
 
 
 # Campaigns still running when the interpreter exits are resigned while
-# Python can still run their cleanup, not during its finalization.
+# Python can still run their cleanup, not during its finalization. The exit
+# hook is registered with the first campaign, not at import: a program that
+# only imports elect, or only obtains, gets no hook it did not ask for.
 _campaigns: "weakref.WeakSet[Campaign]" = weakref.WeakSet()
+_hooked = False
 
 
-@atexit.register
+def _track(campaign: Campaign) -> None:
+    global _hooked
+    if not _hooked:
+        atexit.register(_resign_all)
+        _hooked = True
+    _campaigns.add(campaign)
+
+
 def _resign_all() -> None:
     for campaign in list(_campaigns):
         try:
