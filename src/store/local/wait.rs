@@ -140,12 +140,32 @@ pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -
         Ok(all) if all.is_empty() => Ok(true),
         Ok(mut all) => {
             all.sort_unstable();
-            Ok(line.nearest_waiter(&mut all, !waiting)?.is_none())
+            let nearest = line.nearest_waiter(&mut all, !waiting, usize::MAX)?;
+            Ok(matches!(nearest, Nearest::Nobody))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(Error::io("cannot list", &line.path, e)),
     }
 }
+
+/// What a walk back along the line found.
+enum Nearest {
+    /// The nearest live (and, if asked, running) waiter.
+    Waiter(Place),
+    /// Nobody: every place before was gone, stale or stopped.
+    Nobody,
+    /// More places were gone than the walk was allowed to find: list the
+    /// directory instead.
+    Unsure,
+}
+
+/// How many gone places a quick look (see [`Line::ahead`]) finds before it
+/// lists the directory instead. A waiter woken because the one before it
+/// left usually finds every place before that one gone too (that one was
+/// the head, served after them all): looking at each costs a failed open,
+/// as many as the line was long when it came, which made the CPU of a
+/// hand-off grow with the line. One listing costs about as much as two.
+const QUICK_GONE: usize = 2;
 
 /// The line's directory, opened and checked.
 struct LineDir {
@@ -173,27 +193,34 @@ impl LineDir {
     /// The last of `places` (sorted, in arrival order) whose waiter is
     /// alive and (if `running`) running, removing stale places on the way
     /// (from the directory and from `places`) and stepping past stopped
-    /// waiters.
-    fn nearest_waiter(&self, places: &mut Vec<Place>, running: bool) -> Result<Option<Place>> {
+    /// waiters. Gives up with [`Nearest::Unsure`] once `gone` places were
+    /// found gone or stale while more remain to be looked at.
+    fn nearest_waiter(
+        &self,
+        places: &mut Vec<Place>,
+        running: bool,
+        gone: usize,
+    ) -> Result<Nearest> {
+        let mut found_gone = 0;
         let mut i = places.len();
         while i > 0 {
             i -= 1;
             let place = places[i];
             match self.is_alive(place)? {
                 Some(true) if !running || !crate::sys::is_stopped(place.pid) => {
-                    return Ok(Some(place));
+                    return Ok(Nearest::Waiter(place));
                 }
-                Some(true) => {}
-                Some(false) => {
-                    self.remove(place);
-                    places.remove(i);
-                }
-                None => {
-                    places.remove(i);
-                }
+                Some(true) => continue,
+                Some(false) => self.remove(place),
+                None => {}
+            }
+            places.remove(i);
+            found_gone += 1;
+            if found_gone >= gone && i > 0 {
+                return Ok(Nearest::Unsure);
             }
         }
-        Ok(None)
+        Ok(Nearest::Nobody)
     }
 
     /// Whether the waiter at `place` still waits: its file's lock is held.
@@ -340,26 +367,31 @@ impl Line {
     /// are looked at again: nobody who arrives later stands before us,
     /// except one that read the clock before us and made its place after (a
     /// moment's preemption), which the next full look, within a second,
-    /// finds.
-    fn ahead(&mut self, full: bool) -> Result<Ahead> {
-        if full {
-            let path = &self.dir.path;
-            let mut all = match places(path) {
-                Ok(all) => all,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
-                Err(e) => return Err(Error::io("cannot list", path, e)),
-            };
-            if !all.contains(&self.me) {
-                return Ok(Ahead::Lost);
+    /// finds. A quick look that finds more than [`QUICK_GONE`] places gone
+    /// turns into a full one.
+    fn ahead(&mut self, mut full: bool) -> Result<Ahead> {
+        loop {
+            if full {
+                let path = &self.dir.path;
+                let mut all = match places(path) {
+                    Ok(all) => all,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ahead::Lost),
+                    Err(e) => return Err(Error::io("cannot list", path, e)),
+                };
+                if !all.contains(&self.me) {
+                    return Ok(Ahead::Lost);
+                }
+                all.retain(|p| *p < self.me);
+                all.sort_unstable();
+                self.older = all;
             }
-            all.retain(|p| *p < self.me);
-            all.sort_unstable();
-            self.older = all;
+            let gone = if full { usize::MAX } else { QUICK_GONE };
+            match self.dir.nearest_waiter(&mut self.older, true, gone)? {
+                Nearest::Waiter(place) => return Ok(Ahead::Waiter(place)),
+                Nearest::Nobody => return Ok(Ahead::Nobody),
+                Nearest::Unsure => full = true,
+            }
         }
-        Ok(match self.dir.nearest_waiter(&mut self.older, true)? {
-            Some(place) => Ahead::Waiter(place),
-            None => Ahead::Nobody,
-        })
     }
 }
 
@@ -564,5 +596,78 @@ pub(super) fn wait(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// A line's directory in a fresh temporary directory, with `n` places
+    /// whose files are gone (their waiters left).
+    fn line_with_gone(n: u64) -> (tempfile::TempDir, LineDir, Vec<Place>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = OwnedFd::from(std::fs::File::open(tmp.path()).unwrap());
+        let line = LineDir {
+            dir,
+            path: tmp.path().to_path_buf(),
+            mode: 0o600,
+        };
+        let places = (0..n)
+            .map(|arrived| Place {
+                arrived,
+                pid: std::process::id(),
+            })
+            .collect();
+        (tmp, line, places)
+    }
+
+    #[test]
+    fn a_quick_look_gives_up_after_a_few_gone_places() {
+        let (_tmp, line, mut places) = line_with_gone(50);
+        assert!(matches!(
+            line.nearest_waiter(&mut places, true, QUICK_GONE).unwrap(),
+            Nearest::Unsure
+        ));
+        // It looked at QUICK_GONE places only, from the end.
+        assert_eq!(places.len(), 50 - QUICK_GONE);
+        assert_eq!(places.last().unwrap().arrived, 49 - QUICK_GONE as u64);
+    }
+
+    #[test]
+    fn a_full_walk_finds_nobody_among_gone_places() {
+        let (_tmp, line, mut places) = line_with_gone(50);
+        assert!(matches!(
+            line.nearest_waiter(&mut places, true, usize::MAX).unwrap(),
+            Nearest::Nobody
+        ));
+        assert!(places.is_empty());
+        // With as many gone as the budget and nothing left, nobody is
+        // there: no listing needed.
+        let (_tmp, line, mut places) = line_with_gone(QUICK_GONE as u64);
+        assert!(matches!(
+            line.nearest_waiter(&mut places, true, QUICK_GONE).unwrap(),
+            Nearest::Nobody
+        ));
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_nearest_live_waiter() {
+        let (tmp, line, mut places) = line_with_gone(10);
+        // The waiter at place 3 is alive: its file exists and is locked.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp.path().join(places[3].name()))
+            .unwrap();
+        file.lock().unwrap();
+        assert!(matches!(
+            line.nearest_waiter(&mut places, true, usize::MAX).unwrap(),
+            Nearest::Waiter(p) if p == places[3]
+        ));
+        assert_eq!(places.len(), 4);
     }
 }
