@@ -244,7 +244,8 @@ impl LocalStore {
         // A newcomer, or a try, takes a free slot without joining the line
         // only when no running waiter stands in it: nobody overtakes those
         // who came first.
-        if wait::nobody_waits(&joined.res, self.sharing(), wait)? {
+        let (nobody, seen) = wait::nobody_waits(&joined.res, self.sharing(), wait)?;
+        if nobody {
             match slot::try_slots(&joined, req.tickets, 0, mode)? {
                 slot::Tried::Got { slot, lock, id } => {
                     return Ok(slot::finish(
@@ -264,7 +265,7 @@ impl LocalStore {
         if !wait {
             return Ok(Some(None));
         }
-        match wait::wait(&joined, req, self.sharing(), intr)? {
+        match wait::wait(&joined, req, self.sharing(), intr, seen)? {
             wait::Waited::Got(held) => Ok(Some(Some(held))),
             wait::Waited::Restart => Ok(None),
         }

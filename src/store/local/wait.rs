@@ -123,29 +123,48 @@ fn places(dir: &Path) -> std::io::Result<Vec<Place>> {
     Ok(all)
 }
 
+/// What a newcomer saw of the line before it joined: when it came, and
+/// who stood there then.
+pub(super) struct Seen {
+    /// The moment of arrival, read before the line was listed: anyone who
+    /// came earlier and had made its place by then is in `before`.
+    arrived: u64,
+    /// The places listed (stale ones too, less those found gone), in
+    /// arrival order.
+    before: Vec<Place>,
+}
+
 /// Whether no running waiter stands in the line of `res`: only then may a
 /// newcomer, or a try that does not wait, take a free slot without joining
-/// the line, so that nobody overtakes those who came first.
+/// the line, so that nobody overtakes those who came first. Also what was
+/// seen, for a newcomer that goes on to join the line: it starts from that
+/// instead of listing the line again.
 ///
 /// A newcomer that will wait anyway (`waiting`) counts a stopped waiter as
 /// one: it joins the line, and steps past the stopped one there. That
 /// spares it reading `/proc` for the waiter at the end of the line, at
 /// every obtain while anyone waits. A try must know: a stopped waiter keeps
 /// a free slot from it for no longer than from anyone else.
-pub(super) fn nobody_waits(res: &ResourceDir, sharing: Sharing, waiting: bool) -> Result<bool> {
-    let Some(line) = LineDir::open(res, sharing, false)? else {
-        return Ok(true);
+pub(super) fn nobody_waits(
+    res: &ResourceDir,
+    sharing: Sharing,
+    waiting: bool,
+) -> Result<(bool, Seen)> {
+    let mut seen = Seen {
+        arrived: now_ns(),
+        before: Vec::new(),
     };
-    match places(&line.path) {
-        Ok(all) if all.is_empty() => Ok(true),
-        Ok(mut all) => {
-            all.sort_unstable();
-            let nearest = line.nearest_waiter(&mut all, !waiting, usize::MAX)?;
-            Ok(matches!(nearest, Nearest::Nobody))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(Error::io("cannot list", &line.path, e)),
-    }
+    let Some(line) = LineDir::open(res, sharing, false)? else {
+        return Ok((true, seen));
+    };
+    seen.before = match places(&line.path) {
+        Ok(all) => all,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((true, seen)),
+        Err(e) => return Err(Error::io("cannot list", &line.path, e)),
+    };
+    seen.before.sort_unstable();
+    let nearest = line.nearest_waiter(&mut seen.before, !waiting, usize::MAX)?;
+    Ok((matches!(nearest, Nearest::Nobody), seen))
 }
 
 /// What a walk back along the line found.
@@ -303,10 +322,11 @@ enum Ahead {
 }
 
 impl Line {
-    fn enter(res: &ResourceDir, sharing: Sharing) -> Result<Line> {
+    /// Joins the line as the newcomer that saw `seen`.
+    fn enter(res: &ResourceDir, sharing: Sharing, seen: Seen) -> Result<Line> {
         let line = LineDir::open(res, sharing, true)?.expect("created");
         let (dir, path, mode) = (&line.dir, &line.path, line.mode);
-        let mut arrived = now_ns();
+        let mut arrived = seen.arrived;
         loop {
             let me = Place {
                 arrived,
@@ -350,14 +370,16 @@ impl Line {
                         .map(|st| crate::sys::FileId::of(&st))
             });
             if locked && still {
+                let mut older = seen.before;
+                older.retain(|p| *p < me);
                 return Ok(Line {
                     dir: line,
                     me,
                     _file: file,
-                    older: Vec::new(),
+                    older,
                 });
             }
-            arrived = now_ns().max(arrived + 1);
+            arrived += 1;
         }
     }
 
@@ -419,10 +441,11 @@ pub(super) fn wait(
     req: &Request,
     sharing: Sharing,
     intr: &Interrupter,
+    seen: Seen,
 ) -> Result<Waited> {
     let res = &joined.res;
     let mode = sharing.file_mode();
-    let mut line = Line::enter(res, sharing)?;
+    let mut line = Line::enter(res, sharing, seen)?;
     let inotify = joined.inotify();
     // Back to the membership however the wait ends without a ticket.
     struct Spare<'a>(&'a Joined, Option<Inotify>);
@@ -455,8 +478,9 @@ pub(super) fn wait(
     // and made its place after (a moment's preemption), or a stopped
     // waiter continued, can stand before it, and for those a second's wait
     // is fair. So a release wakes the head straight to the slots, and the
-    // one behind a leaver looks only at those it knew were before it.
-    let mut look_again = std::time::Instant::now();
+    // one behind a leaver looks only at those it knew were before it. The
+    // first look, too, starts from what the newcomer saw before it joined.
+    let mut look_again = std::time::Instant::now() + TICK;
     loop {
         intr.check().map_err(|_| Error::Cancelled)?;
         let now = std::time::Instant::now();
