@@ -708,7 +708,11 @@ def main():
             + ", ".join(f"({k}: {sc[k]['cpu_us']:.1f} µs)" for k in (4, 16, 64) if k in sc)
             + ". multiproc.rs divides the CPU of all contenders by the hand-offs between different processes; with "
             "hold 0 and think 0 a releaser that takes the lock straight back is no hand-off but does cost CPU, so "
-            "this figure also moves with how often that happens, which these numbers do not separate."
+            "this figure also moves with how often that happens, which these numbers do not separate. "
+            "What grows with the line: a newcomer lists the line's directory to find its place, and the "
+            "waiter behind a head that was served lists it again to learn that it is the head now (the "
+            "places it knew before that one are gone), two directory reads per hand-off whose cost grows "
+            "with the number of waiters; the line has no other index."
         )
     w("\n".join(reasons) if reasons else "All targets are met in this run.")
     w("")
