@@ -11,6 +11,13 @@
 //! default), or when the campaign is resigned. Then the cleanup runs with the [`Ending`], and the
 //! campaign ends, unless it was asked to [`requeue`](CampaignBuilder::requeue),
 //! in which case it competes again (resigning always ends it).
+//!
+//! The slot stays held until the cleanup has returned: the next owner
+//! starts only once this one has stopped its work, so the work of two
+//! owners never overlaps on one slot. Only a ticket the owned code released
+//! itself, or one that was lost, is free before the cleanup runs. A cleanup
+//! that hangs keeps the slot, as the owned work would; one that panics
+//! frees it.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -122,7 +129,8 @@ impl CampaignBuilder {
     /// receives the ticket, like the seed's callback: it starts the owned
     /// work and returns promptly, and ownership lasts until the work calls
     /// [`CampaignTicket::release`], the ticket is lost, or the campaign is
-    /// resigned; then `cleanup` runs and should stop that work. Long work
+    /// resigned; then `cleanup` runs and should stop that work, and the
+    /// slot is freed once it returns (see the [module](self)). Long work
     /// belongs on a thread of its own that stops when `cleanup` tells it to
     /// or when [`CampaignTicket::is_held`] turns false.
     ///
@@ -158,8 +166,9 @@ impl CampaignBuilder {
                     shared.on_release(Box::new(move || s3.raise(|f| f.released = true)));
                     owned(ticket.for_campaign());
                     let ending = s2.wait_for_end(&shared, self.check_every);
-                    shared.release();
+                    let held = ReleaseAfter(&shared);
                     cleanup(ending);
+                    drop(held);
                     if ending == Ending::Resigned || !self.requeue {
                         return Ok(());
                     }
@@ -179,6 +188,19 @@ impl CampaignBuilder {
 struct Flags {
     released: bool,
     resigned: bool,
+}
+
+/// Frees a campaign's slot when dropped: after the cleanup has run, so that
+/// the next owner starts only once this one has stopped its work, and also
+/// when the cleanup panics or (async) its future is dropped part-way, so
+/// that a clone of the [`CampaignTicket`] kept somewhere cannot keep the
+/// slot. A ticket lost or released by the owned code is free already.
+struct ReleaseAfter<'a>(&'a Shared);
+
+impl Drop for ReleaseAfter<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 /// What a blocking campaign's thread waits on.
@@ -311,7 +333,7 @@ mod asynchronous {
 
     use tokio::sync::oneshot;
 
-    use super::{CampaignBuilder, Ending};
+    use super::{CampaignBuilder, Ending, ReleaseAfter};
     use crate::error::Result;
     use crate::ticket::CampaignTicket;
 
@@ -320,7 +342,8 @@ mod asynchronous {
         /// When the campaign wins, the future `owned(ticket)` runs, and
         /// ownership lasts until it finishes or calls [`CampaignTicket::release`]
         /// (or the ticket is lost, or the campaign resigned); then the
-        /// future is dropped and `cleanup(ending)` runs. Dropping the ticket
+        /// future is dropped, `cleanup(ending)` runs, and the slot is freed
+        /// once it has finished (see the [module](super)). Dropping the ticket
         /// handle does not end ownership.
         ///
         /// ```
@@ -399,10 +422,12 @@ mod asynchronous {
                         }
                     }
                 };
-                // Ownership is over: stop the owned code, then free the slot.
+                // Ownership is over: stop the owned code and run the
+                // cleanup, then free the slot (see `ReleaseAfter`).
                 drop(work);
-                shared.release();
+                let held = ReleaseAfter(&shared);
                 cleanup(ending).await;
+                drop(held);
                 if ending == Ending::Resigned || !self.requeue {
                     return Ok(());
                 }

@@ -7,7 +7,8 @@
 //! to the one behind it. Every release is the event the head of the line
 //! sleeps on, after the slot is free, and a failed try is none; a slot freed
 //! without any event still reaches the head within about a second; idle
-//! waiters block in no lock and wake about once a second.
+//! waiters block in no lock and wake about once a second. A campaign's
+//! slot stays held while its cleanup runs: the next owner starts after it.
 
 mod support;
 
@@ -253,6 +254,128 @@ fn resigning_a_waiting_async_campaign_returns_promptly() {
         support::assert_no_lock_of_ours(&run.join(&name), false);
         drop(holders);
     }
+}
+
+/// While a campaign's cleanup runs, the campaign still holds the slot:
+/// `cleanup_started` has seen the cleanup begin; then the slot must be
+/// locked by this process and the waiting process `w` must hold nothing.
+/// `finish_cleanup` lets the cleanup return; then `w` gets the slot.
+fn next_owner_waits_for_the_cleanup(
+    run: &Path,
+    name: &str,
+    mut w: Worker,
+    cleanup_started: impl FnOnce(),
+    finish_cleanup: impl FnOnce(),
+) {
+    cleanup_started();
+    let slot = run.join(name).join("slot.0");
+    assert!(
+        support::holds(std::process::id(), &slot, true),
+        "the slot was freed before the cleanup returned"
+    );
+    assert!(
+        !w.has_said("HELD"),
+        "the next owner started during the cleanup"
+    );
+    finish_cleanup();
+    w.expect_held();
+    w.finish();
+}
+
+#[test]
+fn the_next_owner_starts_after_a_blocking_campaigns_cleanup() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let name = "cleanup-first-blocking";
+    let (tx, rx) = mpsc::channel::<&str>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let tx2 = tx.clone();
+    let c = election(run, name, 1).campaign().run_blocking(
+        move |_| tx.send("owned").unwrap(),
+        move |_| {
+            tx2.send("cleanup").unwrap();
+            go_rx.recv().unwrap();
+        },
+    );
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "owned");
+    let w = waiter(run, name, 1);
+    wait_in_line(w.pid, &run.join(name));
+    let resign = std::thread::spawn(move || c.resign());
+    next_owner_waits_for_the_cleanup(
+        run,
+        name,
+        w,
+        || assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "cleanup"),
+        || go_tx.send(()).unwrap(),
+    );
+    resign.join().unwrap().unwrap();
+}
+
+#[test]
+fn the_next_owner_starts_after_an_async_campaigns_cleanup() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let name = "cleanup-first-async";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<&str>();
+    let tx2 = tx.clone();
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let go2 = std::sync::Arc::clone(&go);
+    let c = {
+        let _in_rt = rt.enter();
+        election(run, name, 1).campaign().run(
+            move |_| {
+                tx.send("owned").unwrap();
+                std::future::pending::<()>()
+            },
+            move |_| {
+                tx2.send("cleanup").unwrap();
+                let go = std::sync::Arc::clone(&go2);
+                async move { go.notified().await }
+            },
+        )
+    };
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "owned");
+    let w = waiter(run, name, 1);
+    wait_in_line(w.pid, &run.join(name));
+    let resign = rt.spawn(c.resign());
+    next_owner_waits_for_the_cleanup(
+        run,
+        name,
+        w,
+        || assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "cleanup"),
+        // A permit is kept if the cleanup is not waiting yet.
+        || go.notify_one(),
+    );
+    rt.block_on(resign).unwrap().unwrap();
+}
+
+#[test]
+fn a_cleanup_that_panics_still_frees_the_slot() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let name = "cleanup-panics";
+    let (tx, rx) = mpsc::channel();
+    let c = election(run, name, 1).campaign().run_blocking(
+        move |t| tx.send(t).unwrap(),
+        |_| panic!("the cleanup fails"),
+    );
+    // A clone of the ticket kept outside the campaign: it must not keep the
+    // slot once the campaign is over.
+    let kept = rx.recv_timeout(DEADLINE).unwrap();
+    let resigned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.resign()));
+    assert!(resigned.is_err(), "the cleanup's panic reaches resign");
+    assert!(!kept.is_held(), "the ticket outlived its campaign");
+    let mut w = waiter(run, name, 1);
+    w.expect_held();
+    w.finish();
 }
 
 #[test]

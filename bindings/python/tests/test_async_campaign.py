@@ -4,6 +4,7 @@ import asyncio
 import os
 import queue
 import shutil
+import threading
 
 import pytest
 
@@ -89,6 +90,31 @@ def test_campaign_resign_runs_cleanup(rundir):
     assert not t.is_held
     assert c.is_finished
     assert e.try_obtain() is not None
+
+
+def test_campaign_keeps_the_slot_until_its_cleanup_returns(rundir):
+    e = elect.Election("camp", dir=rundir)
+    tickets: "queue.Queue[elect.CampaignTicket]" = queue.Queue()
+    started, finish = threading.Event(), threading.Event()
+
+    def cleanup(ending: elect.Ending) -> None:
+        started.set()
+        finish.wait(DEADLINE)
+
+    c = e.campaign(tickets.put, cleanup)
+    tickets.get(timeout=DEADLINE)
+    resigner = threading.Thread(target=c.resign)
+    resigner.start()
+    assert started.wait(DEADLINE)
+    # The cleanup runs: the old owner may still be stopping its work, so
+    # nobody else may own yet.
+    assert e.try_obtain() is None
+    finish.set()
+    resigner.join(DEADLINE)
+    assert not resigner.is_alive()
+    t = e.try_obtain()
+    assert t is not None
+    t.release()
 
 
 def test_campaign_release_ends_it(rundir):

@@ -111,7 +111,8 @@ class Election(_elect.Election):
         Ownership lasts until ``ticket.release()``, until the ticket is lost
         (checked every ``check_every`` seconds), or until ``resign()``; then
         ``cleanup(ending)`` runs with an ``Ending`` and should stop that
-        work. If ``on_obtain`` raises, its traceback is printed and the
+        work; the slot is freed once it returns, so the next owner starts
+        after it. If ``on_obtain`` raises, its traceback is printed and the
         ticket released. With ``requeue=True`` the campaign competes again
         after a release or a loss.
 
