@@ -130,7 +130,10 @@ impl CampaignBuilder {
     /// work and returns promptly, and ownership lasts until the work calls
     /// [`CampaignTicket::release`], the ticket is lost, or the campaign is
     /// resigned; then `cleanup` runs and should stop that work, and the
-    /// slot is freed once it returns (see the [module](self)). Long work
+    /// slot is freed once it returns, so that the next owner starts only
+    /// after this one stopped (a ticket the owned code released itself, or
+    /// one that was lost, is free before). A cleanup that hangs keeps the
+    /// slot; one that panics frees it. Long work
     /// belongs on a thread of its own that stops when `cleanup` tells it to
     /// or when [`CampaignTicket::is_held`] turns false.
     ///
@@ -343,7 +346,8 @@ mod asynchronous {
         /// ownership lasts until it finishes or calls [`CampaignTicket::release`]
         /// (or the ticket is lost, or the campaign resigned); then the
         /// future is dropped, `cleanup(ending)` runs, and the slot is freed
-        /// once it has finished (see the [module](super)). Dropping the ticket
+        /// once it has finished, as with [`run_blocking`](Self::run_blocking).
+        /// Dropping the ticket
         /// handle does not end ownership.
         ///
         /// ```
