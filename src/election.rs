@@ -285,7 +285,7 @@ impl Election {
     }
 
     /// The run directory, absolute; for an election on etcd, its
-    /// [location](crate::Etcd::location).
+    /// location (`Etcd::location`, feature `etcd`).
     ///
     /// ```
     /// assert!(elect::Election::new("x")?.dir().is_absolute());
