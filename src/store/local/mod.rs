@@ -145,8 +145,11 @@ impl LocalStore {
     /// system call: checking that a held slot is still at its path would
     /// fail on every look.
     fn check_path_length(&self) -> Result<()> {
+        // The longest slot name: "slot." and the digits of the last slot.
+        const LONGEST_SLOT_NAME: usize =
+            "slot.".len() + (crate::election::MAX_TICKETS - 1).ilog10() as usize + 1;
         let longest =
-            self.run_dir.as_os_str().len() + 1 + crate::name::MAX_NAME_LEN + 1 + "slot.4096".len();
+            self.run_dir.as_os_str().len() + 1 + crate::name::MAX_NAME_LEN + 1 + LONGEST_SLOT_NAME;
         if longest >= PATH_MAX {
             return Err(Error::unsafe_path(
                 &self.run_dir,
