@@ -54,8 +54,9 @@ pub(crate) mod events {
     pub(crate) use values::*;
 }
 
-/// One inotify event (the portable fallback never makes one): its mask, watch and the name of the file it is about (empty
-/// for an event about the watched object itself).
+/// One inotify event (the portable fallback never makes one): its mask,
+/// watch and the name of the file it is about (empty for an event about the
+/// watched object itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Event {
     pub(crate) wd: i32,
