@@ -5,7 +5,7 @@
 //! on a thread of its own, without signals and without giving up the
 //! waiter's place in line until the cancel comes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::election::Election;
 use crate::error::Result;
@@ -75,8 +75,8 @@ impl Election {
     ) -> Result<Option<Ticket>> {
         // The deadline is this call's own; the cancel is shared.
         let mut intr = cancel.intr.clone();
-        if let Some(deadline) = timeout.and_then(|t| Instant::now().checked_add(t)) {
-            intr.set_deadline(deadline);
+        if let Some(timeout) = timeout {
+            intr.set_timeout(timeout);
         }
         self.obtain_with(true, &intr)
     }

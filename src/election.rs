@@ -3,7 +3,7 @@
 //! code; see `obtain_async`).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::interrupt::Interrupter;
@@ -314,7 +314,7 @@ impl Election {
     /// ```
     pub fn try_obtain(&self) -> Result<Option<Ticket>> {
         let mut intr = Interrupter::new();
-        intr.set_deadline(Instant::now() + TRY_PATIENCE);
+        intr.set_timeout(TRY_PATIENCE);
         self.obtain_with(false, &intr)
     }
 
@@ -358,10 +358,7 @@ impl Election {
             return self.try_obtain();
         }
         let mut intr = Interrupter::new();
-        // A timeout too large to add is no deadline at all.
-        if let Some(deadline) = Instant::now().checked_add(timeout) {
-            intr.set_deadline(deadline);
-        }
+        intr.set_timeout(timeout);
         self.obtain_with(true, &intr)
     }
 

@@ -76,10 +76,11 @@ impl Interrupter {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ends the waits under this handle (and clones made after) at
-    /// `deadline`.
-    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
-        self.deadline = Some(deadline);
+    /// Ends the waits under this handle (and clones made after) once
+    /// `timeout` from now has passed. A timeout too large to add to the
+    /// clock is no deadline at all.
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) {
+        self.deadline = Instant::now().checked_add(timeout);
     }
 
     /// The deadline, if one was set.
@@ -231,7 +232,7 @@ mod tests {
     #[test]
     fn a_deadline_ends_a_sleep_with_timed_out() {
         let mut intr = Interrupter::new();
-        intr.set_deadline(Instant::now() + Duration::from_millis(20));
+        intr.set_timeout(Duration::from_millis(20));
         let got = intr.sleep(None, None).unwrap();
         assert_eq!(got, Err(Reason::TimedOut));
     }
