@@ -886,15 +886,16 @@ pub fn observer_files(dir: &Path) -> (PathBuf, PathBuf) {
     (log, obs)
 }
 
-/// How many places the line of the resource at `res` has (waiters, and
-/// stale places not yet removed).
+/// How many waiters stand in the line of the resource at `res` (see
+/// [`live_places`]).
 pub fn line_len(res: &Path) -> usize {
     live_places(res).len()
 }
 
 /// The places in the line of `res` whose waiter still holds them (an
-/// exclusive flock by the pid in the name), oldest first. A waiter leaves
-/// by closing its file; the file stays until someone finds it stale.
+/// exclusive flock by the pid in the name), oldest first. A waiter that
+/// dies leaves its file behind until someone finds it stale; counting only
+/// held places keeps that cleaning out of the count.
 pub fn live_places(res: &Path) -> Vec<(PathBuf, u32)> {
     line_places(res)
         .into_iter()
