@@ -166,7 +166,8 @@ impl Election {
             };
         }
         // A ticket that is free now (and nobody waits for) is taken on this
-        // thread: a waiting thread costs some 150 µs more from Python. Not
+        // thread, sparing the start of a waiting thread and the hand-back of
+        // its result. Not
         // under a timeout shorter than the try's own patience with others'
         // bookkeeping locks, which it could then overrun.
         if limit.is_none_or(|l| l >= elect::TRY_PATIENCE)

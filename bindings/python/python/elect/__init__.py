@@ -3,7 +3,7 @@
 Several processes compete for a named resource; at most N of them (its
 *tickets*) own it at once. Each ticket is a flock(2) on a slot file in a run
 directory, so the kernel frees a slot the instant its holder dies, however
-it dies, and the first waiter takes over within a millisecond.
+it dies, and the first waiter takes over in about a millisecond.
 
     import elect
 
@@ -111,8 +111,9 @@ class Election(_elect.Election):
         Ownership lasts until ``ticket.release()``, until the ticket is lost
         (checked every ``check_every`` seconds), or until ``resign()``; then
         ``cleanup(ending)`` runs with an ``Ending`` and should stop that
-        work; the slot is freed once it returns, so the next owner starts
-        after it. If ``on_obtain`` raises, its traceback is printed and the
+        work; after ``resign()`` the slot is freed once it returns, so the
+        next owner starts after it (a ticket released by the owned code, or
+        lost, is free before). If ``on_obtain`` raises, its traceback is printed and the
         ticket released. With ``requeue=True`` the campaign competes again
         after a release or a loss.
 
