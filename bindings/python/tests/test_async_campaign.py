@@ -19,7 +19,8 @@ def test_obtain_async(rundir):
         held = await e.obtain_async(timeout=5)
         assert held.is_held
         waiting = asyncio.create_task(e.obtain_async(timeout=DEADLINE))
-        await asyncio.sleep(0)  # let the task start its wait
+        while os.getpid() not in waiters(e):  # the task stands in line
+            await asyncio.sleep(0.005)
         assert not waiting.done()
         held.release()
         got = await asyncio.wait_for(waiting, DEADLINE)
@@ -228,8 +229,6 @@ def test_campaign_does_not_survive_fork(rundir, children):
 def test_cancel_after_the_ticket_came_releases_it(rundir):
     """The wait's thread has the ticket, but the task is cancelled before
     the event loop hands it over: nothing stays held."""
-    import time
-
     e = elect.Election("aio", dir=rundir)
 
     async def main():
@@ -237,10 +236,14 @@ def test_cancel_after_the_ticket_came_releases_it(rundir):
         await asyncio.sleep(0)  # the task starts its wait
         # Block the loop until the ticket was taken on the wait's thread.
         until(lambda: e.status()["slots"] and e.status()["slots"][0]["held"], "the wait took the ticket")
-        time.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        # Released by the cancel itself, not by the wait's object being
+        # collected later (it is still referenced here).
+        t = e.try_obtain()
+        assert t is not None, "the cancel left the ticket held"
+        t.release()
 
     asyncio.run(asyncio.wait_for(main(), DEADLINE))
     t = e.try_obtain()

@@ -169,6 +169,7 @@ def test_election_made_before_fork_is_used_in_children(rundir, children):
     a = children(worker)
     first = int(a.expect("got").split()[1])
     b = children(worker)
+    until(lambda: b.pid in waiters(e), "the second worker stands in line")
     assert b.silent_for(0.1)
     a.kill()
     assert int(b.expect("got").split()[1]) > first
