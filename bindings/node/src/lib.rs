@@ -157,7 +157,10 @@ impl NativeElection {
                 };
                 Ok(vec![err, ticket])
             })?;
-        let timeout = timeout_ms.map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        // A timeout too long to be a Duration is no timeout at all, as in
+        // the library (from_secs_f64 would panic and abort the process).
+        let timeout =
+            timeout_ms.and_then(|ms| Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok());
         let cancel = elect::Cancel::new();
         let (election, c2) = (self.inner.clone(), cancel.clone());
         std::thread::Builder::new()

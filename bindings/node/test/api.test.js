@@ -96,6 +96,10 @@ test('timeout: null when no ticket came in time; 0 tries once; a ticket when one
   const free = await e.obtain('slow', { timeout: 0 });
   assert.ok(free, 'timeout 0 takes a free ticket');
   free.release();
+  // Too long to be a duration: no timeout at all, not a crash.
+  const huge = await deadline(e.obtain('slow', { timeout: 1e300 }), 10000, 'a ticket under a huge timeout');
+  assert.ok(huge);
+  huge.release();
 });
 
 test('an AbortSignal ends a wait at once, with the signal\'s reason, and the place in line is given up', async (t) => {
