@@ -27,6 +27,8 @@ const { NativeElection, NativeTicket, MAX_TICKETS } = native;
 
 /** The default period of an owner's check that its ticket was not lost. */
 const CHECK_EVERY = 250;
+/** The longest delay setInterval takes (a longer one becomes 1 ms). */
+const MAX_INTERVAL = 2 ** 31 - 1;
 
 // A ticket is the native object itself; `using ticket = ...` releases it.
 if (typeof Symbol.dispose === 'symbol') {
@@ -215,31 +217,30 @@ class Campaign {
   }
 
   async #own(ticket) {
+    // Ends this ownership, and no later one: a release() kept from an
+    // earlier win, or a late rejection of its onObtain, finds its own
+    // Promise settled already (a Promise settles once).
     let end;
     const ending = new Promise((resolve) => {
       end = resolve;
     });
-    let over = false;
-    this.#endOwnership = (why) => {
-      if (!over) {
-        over = true;
-        end(why);
-      }
-    };
+    this.#endOwnership = end;
     let releasedResolve;
     const released = new Promise((resolve) => {
       releasedResolve = resolve;
     });
     const release = () => {
-      this.#endOwnership?.('released');
+      end('released');
       return released;
     };
     // The owner looks at its slot (one stat) so that a removed run
     // directory ends ownership; this timer also keeps the process alive
-    // while the campaign owns.
+    // while the campaign owns. A ticket the owner released itself
+    // (ticket.release()) has no record left: released, not lost. setInterval
+    // takes at most 2^31-1 ms (longer becomes 1 ms).
     const check = setInterval(() => {
-      if (!ticket.isHeld()) this.#endOwnership?.('lost');
-    }, this.#options.checkEvery ?? CHECK_EVERY);
+      if (!ticket.isHeld()) end(ticket.record() === null ? 'released' : 'lost');
+    }, Math.min(this.#options.checkEvery ?? CHECK_EVERY, MAX_INTERVAL));
     this.#ticket = ticket;
     let error = null;
     try {
@@ -247,12 +248,12 @@ class Campaign {
       if (result && typeof result.then === 'function') {
         result.then(undefined, (e) => {
           error ??= e;
-          this.#endOwnership?.('released');
+          end('released');
         });
       }
     } catch (e) {
       error = e;
-      this.#endOwnership('released');
+      end('released');
     }
     const why = await ending;
     clearInterval(check);

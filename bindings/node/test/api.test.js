@@ -306,6 +306,49 @@ test('campaign: requeue competes again after release; a removed run directory en
   assert.deepEqual(endings, ['released', 'lost', 'resigned']);
 });
 
+test('campaign: a release() kept from an earlier win does not end a later ownership; a ticket released directly ends it as "released"', async (t) => {
+  const e = createElection({ dir: runDir(t) });
+  const endings = [];
+  const releases = [];
+  const tickets = [];
+  const c = e.obtain(
+    'stale',
+    (release, ticket) => {
+      releases.push(release);
+      tickets.push(ticket);
+    },
+    (ending) => endings.push(ending),
+    { requeue: true, checkEvery: 10 },
+  );
+  await until(() => releases.length === 1, 10000, 'the first win');
+  await deadline(releases[0](), 10000, 'the first release');
+  await until(() => releases.length === 2, 10000, 'the second win');
+  releases[0](); // stale: the first ownership is over
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(endings, ['released']);
+  assert.equal(c.owner, true, 'the second ownership goes on');
+  // The owner releases the native ticket itself: free at once, and the
+  // check tells it from a loss.
+  tickets[1].release();
+  await until(() => endings.length === 2, 10000, 'the second ending');
+  assert.equal(endings[1], 'released');
+  await deadline(c.resign(), 10000, 'resign');
+});
+
+test('campaign: a checkEvery longer than setInterval takes is not turned into 1 ms', async (t) => {
+  const e = createElection({ dir: runDir(t) });
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  let won = false;
+  const c = e.obtain('long', () => (won = true), null, { checkEvery: 1e10 });
+  await until(() => won, 10000, 'the win');
+  await new Promise((resolve) => setImmediate(resolve));
+  await deadline(c.resign(), 10000, 'resign');
+  assert.ok(!warnings.includes('TimeoutOverflowWarning'), `warnings: ${warnings}`);
+});
+
 test('campaign: an error thrown by onObtain ends ownership, runs the cleanup and rejects `ended`', async (t) => {
   const e = createElection({ dir: runDir(t) });
   const endings = [];
