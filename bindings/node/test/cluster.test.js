@@ -33,7 +33,6 @@ test('SIGKILL of the owner: the waiting worker takes over at once', async (t) =>
 
 test('4 workers, 2 tickets: never more than 2 owners, through releases and a SIGKILL', async (t) => {
   const dir = runDir(t);
-  const e = createElection({ dir, tickets: 2 });
   const workers = Array.from({ length: 4 }, () =>
     // Each cleanup waits for the parent's ack, so that the parent has
     // counted the owner out before its ticket is released.
@@ -49,8 +48,7 @@ test('4 workers, 2 tickets: never more than 2 owners, through releases and a SIG
       owners.add(m.pid);
       wins += 1;
       most = Math.max(most, owners.size);
-      const held = e.status('echo').slots.filter((s) => s.held).length;
-      if (owners.size > 2 || held > 2) violations.push(`${owners.size} owners, ${held} held slots`);
+      if (owners.size > 2) violations.push(`${owners.size} owners`);
     } else if (m.ev === 'cleanup') {
       owners.delete(m.pid);
       byPid.get(m.pid).send('ack-cleanup');
