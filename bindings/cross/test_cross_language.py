@@ -43,7 +43,7 @@ DEADLINE = 20.0  # seconds: the longest any awaited event or state may take
 # Test 2: the tickets every participant asks for, and the most holders at
 # once that the test accepts.
 TICKETS = 2
-LIMIT = 2
+LIMIT = TICKETS  # at most N hold at once
 ROUNDS = 40
 
 
