@@ -28,6 +28,17 @@ pub(crate) enum Reason {
     Cancelled,
 }
 
+/// The pipe a sleeper polls, and the process it belongs to. A fork child
+/// inherits the descriptors, but a trigger there must not make the
+/// parent's sleeps return at once (forever: the pipe is never read), and a
+/// sleep there must not wake for the parent's trigger, which the child's
+/// memory knows nothing of: a fork child makes a pipe of its own.
+struct Wake {
+    reader: Arc<PipeReader>,
+    writer: PipeWriter,
+    pid: u32,
+}
+
 /// A callback run when the interrupter is triggered.
 type Listener = Box<dyn Fn() + Send + Sync>;
 
@@ -35,7 +46,7 @@ type Listener = Box<dyn Fn() + Send + Sync>;
 struct State {
     reason: Option<Reason>,
     /// Readable once triggered; made at the first sleep.
-    wake: Option<(Arc<PipeReader>, PipeWriter)>,
+    wake: Option<Wake>,
     /// Called on trigger: how a wait that sleeps in an async runtime rather
     /// than in `poll` (the etcd store) learns that it must stop.
     listener: Option<Listener>,
@@ -109,9 +120,11 @@ impl Interrupter {
             return;
         }
         st.reason = Some(reason);
-        if let Some((_, writer)) = &mut st.wake {
+        if let Some(wake) = &mut st.wake
+            && wake.pid == std::process::id()
+        {
             // One byte, once: it cannot fill the pipe.
-            let _ = writer.write_all(b"!");
+            let _ = wake.writer.write_all(b"!");
         }
         if let Some(listener) = &st.listener {
             listener();
@@ -131,15 +144,23 @@ impl Interrupter {
     /// The pipe end that becomes readable on trigger, made now if need be.
     fn wake_fd(&self) -> io::Result<Arc<PipeReader>> {
         let mut st = self.state();
-        if let Some((reader, _)) = &st.wake {
-            return Ok(Arc::clone(reader));
+        let pid = std::process::id();
+        if let Some(wake) = &st.wake
+            && wake.pid == pid
+        {
+            return Ok(Arc::clone(&wake.reader));
         }
+        // None yet, or a parent's (closed here, in this process only).
         let (reader, mut writer) = io::pipe()?;
         if st.reason.is_some() {
             let _ = writer.write_all(b"!");
         }
         let reader = Arc::new(reader);
-        st.wake = Some((Arc::clone(&reader), writer));
+        st.wake = Some(Wake {
+            reader: Arc::clone(&reader),
+            writer,
+            pid,
+        });
         Ok(reader)
     }
 
@@ -227,6 +248,35 @@ mod tests {
         t.join().unwrap();
         // Sticks: a later wait ends at once.
         assert_eq!(intr.pause(Duration::from_secs(30)), Err(Reason::Cancelled));
+    }
+
+    #[test]
+    fn a_trigger_in_a_fork_child_does_not_wake_the_parent() {
+        let intr = Interrupter::new();
+        // The pipe exists before the fork, as for a wait under way.
+        let first = intr.sleep(None, Some(Duration::from_millis(1))).unwrap();
+        assert_eq!(first, Ok(Woken::Timeout));
+        let copy = intr.clone();
+        // SAFETY: the child only triggers its copy (a mutex no other
+        // thread of the child holds) and ends with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            copy.trigger(Reason::Cancelled);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(intr.check(), Ok(()));
+        let start = Instant::now();
+        let got = intr.sleep(None, Some(Duration::from_millis(200))).unwrap();
+        assert_eq!(got, Ok(Woken::Timeout));
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "the child's trigger ended the parent's sleep at once"
+        );
     }
 
     #[test]
