@@ -183,6 +183,7 @@ impl CampaignBuilder {
             intr,
             state,
             thread: Some(thread),
+            pid: std::process::id(),
         }
     }
 }
@@ -257,12 +258,19 @@ pub struct BlockingCampaign {
     intr: Interrupter,
     state: Arc<Signal>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
+    /// The process whose thread runs the campaign: a fork child inherits
+    /// this handle but not the thread.
+    pid: u32,
 }
 
 impl BlockingCampaign {
     /// Stops competing: ends a wait, or ends ownership and runs the cleanup
     /// with [`Ending::Resigned`]; returns when the campaign has ended, with
-    /// the error that ended it earlier, if any.
+    /// the error that ended it earlier, if any. Called from the campaign's
+    /// own thread (its owned code or cleanup), it returns at once, and the
+    /// campaign ends when that code returns. In a fork child, where the
+    /// campaign's thread does not run, resigning or dropping the handle
+    /// does nothing: the campaign is the parent's.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -277,7 +285,8 @@ impl BlockingCampaign {
     }
 
     /// Waits until the campaign ends by itself (ownership released or lost
-    /// without requeue, or an error).
+    /// without requeue, or an error). Not from the campaign's own code,
+    /// which would wait for itself. In a fork child it returns at once.
     ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
@@ -287,7 +296,14 @@ impl BlockingCampaign {
     /// ```
     pub fn join(mut self) -> Result<()> {
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Some(t) if self.pid == std::process::id() => {
+                t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }
+            // A fork child: no thread of its own to wait for.
+            Some(t) => {
+                std::mem::forget(t);
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -306,15 +322,27 @@ impl BlockingCampaign {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.pid != std::process::id() || self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     fn stop(&mut self) -> Result<()> {
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
+        if self.pid != std::process::id() {
+            // A fork child: the thread is the parent's, and so is the
+            // campaign (the handle's copy of the JoinHandle names a thread
+            // that does not exist here, so it is not even dropped).
+            std::mem::forget(thread);
+            return Ok(());
+        }
         self.state.raise(|f| f.resigned = true);
         self.intr.trigger(Reason::Cancelled);
+        if thread.thread().id() == std::thread::current().id() {
+            // From the campaign's own code: it ends once that code returns;
+            // joining itself would deadlock.
+            return Ok(());
+        }
         thread
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))

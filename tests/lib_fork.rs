@@ -53,6 +53,9 @@ fn fork_scenario() {
     let dir = std::path::PathBuf::from(std::env::var(DIR).unwrap());
     let e = election(&dir);
     let ticket = e.obtain().unwrap();
+    if scenario == "campaign" {
+        return campaign_scenario(&dir, ticket);
+    }
     let code = match scenario.as_str() {
         // The child drops its copy of the ticket, then uses the election:
         // the slot is the parent's, so nothing is free, and a timeout
@@ -94,6 +97,50 @@ fn fork_scenario() {
     println!("OTHER-GOT {}", other.try_obtain().unwrap().is_some());
     drop(ticket);
     println!("AFTER-RELEASE {}", other.try_obtain().unwrap().is_some());
+}
+
+/// A campaign of the parent waits (the parent holds the ticket) while a
+/// fork child drops its copy of the campaign's handle: the child returns at
+/// once, the parent's wait goes on asleep (it used to spin, woken for ever
+/// by the child's trigger), and wins when the parent releases.
+fn campaign_scenario(dir: &Path, ticket: elect::Ticket) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let campaign = election(dir)
+        .campaign()
+        .run_blocking(move |_| tx.send(()).unwrap(), |_| {});
+    // Asleep in its wait: its place stands in the line.
+    let line = dir.join("fork").join("line");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&line).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the campaign never stood in line"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let code = fork_and(|| {
+        // SAFETY: the child's one owner of its copy of the handle (see
+        // ticket_copy); the original is never used in the child.
+        drop(unsafe { std::ptr::read(&campaign) });
+        true
+    });
+    println!("CHILD {code}");
+    // A sleeping wait uses no CPU; one woken for ever spins.
+    let before = cpu_ticks();
+    std::thread::sleep(Duration::from_millis(500));
+    println!("TICKS {}", cpu_ticks() - before);
+    drop(ticket);
+    println!("WON {}", rx.recv_timeout(Duration::from_secs(20)).is_ok());
+    campaign.resign().unwrap();
+}
+
+/// CPU time of this process so far, in clock ticks (utime + stime).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5), counted after the state (field 3).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// What a fork child has of a ticket the parent held at the fork: a copy
@@ -150,6 +197,25 @@ fn a_fork_child_that_drops_its_copy_leaves_the_parent_holding_and_can_use_the_el
 #[test]
 fn a_fork_child_that_returns_and_exits_through_destructors_releases_nothing() {
     check("return-and-exit");
+}
+
+#[test]
+fn a_fork_child_that_drops_a_copy_of_a_campaign_leaves_the_parents_campaign_alone() {
+    let text = run("campaign");
+    assert!(text.contains("CHILD 0"), "{text}");
+    assert!(text.contains("WON true"), "{text}");
+    let ticks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TICKS "))
+        .expect("TICKS")
+        .trim()
+        .parse()
+        .unwrap();
+    // 500 ms asleep is 0 ticks (10 ms each); a spinning wait gets tens.
+    assert!(
+        ticks < 10,
+        "the parent used {ticks} ticks of CPU in 500 ms: its wait spins"
+    );
 }
 
 #[test]

@@ -357,6 +357,33 @@ fn the_next_owner_starts_after_an_async_campaigns_cleanup() {
 }
 
 #[test]
+fn a_campaign_resigned_from_its_own_owned_code_ends_with_resigned() {
+    let _serial = support::serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path();
+    let name = "resign-from-within";
+    let (handle_tx, handle_rx) = mpsc::channel::<elect::BlockingCampaign>();
+    let (tx, rx) = mpsc::channel();
+    let c = election(run, name, 1)
+        .campaign()
+        .requeue(true)
+        .run_blocking(
+            move |_| {
+                let me = handle_rx.recv().unwrap();
+                me.resign().unwrap(); // returns at once: this is its thread
+            },
+            move |ending| tx.send(ending).unwrap(),
+        );
+    handle_tx.send(c).unwrap();
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), Ending::Resigned);
+    // The campaign ended (no requeue after a resign) and freed the slot.
+    let mut w = waiter(run, name, 1);
+    w.expect_held();
+    w.finish();
+    assert!(rx.try_recv().is_err(), "the campaign competed again");
+}
+
+#[test]
 fn a_cleanup_that_panics_still_frees_the_slot() {
     let _serial = support::serial();
     let tmp = tempfile::tempdir().unwrap();
