@@ -673,10 +673,15 @@ impl Campaign {
                 }
                 return Ok(true);
             }
-            if limit.is_some_and(|l| start.elapsed() >= l) {
+            let left = limit.map(|l| l.saturating_sub(start.elapsed()));
+            if left.is_some_and(|l| l.is_zero()) {
                 return Ok(false);
             }
-            py.detach(|| std::thread::sleep(Duration::from_millis(5)));
+            // The campaign has no end event to wait on here (the library's
+            // join cannot time out): look every SLICE, as a wait checks for
+            // Ctrl-C, rather than waking 200 times a second.
+            let nap = left.map_or(SLICE, |l| l.min(SLICE));
+            py.detach(|| std::thread::sleep(nap));
             py.check_signals()?;
         }
     }
