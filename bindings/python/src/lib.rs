@@ -513,10 +513,9 @@ impl Drop for Wait {
 /// `release()` ends ownership (the cleanup then runs).
 #[pyclass(module = "elect._elect", frozen)]
 struct CampaignTicket {
-    inner: Mutex<Option<elect::CampaignTicket>>,
-    name: String,
-    slot: u32,
-    token: u64,
+    /// A handle on the campaign's ticket: it tells the name, slot and token
+    /// even after ownership ended, and releasing it twice does nothing.
+    inner: elect::CampaignTicket,
 }
 
 #[pymethods]
@@ -524,42 +523,40 @@ impl CampaignTicket {
     /// The resource name.
     #[getter]
     fn name(&self) -> &str {
-        &self.name
+        self.inner.name()
     }
 
     /// The slot held, 0-based.
     #[getter]
     fn slot(&self) -> u32 {
-        self.slot
+        self.inner.slot()
     }
 
     /// The fencing token of this acquisition.
     #[getter]
     fn token(&self) -> u64 {
-        self.token
+        self.inner.token()
     }
 
     /// Whether the campaign still truly holds the slot.
     #[getter]
     fn is_held(&self) -> bool {
-        lock(&self.inner)
-            .as_ref()
-            .is_some_and(elect::CampaignTicket::is_held)
+        self.inner.is_held()
     }
 
     /// Ends ownership: the slot is released at once, then the campaign's
     /// cleanup runs with "released". Does nothing once ownership ended.
     fn release(&self, py: Python<'_>) {
-        let t = lock(&self.inner).clone();
-        if let Some(t) = t {
-            py.detach(|| t.release());
-        }
+        let t = self.inner.clone();
+        py.detach(|| t.release());
     }
 
     fn __repr__(&self) -> String {
         format!(
             "<elect.CampaignTicket {:?} slot={} token={}>",
-            self.name, self.slot, self.token
+            self.name(),
+            self.slot(),
+            self.token()
         )
     }
 }
@@ -594,10 +591,7 @@ impl Campaign {
                     *lock(&t1) = Some(std::thread::current().id());
                     Python::attach(|py| {
                         let pt = CampaignTicket {
-                            name: ticket.name().to_string(),
-                            slot: ticket.slot(),
-                            token: ticket.token(),
-                            inner: Mutex::new(Some(ticket.clone())),
+                            inner: ticket.clone(),
                         };
                         let called = Py::new(py, pt).and_then(|pt| on_obtain.call1(py, (pt,)));
                         if let Err(e) = called {
